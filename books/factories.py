@@ -1,0 +1,67 @@
+"""factory_boy factories for the whole project (tenants, books, codes, reservations, redemptions)."""
+
+import secrets
+from datetime import timedelta
+
+import factory
+from django.utils import timezone
+
+from books.models import Code, CouponBook, Reservation
+from redemptions.models import Redemption
+from tenants.models import Tenant
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+
+    name = factory.Sequence(lambda n: f"Shop {n}")
+    slug = factory.Sequence(lambda n: f"shop-{n}")
+    timezone = "Europe/Berlin"
+
+
+class CouponBookFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CouponBook
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    status = CouponBook.Status.ACTIVE
+    discount_type = CouponBook.DiscountType.PERCENT
+    discount_value = 10
+
+
+class CodeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Code
+
+    book = factory.SubFactory(CouponBookFactory)
+    tenant = factory.SelfAttribute("book.tenant")
+    code = factory.Sequence(lambda n: f"CODE{n:06d}")
+    max_uses = factory.LazyAttribute(lambda o: o.book.uses_per_code)
+    shuffle = factory.LazyFunction(lambda: secrets.randbits(63))
+
+
+class ReservationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Reservation
+
+    code = factory.SubFactory(CodeFactory)
+    book = factory.SelfAttribute("code.book")
+    tenant = factory.SelfAttribute("code.tenant")
+    user_id = "user-1"
+    token = factory.LazyFunction(lambda: secrets.token_urlsafe(24))
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=5))
+
+
+class RedemptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Redemption
+
+    code = factory.SubFactory(CodeFactory)
+    book = factory.SelfAttribute("code.book")
+    tenant = factory.SelfAttribute("code.tenant")
+    user_id = "user-1"
+    redeemed_at = factory.LazyFunction(timezone.now)
+    actor_type = "system"
+    actor_id = "test"

@@ -1,0 +1,76 @@
+"""Normalisation of the values callers send: code strings, user ids, amounts, TTLs.
+
+Every service runs its inputs through these, so bad input of any kind becomes an ApplicationError with a stable
+code before anything is read or written.
+"""
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+
+from core.exceptions import ApplicationError
+
+CODE_RE = re.compile(r"^[A-Z0-9_-]{3,64}$")
+MAX_USER_ID_LENGTH = 255
+MAX_AMOUNT = Decimal("999999999999.99")
+
+
+def normalize_code(value: object) -> str:
+    """Strip surrounding white space and upper-case; codes are matched case-insensitively, stored upper-case."""
+    if not isinstance(value, str):
+        raise ApplicationError("invalid_input", "A code must be a string.", {"code": repr(value)[:80]})
+    return value.strip().upper()
+
+
+def is_valid_code(value: str) -> bool:
+    return bool(CODE_RE.fullmatch(value))
+
+
+def clean_user_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApplicationError("invalid_input", "user_id must be a non-empty string.", {"field": "user_id"})
+    value = value.strip()
+    if len(value) > MAX_USER_ID_LENGTH or "\x00" in value:
+        raise ApplicationError(
+            "invalid_input", f"user_id must be at most {MAX_USER_ID_LENGTH} printable characters.", {"field": "user_id"}
+        )
+    return value
+
+
+def clean_amount(value: object) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ApplicationError("invalid_input", "amount must be a decimal number.", {"field": "amount"}) from None
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+        raise ApplicationError("invalid_input", "amount must be a number from 0 up.", {"field": "amount"})
+    return amount.quantize(Decimal("0.01"))
+
+
+def clean_text(value: object, *, field: str, max_length: int = 255) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        value = str(value)
+    value = value.strip()
+    if len(value) > max_length or "\x00" in value:
+        raise ApplicationError("invalid_input", f"{field} must be at most {max_length} characters.", {"field": field})
+    return value
+
+
+def clean_ttl(value: object, *, default: int) -> int:
+    if value is None or value == "":
+        return default
+    bounds = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
+    try:
+        ttl = int(value)
+    except (TypeError, ValueError):
+        ttl = -1
+    if isinstance(value, bool) or not bounds[0] <= ttl <= bounds[1]:
+        raise ApplicationError(
+            "invalid_input", f"ttl_seconds must be a whole number from {bounds[0]} to {bounds[1]}.", {"field": "ttl_seconds"}
+        )
+    return ttl

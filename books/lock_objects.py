@@ -1,0 +1,55 @@
+"""Every row lock the coupon services take, in one place (after Saleor's giftcard/lock_objects.py).
+
+Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption. Every service
+that takes more than one of these takes them in this order, so two transactions can never each hold the lock the
+other waits for (no deadlock). Locks are row locks held to the end of the service's transaction; on SQLite,
+where select_for_update is a no-op, IMMEDIATE transactions serialise writers instead.
+"""
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from .models import BookUser, Code, CouponBook, Reservation
+
+
+def book_user_lock(*, book: CouponBook, user_id: str) -> BookUser:
+    """Lock (creating it first if needed) the row that serialises one user's claims in one book."""
+    # INSERT ... ON CONFLICT DO NOTHING: concurrent first claims of the same user race harmlessly here.
+    BookUser.objects.bulk_create([BookUser(book=book, user_id=user_id)], ignore_conflicts=True)
+    return BookUser.objects.select_for_update().get(book=book, user_id=user_id)
+
+
+def code_lock_qs() -> QuerySet[Code]:
+    """Codes, row-locked (only the code rows, not the joined book)."""
+    return Code.objects.select_for_update(of=("self",)).select_related("book")
+
+
+def free_codes_claim_qs(*, book: CouponBook) -> QuerySet[Code]:
+    """The book's free codes in shuffle order, locking the first one not locked by someone else.
+
+    SKIP LOCKED lets N concurrent claimers take N different codes without waiting on each other; a plain
+    FOR UPDATE would queue them all on the same first row.
+    """
+    qs = Code.objects.filter(book=book, state=Code.State.FREE).order_by("shuffle")
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True)
+    return qs
+
+
+def reservation_lock_qs() -> QuerySet[Reservation]:
+    return Reservation.objects.select_for_update(of=("self",))
+
+
+def expired_reservations_lock_qs() -> QuerySet[Reservation]:
+    """Active reservations, locked without waiting: two expiry runs at once split the rows between them."""
+    qs = Reservation.objects.filter(status=Reservation.Status.ACTIVE).order_by("expires_at", "pk")
+    if connection.features.has_select_for_update_skip_locked:
+        # of=self: the expiry task joins the code and book for its events but must not lock those rows.
+        qs = qs.select_for_update(skip_locked=True, of=("self",))
+    return qs
+
+
+def redemption_lock_qs():
+    from redemptions.models import Redemption  # the redemption log lives in its own app
+
+    return Redemption.objects.select_for_update(of=("self",))

@@ -1,0 +1,220 @@
+"""Coupon books, their codes, reservations (locks) of a code's use, and the event history of every code."""
+
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+from core.actors import ACTOR_KIND_CHOICES
+
+CODE_REGEX = r"^[A-Z0-9_-]{3,64}$"
+
+
+class CouponBook(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        ARCHIVED = "archived", "Archived"
+
+    class DiscountType(models.TextChoices):
+        PERCENT = "percent", "Percent"
+        FIXED = "fixed", "Fixed amount"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="books")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    discount_type = models.CharField(max_length=16, choices=DiscountType.choices, default=DiscountType.PERCENT)
+    discount_value = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("10.00"))
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code; required for a fixed discount.")
+    product_ids = models.JSONField(default=list, blank=True, help_text="Eligible product ids; empty means every product.")
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    max_codes_per_user = models.PositiveIntegerField(null=True, blank=True, default=1, validators=[MinValueValidator(1)])
+    max_redemptions_per_user = models.PositiveIntegerField(null=True, blank=True, default=1, validators=[MinValueValidator(1)])
+    uses_per_code = models.PositiveIntegerField(null=True, blank=True, default=1, validators=[MinValueValidator(1)])
+    requires_assignment = models.BooleanField(default=True)
+    lock_ttl_seconds = models.PositiveIntegerField(default=300, validators=[MinValueValidator(10), MaxValueValidator(3600)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant", "status"], name="book_tenant_status_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="book_tenant_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(discount_value__gte=0), name="book_discount_non_negative"),
+            models.CheckConstraint(
+                condition=~Q(discount_type="percent") | Q(discount_value__lte=100), name="book_percent_at_most_100"
+            ),
+            models.CheckConstraint(condition=~Q(discount_type="fixed") | ~Q(currency=""), name="book_fixed_has_currency"),
+            models.CheckConstraint(
+                condition=Q(valid_from__isnull=True) | Q(valid_until__isnull=True) | Q(valid_until__gt=F("valid_from")),
+                name="book_validity_ordered",
+            ),
+            models.CheckConstraint(condition=Q(uses_per_code__isnull=True) | Q(uses_per_code__gte=1), name="book_uses_positive"),
+            models.CheckConstraint(
+                condition=Q(max_codes_per_user__isnull=True) | Q(max_codes_per_user__gte=1), name="book_max_codes_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_redemptions_per_user__isnull=True) | Q(max_redemptions_per_user__gte=1),
+                name="book_max_redemptions_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(lock_ttl_seconds__gte=10) & Q(lock_ttl_seconds__lte=3600), name="book_lock_ttl_bounded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Code(models.Model):
+    class State(models.TextChoices):
+        FREE = "free", "Free"  # never assigned, uses left
+        ASSIGNED = "assigned", "Assigned"  # held by a user, uses left
+        REDEEMED = "redeemed", "Redeemed"  # every use consumed
+        VOIDED = "voided", "Voided"  # withdrawn by staff; never usable again
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="codes")
+    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="codes")
+    code = models.CharField(max_length=64, validators=[RegexValidator(CODE_REGEX)])
+    state = models.CharField(max_length=16, choices=State.choices, default=State.FREE)
+    # NULL, not "", means unassigned: the partial index of users' codes and the assigned-has-user check rely on it.
+    user_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    # Copied from the book so the database itself can refuse a redemption above the code's uses (a CHECK can
+    # only see its own row). book_update keeps it in step; null means unlimited.
+    max_uses = models.PositiveIntegerField(null=True, blank=True)
+    redeemed_count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Overrides the book's valid_until.")
+    # Random key from a cryptographic source; random assignment walks the free codes in this order.
+    shuffle = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # Random assignment: the free codes of a book in shuffle order (partial: only free codes).
+            models.Index(fields=["book", "shuffle"], condition=Q(state="free"), name="code_free_shuffle_idx"),
+            # A user's codes (within a book, or across the tenant).
+            models.Index(fields=["tenant", "user_id", "book"], condition=Q(user_id__isnull=False), name="code_user_idx"),
+            # Codes of a book by state (changelists, stats).
+            models.Index(fields=["book", "state"], name="code_book_state_idx"),
+        ]
+        constraints = [
+            # A code by string: unique within its tenant (this index serves the look-up too).
+            models.UniqueConstraint(fields=["tenant", "code"], name="code_unique_per_tenant"),
+            models.CheckConstraint(condition=Q(redeemed_count__gte=0), name="code_redeemed_non_negative"),
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(redeemed_count__lte=F("max_uses")), name="code_redeemed_within_uses"
+            ),
+            models.CheckConstraint(condition=~Q(state="assigned") | Q(user_id__isnull=False), name="code_assigned_has_user"),
+            models.CheckConstraint(condition=Q(code__regex=CODE_REGEX), name="code_format"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def uses_left(self) -> int | None:
+        return None if self.max_uses is None else self.max_uses - self.redeemed_count
+
+
+class BookUser(models.Model):
+    """One end user's standing in one book: the row locked to serialise that user's claims in the book.
+
+    The per-user limits (codes held, redemptions) span many code rows, so no single code lock protects them;
+    every service that could raise a user's count takes this row's lock first, then re-counts under it.
+    """
+
+    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["book", "user_id"], name="bookuser_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in book {self.book_id}"
+
+
+class Reservation(models.Model):
+    """A hold of one use of a code by one user until expires_at. Past expires_at it no longer counts."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        RELEASED = "released", "Released"  # unlocked by the caller, or the code was voided
+        EXPIRED = "expired", "Expired"  # marked by the expiry task after expires_at
+        CONSUMED = "consumed", "Consumed"  # turned into a redemption
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="reservations")
+    code = models.ForeignKey(Code, on_delete=models.CASCADE, related_name="reservations")
+    user_id = models.CharField(max_length=255)
+    token = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Active holds on a code (the uses check) and of a user in a book (the per-user limit).
+            models.Index(fields=["code", "expires_at"], condition=Q(status="active"), name="reservation_code_active_idx"),
+            models.Index(fields=["book", "user_id"], condition=Q(status="active"), name="reservation_user_active_idx"),
+            # The expiry task's scan.
+            models.Index(fields=["expires_at"], condition=Q(status="active"), name="reservation_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code_id} held by {self.user_id} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Event(models.Model):
+    """The history of codes: one row per state change, written in the same transaction as the change.
+
+    Bulk generation and upload write one event for the whole batch (code is null, data holds the count), so a
+    million-code import is not a million history rows; a code's own created_at dates its arrival.
+    """
+
+    class Kind(models.TextChoices):
+        GENERATED = "generated", "Generated"
+        UPLOADED = "uploaded", "Uploaded"
+        ASSIGNED = "assigned", "Assigned"
+        UNASSIGNED = "unassigned", "Unassigned"
+        LOCKED = "locked", "Locked"
+        UNLOCKED = "unlocked", "Unlocked"
+        LOCK_EXPIRED = "lock_expired", "Lock expired"
+        REDEEMED = "redeemed", "Redeemed"
+        REVERSED = "reversed", "Reversed"
+        VOIDED = "voided", "Voided"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="events")
+    code = models.ForeignKey(Code, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    reservation = models.ForeignKey(Reservation, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    user_id = models.CharField(max_length=255, blank=True)
+    actor_type = models.CharField(max_length=16, choices=ACTOR_KIND_CHOICES)
+    actor_id = models.CharField(max_length=150, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["code", "created_at"], name="event_code_idx"),
+            models.Index(fields=["book", "created_at"], name="event_book_idx"),
+        ]
+        constraints = [
+            # A reservation expires once: the expiry task, run twice, cannot record it twice.
+            models.UniqueConstraint(
+                fields=["reservation"], condition=Q(kind="lock_expired"), name="event_one_expiry_per_reservation"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,107 @@
+"""The rules a code must pass to be locked or redeemed, shared by lock, redeem and validate so they never disagree.
+
+Each check raises ApplicationError with the rule's stable code; validate catches it and reports the code as its
+reason. Callers that change data run these only after taking their row locks (never on data read before them).
+"""
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Q
+
+from core.exceptions import ApplicationError
+
+from .models import Code, CouponBook, Reservation
+
+CENT = Decimal("0.01")
+
+
+def active_reservations(*, now: datetime) -> Q:
+    """Reservations that still count: active and not past their time (lazy expiry; the task only tidies up)."""
+    return Q(status=Reservation.Status.ACTIVE, expires_at__gt=now)
+
+
+def book_open_check(*, book: CouponBook, code: Code, now: datetime) -> None:
+    if book.status == CouponBook.Status.ARCHIVED:
+        raise ApplicationError("book_archived", "This coupon book is archived.", {"book": book.pk})
+    if book.status != CouponBook.Status.ACTIVE:
+        raise ApplicationError(
+            "book_not_active", f"This coupon book is {book.status}, not active.", {"book": book.pk, "status": book.status}
+        )
+    if book.valid_from and now < book.valid_from:
+        raise ApplicationError(
+            "book_not_started", "This coupon book is not valid yet.", {"valid_from": book.valid_from.isoformat()}
+        )
+    if code.expires_at is not None:
+        if now >= code.expires_at:
+            raise ApplicationError("code_expired", "This code has expired.", {"expires_at": code.expires_at.isoformat()})
+    elif book.valid_until and now >= book.valid_until:
+        raise ApplicationError("book_expired", "This coupon book has ended.", {"valid_until": book.valid_until.isoformat()})
+
+
+def code_holder_check(*, book: CouponBook, code: Code, user_id: str) -> None:
+    if code.state == Code.State.VOIDED:
+        raise ApplicationError("code_voided", "This code has been voided.", {"code": code.code})
+    if book.requires_assignment and code.user_id != user_id:
+        raise ApplicationError(
+            "code_not_assigned_to_user", "This code is not assigned to this user.", {"code": code.code, "user_id": user_id}
+        )
+
+
+def code_use_left_check(*, code: Code, now: datetime, exclude_reservation: Reservation | None = None) -> None:
+    """A use must be left beyond the other active reservations (redemptions + active holds <= uses)."""
+    if code.max_uses is None:
+        return
+    left = code.max_uses - code.redeemed_count
+    if left <= 0:
+        raise ApplicationError("code_exhausted", "Every use of this code has been redeemed.", {"code": code.code})
+    held = code.reservations.filter(active_reservations(now=now))
+    if exclude_reservation is not None:
+        held = held.exclude(pk=exclude_reservation.pk)
+    if held.count() >= left:
+        raise ApplicationError(
+            "code_locked", "The uses left on this code are reserved by a checkout in progress.", {"code": code.code}
+        )
+
+
+def user_redemption_limit_check(*, book: CouponBook, user_id: str, now: datetime) -> None:
+    """The user's standing redemptions plus active holds in the book stay under max_redemptions_per_user."""
+    if book.max_redemptions_per_user is None:
+        return
+    from redemptions.models import Redemption
+
+    redeemed = Redemption.objects.filter(book=book, user_id=user_id, reversed_at__isnull=True).count()
+    held = Reservation.objects.filter(active_reservations(now=now), book=book, user_id=user_id).count()
+    if redeemed + held >= book.max_redemptions_per_user:
+        raise ApplicationError(
+            "user_redemption_limit_reached",
+            f"This user has used this book {book.max_redemptions_per_user} time(s), its limit.",
+            {"limit": book.max_redemptions_per_user, "redeemed": redeemed, "reserved": held},
+        )
+
+
+def user_code_limit_check(*, book: CouponBook, user_id: str) -> None:
+    if book.max_codes_per_user is None:
+        return
+    held = Code.objects.filter(book=book, user_id=user_id).exclude(state=Code.State.VOIDED).count()
+    if held >= book.max_codes_per_user:
+        raise ApplicationError(
+            "user_code_limit_reached",
+            f"This user holds {held} code(s) of this book, its limit.",
+            {"limit": book.max_codes_per_user},
+        )
+
+
+def discount_for(*, book: CouponBook, amount: Decimal | None, product_id: str) -> Decimal | None:
+    """The discount for an order line, checking product eligibility; None when no amount is known (percent)."""
+    if book.product_ids and product_id not in {str(p) for p in book.product_ids}:
+        raise ApplicationError(
+            "product_not_eligible",
+            "This coupon applies only to certain products." + ("" if product_id else " Send the product_id."),
+            {"product_id": product_id},
+        )
+    if amount is None:
+        return book.discount_value if book.discount_type == CouponBook.DiscountType.FIXED else None
+    if book.discount_type == CouponBook.DiscountType.PERCENT:
+        return (amount * book.discount_value / Decimal(100)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return min(book.discount_value, amount).quantize(CENT)

@@ -1,0 +1,181 @@
+"""Create, update and archive coupon books."""
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from core.exceptions import ApplicationError
+from tenants.models import Tenant
+
+from ..models import Code, CouponBook
+
+EDITABLE_FIELDS = (
+    "name",
+    "description",
+    "status",
+    "discount_type",
+    "discount_value",
+    "currency",
+    "product_ids",
+    "valid_from",
+    "valid_until",
+    "max_codes_per_user",
+    "max_redemptions_per_user",
+    "uses_per_code",
+    "requires_assignment",
+    "lock_ttl_seconds",
+)
+LIMIT_FIELDS = ("max_codes_per_user", "max_redemptions_per_user", "uses_per_code")
+
+
+def _bad(field: str, message: str) -> ApplicationError:
+    return ApplicationError("invalid_input", message, {"field": field})
+
+
+def _clean_datetime(field: str, value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = parse_datetime(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, datetime):
+        raise _bad(field, f"{field} must be an ISO 8601 date and time.")
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def _clean_limit(field: str, value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise _bad(field, f"{field} must be a whole number from 1 up, or null for unlimited.")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or number > 2_000_000_000 or (isinstance(value, float) and not value.is_integer()):
+        raise _bad(field, f"{field} must be a whole number from 1 up, or null for unlimited.")
+    return number
+
+
+def _clean_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """Type-check and normalise the editable fields present in `values` (absent ones are left alone)."""
+    unknown = set(values) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ApplicationError("invalid_input", f"Unknown field(s): {', '.join(sorted(unknown))}.", {"fields": sorted(unknown)})
+    clean: dict[str, Any] = {}
+    for field, value in values.items():
+        if field in ("name", "description", "currency"):
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise _bad(field, f"{field} must be a string.")
+            value = value.strip()
+            limit = {"name": 200, "description": 5000, "currency": 3}[field]
+            if len(value) > limit or "\x00" in value:
+                raise _bad(field, f"{field} must be at most {limit} characters.")
+            if field == "name" and not value:
+                raise _bad(field, "A book needs a name.")
+            if field == "currency":
+                value = value.upper()
+                if value and not (len(value) == 3 and value.isascii() and value.isalpha()):
+                    raise _bad(field, "currency must be a three-letter ISO 4217 code.")
+        elif field == "status":
+            if value not in CouponBook.Status.values:
+                raise _bad(field, f"status must be one of {', '.join(CouponBook.Status.values)}.")
+        elif field == "discount_type":
+            if value not in CouponBook.DiscountType.values:
+                raise _bad(field, f"discount_type must be one of {', '.join(CouponBook.DiscountType.values)}.")
+        elif field == "discount_value":
+            try:
+                value = Decimal(str(value))
+            except (InvalidOperation, ValueError):
+                raise _bad(field, "discount_value must be a decimal number.") from None
+            if not value.is_finite() or value < 0 or value >= Decimal("1e10"):
+                raise _bad(field, "discount_value must be a number from 0 up.")
+            value = value.quantize(Decimal("0.01"))
+        elif field == "product_ids":
+            if value is None:
+                value = []
+            if not isinstance(value, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in value):
+                raise _bad(field, "product_ids must be a list of product ids (strings).")
+            value = [str(p).strip() for p in value]
+            if len(value) > 10_000 or any(not p or len(p) > 255 for p in value):
+                raise _bad(field, "product_ids holds at most 10,000 non-empty ids of up to 255 characters.")
+        elif field in ("valid_from", "valid_until"):
+            value = _clean_datetime(field, value)
+        elif field in LIMIT_FIELDS:
+            value = _clean_limit(field, value)
+        elif field == "requires_assignment":
+            if not isinstance(value, bool):
+                raise _bad(field, "requires_assignment must be true or false.")
+        elif field == "lock_ttl_seconds":
+            low, high = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise _bad(field, f"lock_ttl_seconds must be a whole number from {low} to {high}.")
+        clean[field] = value
+    return clean
+
+
+def _book_consistency_check(book: CouponBook) -> None:
+    if book.discount_type == CouponBook.DiscountType.PERCENT and book.discount_value > 100:
+        raise _bad("discount_value", "A percent discount is at most 100.")
+    if book.discount_type == CouponBook.DiscountType.FIXED and not book.currency:
+        raise _bad("currency", "A fixed discount needs a currency.")
+    if book.valid_from and book.valid_until and book.valid_until <= book.valid_from:
+        raise _bad("valid_until", "valid_until must be after valid_from.")
+
+
+def book_create(*, tenant: Tenant, name: str, **fields: Any) -> CouponBook:
+    clean = _clean_fields({"name": name, **fields})
+    book = CouponBook(tenant=tenant, **clean)
+    _book_consistency_check(book)
+    book.save()
+    return book
+
+
+@transaction.atomic
+def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
+    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
+    clean = _clean_fields(fields)
+    book = CouponBook.objects.select_for_update().get(pk=book.pk)
+    if book.status == CouponBook.Status.ARCHIVED and clean.get("status", book.status) == CouponBook.Status.ARCHIVED and clean:
+        raise ApplicationError("book_archived", "An archived book cannot be changed; restore it first by setting its status.")
+    uses_changed = "uses_per_code" in clean and clean["uses_per_code"] != book.uses_per_code
+    for field, value in clean.items():
+        setattr(book, field, value)
+    _book_consistency_check(book)
+    if uses_changed and book.uses_per_code is not None:
+        most = Code.objects.filter(book=book).aggregate(most=Max("redeemed_count"))["most"] or 0
+        if most > book.uses_per_code:
+            raise ApplicationError(
+                "uses_below_redemptions",
+                f"A code of this book was already redeemed {most} times; uses_per_code cannot go below that.",
+                {"most_redeemed": most},
+            )
+    book.save()
+    if uses_changed:
+        Code.objects.filter(book=book).update(max_uses=book.uses_per_code)
+    return book
+
+
+def book_archive(*, book: CouponBook) -> CouponBook | None:
+    """Archive a book that has codes (its history must stay); delete one that never had any. Returns None when deleted."""
+    with transaction.atomic():
+        book = CouponBook.objects.select_for_update().get(pk=book.pk)
+        if not Code.objects.filter(book=book).exists() and not book.events.exists():
+            book.delete()
+            return None
+        if book.status != CouponBook.Status.ARCHIVED:
+            book.status = CouponBook.Status.ARCHIVED
+            book.save(update_fields=["status", "updated_at"])
+        return book

@@ -1,0 +1,286 @@
+"""Putting codes into a book: generation from a pattern and upload of a list; large requests become jobs.
+
+Either path creates exactly what it reports in one transaction: a failure leaves the book as it was.
+Generated codes never collide with the tenant's existing codes; an upload with duplicates is refused whole
+(listing them) unless the caller asks to skip them.
+"""
+
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from core.actors import Actor
+from core.exceptions import ApplicationError
+from core.models import Job
+from core.services import job_create
+
+from ..inputs import is_valid_code, normalize_code
+from ..models import Code, CouponBook, Event
+from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
+from .events import event_record
+
+Progress = Callable[[int], None]
+# Rows per insert and per existence query: large enough to amortise round trips, small enough for SQLite's
+# limit on bound parameters.
+BATCH = 5000 if connection.vendor == "sqlite" else 20000
+# A generation round that finds no new code this many times in a row means the pattern's space is used up.
+MAX_BARREN_ROUNDS = 20
+LISTED_DUPLICATES = 100
+
+
+@dataclass
+class CreationResult:
+    created: int
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    skipped_count: int = 0
+
+
+def _count_clean(count: object) -> int:
+    if isinstance(count, bool) or not isinstance(count, int):
+        try:
+            count = int(str(count))
+        except ValueError:
+            count = 0
+    limit = settings.COUPONS["MAX_CODES_PER_REQUEST"]
+    if not 1 <= count <= limit:
+        raise ApplicationError("invalid_input", f"count must be a whole number from 1 to {limit:,}.", {"field": "count"})
+    return count
+
+
+def _book_writable_check(book: CouponBook) -> CouponBook:
+    book = CouponBook.objects.select_for_update().get(pk=book.pk)
+    if book.status == CouponBook.Status.ARCHIVED:
+        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    return book
+
+
+def _existing(tenant_id: int, codes: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(codes), BATCH):
+        chunk = codes[start : start + BATCH]
+        found.update(Code.objects.filter(tenant_id=tenant_id, code__in=chunk).values_list("code", flat=True))
+    return found
+
+
+def _shuffle_keys(count: int) -> list[int]:
+    raw = secrets.token_bytes(8 * count)
+    # 63 bits: the key is a signed bigint, and keys stay non-negative.
+    return [int.from_bytes(raw[i : i + 8], "big") >> 1 for i in range(0, 8 * count, 8)]
+
+
+def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
+    """Insert new free codes into the book. On PostgreSQL through COPY, the fastest bulk path it offers."""
+    now = timezone.now()
+    shuffles = _shuffle_keys(len(codes))
+    if connection.vendor == "postgresql":
+        columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {Code._meta.db_table} ({columns}) FROM STDIN") as copy:
+                for code, shuffle in zip(codes, shuffles, strict=True):
+                    copy.write_row((book.tenant_id, book.pk, code, Code.State.FREE, book.uses_per_code, 0, shuffle, now))
+        return
+    Code.objects.bulk_create(
+        [
+            Code(tenant_id=book.tenant_id, book=book, code=code, max_uses=book.uses_per_code, shuffle=shuffle, created_at=now)
+            for code, shuffle in zip(codes, shuffles, strict=True)
+        ],
+        batch_size=BATCH,
+    )
+
+
+# --- Generation ---------------------------------------------------------------------------------------------
+
+
+def generation_prepare(*, count: object, pattern: object = None, charset: object = None) -> tuple[int, Pattern, list[str]]:
+    """Check a generation request before any work: the count, the pattern, and whether the space can hold it."""
+    count = _count_clean(count)
+    parsed = pattern_parse(pattern, charset)
+    warnings = pattern_capacity_check(parsed, count)
+    return count, parsed, warnings
+
+
+def codes_generate(
+    *,
+    book: CouponBook,
+    count: object,
+    actor: Actor,
+    pattern: object = None,
+    charset: object = None,
+    progress: Progress | None = None,
+) -> CreationResult:
+    """Create exactly `count` new random codes of the pattern in the book."""
+    count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
+    with transaction.atomic():
+        book = _book_writable_check(book)
+        created = barren = 0
+        while created < count:
+            need = min(BATCH, count - created)
+            # Draw a little more than needed: repeats within the draw and clashes with stored codes are dropped.
+            drawn = list(dict.fromkeys(pattern_draw(parsed, need + need // 8 + 8)))
+            stored = _existing(book.tenant_id, drawn)
+            fresh = [code for code in drawn if code not in stored][:need]
+            if not fresh:
+                barren += 1
+                if barren >= MAX_BARREN_ROUNDS:
+                    raise ApplicationError(
+                        "generation_collisions",
+                        f"Only {created:,} of {count:,} new codes could be found: the pattern's space is nearly used up by existing codes.",
+                        {"created": created, "space": parsed.space},
+                    )
+                continue
+            barren = 0
+            try:
+                with transaction.atomic():  # a savepoint: a concurrent insert of the same code retries this batch
+                    codes_insert(book=book, codes=fresh)
+            except IntegrityError:
+                continue
+            created += len(fresh)
+            if progress:
+                progress(created)
+        event_record(
+            book=book,
+            kind=Event.Kind.GENERATED,
+            actor=actor,
+            user_id=None,
+            data={"count": count, "pattern": parsed.text, "space": parsed.space},
+        )
+    return CreationResult(created=count, warnings=warnings)
+
+
+# --- Upload -------------------------------------------------------------------------------------------------
+
+
+def upload_prepare(*, codes: Iterable[object]) -> list[str]:
+    """Normalise an uploaded list; refuse it whole when it is empty, too large, or holds an invalid code."""
+    if isinstance(codes, (str, bytes)) or not isinstance(codes, Iterable):
+        raise ApplicationError("invalid_input", "codes must be a list of strings.", {"field": "codes"})
+    normalized, invalid = [], []
+    limit = settings.COUPONS["MAX_CODES_PER_REQUEST"]
+    for position, raw in enumerate(codes, start=1):
+        if position > limit:
+            raise ApplicationError("invalid_input", f"An upload holds at most {limit:,} codes.", {"field": "codes"})
+        value = normalize_code(raw) if isinstance(raw, str) else None
+        if value is None or not is_valid_code(value):
+            invalid.append({"row": position, "value": str(raw)[:80]})
+            continue
+        normalized.append(value)
+    if invalid:
+        raise ApplicationError(
+            "invalid_codes",
+            f"{len(invalid):,} code(s) are not 3 to 64 letters, digits, '-' or '_'; nothing was imported.",
+            {"invalid": invalid[:LISTED_DUPLICATES], "count": len(invalid)},
+        )
+    if not normalized:
+        raise ApplicationError("empty_upload", "The upload holds no code.", {"field": "codes"})
+    return normalized
+
+
+def codes_upload(
+    *, book: CouponBook, codes: Iterable[object], actor: Actor, skip_duplicates: bool = False, progress: Progress | None = None
+) -> CreationResult:
+    """Import a list of codes into the book, all or nothing."""
+    normalized = upload_prepare(codes=codes)
+    for attempt in (1, 2):
+        try:
+            return _codes_upload_once(
+                book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates, progress=progress
+            )
+        except IntegrityError:
+            # Another upload stored one of these codes between our check and our insert. Nothing of ours was
+            # kept (one transaction); run the check again, which now sees their codes.
+            if attempt == 2:
+                raise ApplicationError(
+                    "duplicate_codes", "Codes of this upload were stored concurrently by another request; try again."
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def _codes_upload_once(
+    *, book, codes: list[str], actor: Actor, skip_duplicates: bool, progress: Progress | None
+) -> CreationResult:
+    with transaction.atomic():
+        book = _book_writable_check(book)
+        repeated = [code for code, seen in Counter(codes).items() if seen > 1]
+        stored = _existing(book.tenant_id, list(dict.fromkeys(codes)))
+        duplicates = list(dict.fromkeys(repeated + sorted(stored)))
+        if duplicates and not skip_duplicates:
+            raise ApplicationError(
+                "duplicate_codes",
+                f"{len(duplicates):,} code(s) are repeated in the upload or exist already; nothing was imported. "
+                "Send skip_duplicates to import the others.",
+                {"codes": duplicates[:LISTED_DUPLICATES], "count": len(duplicates)},
+            )
+        fresh = [code for code in dict.fromkeys(codes) if code not in stored]
+        for start in range(0, len(fresh), BATCH):
+            codes_insert(book=book, codes=fresh[start : start + BATCH])
+            if progress:
+                progress(start + len(fresh[start : start + BATCH]))
+        if fresh:
+            event_record(
+                book=book,
+                kind=Event.Kind.UPLOADED,
+                actor=actor,
+                user_id=None,
+                data={"count": len(fresh), "skipped": len(duplicates)},
+            )
+    return CreationResult(created=len(fresh), skipped=duplicates[:LISTED_DUPLICATES], skipped_count=len(duplicates))
+
+
+# --- Requests that may become jobs --------------------------------------------------------------------------
+
+
+def generation_request(
+    *, book: CouponBook, count: object, actor: Actor, pattern: object = None, charset: object = None
+) -> CreationResult | Job:
+    """Generate at once, or (above the synchronous limit) queue a job and return it. Bad input fails here either way."""
+    count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
+    if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
+        return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
+    if book.status == CouponBook.Status.ARCHIVED:
+        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    from ..tasks import run_generation_job
+
+    with transaction.atomic():
+        job = job_create(
+            tenant=book.tenant,
+            kind=Job.Kind.GENERATE,
+            actor=actor,
+            total=count,
+            book=book,
+            params={"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings},
+        )
+        transaction.on_commit(lambda: run_generation_job.delay(job.pk))
+    return job
+
+
+def upload_request(
+    *, book: CouponBook, codes: Iterable[object], actor: Actor, skip_duplicates: bool = False
+) -> CreationResult | Job:
+    """Upload at once, or (above the synchronous limit) store the list with a job and queue it."""
+    normalized = upload_prepare(codes=codes)
+    if len(normalized) <= settings.COUPONS["SYNC_CODES_LIMIT"]:
+        return codes_upload(book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates)
+    if book.status == CouponBook.Status.ARCHIVED:
+        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    from ..tasks import run_upload_job
+
+    with transaction.atomic():
+        job = job_create(
+            tenant=book.tenant,
+            kind=Job.Kind.UPLOAD,
+            actor=actor,
+            total=len(normalized),
+            book=book,
+            params={"skip_duplicates": bool(skip_duplicates)},
+        )
+        # The list travels in the job's file (shared media storage), not in the broker message.
+        job.file.save(f"upload-{job.pk}.txt", ContentFile("\n".join(normalized).encode()), save=True)
+        transaction.on_commit(lambda: run_upload_job.delay(job.pk))
+    return job

@@ -1,0 +1,52 @@
+"""Celery tasks of the books app. Each fetches by id and calls a service; each is idempotent."""
+
+from celery import shared_task
+
+from core.actors import Actor
+from core.services import job_run
+
+from .models import CouponBook
+from .services.code_creation import codes_generate, codes_upload
+from .services.codes import reservations_expire
+
+
+@shared_task(name="books.tasks.expire_reservations")
+def expire_reservations() -> int:
+    """Beat task: mark reservations past their time expired. Running it twice marks and records each once."""
+    return reservations_expire()
+
+
+def _actor(job) -> Actor:
+    return Actor(kind=job.actor_type, id=job.actor_id)
+
+
+@shared_task(name="books.tasks.run_generation_job")
+def run_generation_job(job_id: int) -> None:
+    def work(job, report):
+        book = CouponBook.objects.get(pk=job.book_id)
+        params = job.params
+        result = codes_generate(
+            book=book,
+            count=params["count"],
+            pattern=params["pattern"],
+            charset=params.get("charset"),
+            actor=_actor(job),
+            progress=report,
+        )
+        return {"created": result.created, "warnings": result.warnings}
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="books.tasks.run_upload_job")
+def run_upload_job(job_id: int) -> None:
+    def work(job, report):
+        book = CouponBook.objects.get(pk=job.book_id)
+        with job.file.open("rb") as handle:
+            codes = handle.read().decode().split("\n")
+        result = codes_upload(
+            book=book, codes=codes, actor=_actor(job), skip_duplicates=job.params.get("skip_duplicates", False), progress=report
+        )
+        return {"created": result.created, "skipped": result.skipped, "skipped_count": result.skipped_count}
+
+    job_run(job_id=job_id, work=work)

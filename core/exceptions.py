@@ -1,0 +1,72 @@
+"""The one application error type: a stable machine-readable code, a message and details.
+
+Services raise it for every rule a caller can break; the API maps it to the JSON error shape and the admin shows
+its message. The HTTP status of each code is decided here, once.
+"""
+
+from typing import Any
+
+# Stable error codes and the HTTP status each one answers with.
+ERROR_STATUS: dict[str, int] = {
+    # 400: the request itself is wrong
+    "invalid_input": 400,
+    "invalid_pattern": 400,
+    "pattern_no_random_symbol": 400,
+    "pattern_space_too_small": 400,
+    "invalid_codes": 400,
+    "empty_upload": 400,
+    "duplicate_codes": 409,
+    "product_required": 400,
+    # 404: unknown, or another tenant's
+    "tenant_not_found": 404,
+    "book_not_found": 404,
+    "code_not_found": 404,
+    "redemption_not_found": 404,
+    "job_not_found": 404,
+    "reservation_not_found": 404,
+    # 403: the caller may not do this
+    "code_not_assigned_to_user": 403,
+    "permission_denied": 403,
+    # 409: the state of things forbids it
+    "book_exhausted": 409,
+    "user_code_limit_reached": 409,
+    "code_already_assigned": 409,
+    "code_not_assignable": 409,
+    "code_locked": 409,
+    "code_exhausted": 409,
+    "code_voided": 409,
+    "code_expired": 409,
+    "user_redemption_limit_reached": 409,
+    "book_not_active": 409,
+    "book_not_started": 409,
+    "book_expired": 409,
+    "book_archived": 409,
+    "product_not_eligible": 409,
+    "reservation_expired": 409,
+    "reservation_not_active": 409,
+    "redemption_already_reversed": 409,
+    "uses_below_redemptions": 409,
+    "generation_collisions": 409,
+}
+
+
+class ApplicationError(Exception):
+    """A rule of the service was broken; `code` is stable and documented, `message` is for people."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        if code not in ERROR_STATUS:
+            raise ValueError(f"unknown application error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    @property
+    def status(self) -> int:
+        return ERROR_STATUS[self.code]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def __repr__(self) -> str:
+        return f"ApplicationError({self.code!r}, {self.message!r})"

@@ -1,0 +1,15 @@
+"""Reads of jobs."""
+
+from core.exceptions import ApplicationError
+
+from .models import Job
+from .services import job_progress
+
+
+def job_get(*, tenant, job_id: object) -> Job:
+    try:
+        job = Job.objects.get(tenant=tenant, pk=int(job_id))
+    except (Job.DoesNotExist, TypeError, ValueError):
+        raise ApplicationError("job_not_found", "No such job.", {"job": str(job_id)[:64]}) from None
+    job.progress_done = job_progress(job=job)
+    return job

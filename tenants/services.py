@@ -1,0 +1,95 @@
+"""Writes for tenants, staff users and API clients."""
+
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from core.exceptions import ApplicationError
+
+from .models import ApiClient, Role, StaffMembership, Tenant, validate_timezone
+from .roles import role_groups_sync
+
+
+def tenant_create(*, slug: str, name: str, timezone_name: str = "UTC") -> Tenant:
+    if not slug or slugify(slug) != slug:
+        raise ApplicationError("invalid_input", "The slug may hold only lower-case letters, digits, '-' and '_'.", {"slug": slug})
+    try:
+        validate_timezone(timezone_name)
+    except ValidationError as exc:
+        raise ApplicationError("invalid_input", exc.messages[0], {"timezone": timezone_name}) from exc
+    if not name.strip():
+        raise ApplicationError("invalid_input", "The tenant needs a name.")
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ApplicationError("invalid_input", f"A tenant with the slug {slug!r} exists already.", {"slug": slug})
+    return Tenant.objects.create(slug=slug, name=name.strip(), timezone=timezone_name)
+
+
+def tenant_get(*, slug: str) -> Tenant:
+    try:
+        return Tenant.objects.get(slug=slug)
+    except Tenant.DoesNotExist:
+        raise ApplicationError("tenant_not_found", f"No tenant with the slug {slug!r}.", {"slug": slug}) from None
+
+
+@transaction.atomic
+def staff_user_create(*, tenant: Tenant, username: str, password: str, role: str, email: str = ""):
+    """A staff user of one tenant, in the group of its role. The password is checked by Django's validators."""
+    if role not in Role.values:
+        raise ApplicationError("invalid_input", f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.")
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        raise ApplicationError("invalid_input", f"A user named {username!r} exists already.", {"username": username})
+    user = User(username=username, email=email, is_staff=True)
+    from django.contrib.auth.password_validation import validate_password
+
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ApplicationError("invalid_input", " ".join(exc.messages), {"password": exc.messages}) from exc
+    user.set_password(password)
+    user.save()
+    groups = role_groups_sync()
+    user.groups.add(groups[role])
+    StaffMembership.objects.create(user=user, tenant=tenant, role=role)
+    return user
+
+
+@dataclass(frozen=True)
+class IssuedClient:
+    client: ApiClient
+    secret: str  # shown once; only its hash is stored
+
+
+def api_client_create(*, tenant: Tenant, name: str) -> IssuedClient:
+    if not name.strip():
+        raise ApplicationError("invalid_input", "The API client needs a name.")
+    secret = secrets.token_urlsafe(32)
+    client = ApiClient.objects.create(
+        tenant=tenant,
+        name=name.strip(),
+        client_id=f"cli_{secrets.token_hex(12)}",
+        secret_hash=make_password(secret),
+    )
+    return IssuedClient(client=client, secret=secret)
+
+
+def api_client_authenticate(*, client_id: str, secret: str) -> ApiClient | None:
+    """The active client with these credentials, its last-used time refreshed; None when they do not match."""
+    client = ApiClient.objects.select_related("tenant").filter(client_id=client_id, is_active=True).first()
+    if client is None or not check_password(secret, client.secret_hash):
+        return None
+    ApiClient.objects.filter(pk=client.pk).update(last_used_at=timezone.now())
+    return client
+
+
+def api_client_revoke(*, client: ApiClient) -> ApiClient:
+    client.is_active = False
+    client.revoked_at = timezone.now()
+    client.save(update_fields=["is_active", "revoked_at"])
+    return client
