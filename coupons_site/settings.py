@@ -41,10 +41,16 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "import_export",
     "core",
     "tenants",
     "books",
     "redemptions",
+    "api",
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,7 @@
 """Top-level URL configuration."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.site.site_header = "Coupon service"
 admin.site.site_title = "Coupon service"
@@ -9,4 +9,5 @@ admin.site.index_title = "Back office"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
 ]
