@@ -95,6 +95,16 @@ def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
     )
 
 
+def _insert_batch(*, book: CouponBook, codes: list[str]) -> bool:
+    """Insert in a savepoint; False (and nothing inserted) when a code clashes with a stored one."""
+    try:
+        with transaction.atomic():
+            codes_insert(book=book, codes=codes)
+    except IntegrityError:
+        return False
+    return True
+
+
 # --- Generation ---------------------------------------------------------------------------------------------
 
 
@@ -122,25 +132,26 @@ def codes_generate(
         created = barren = 0
         while created < count:
             need = min(BATCH, count - created)
-            # Draw a little more than needed: repeats within the draw and clashes with stored codes are dropped.
+            # Draw a little more than needed: repeats within the draw are dropped.
             drawn = list(dict.fromkeys(pattern_draw(parsed, need + need // 8 + 8)))
-            stored = _existing(book.tenant_id, drawn)
-            fresh = [code for code in drawn if code not in stored][:need]
-            if not fresh:
-                barren += 1
-                if barren >= MAX_BARREN_ROUNDS:
-                    raise ApplicationError(
-                        "generation_collisions",
-                        f"Only {created:,} of {count:,} new codes could be found: the pattern's space is nearly used up by existing codes.",
-                        {"created": created, "space": parsed.space},
-                    )
-                continue
+            # Optimistic first: in a large space a clash with a stored code is rare and the unique index catches
+            # it, so only a batch that clashes pays for looking its codes up (measured: the look-ups cost about a
+            # third of a million-code generation).
+            fresh = drawn[:need]
+            if not _insert_batch(book=book, codes=fresh):
+                stored = _existing(book.tenant_id, drawn)
+                fresh = [code for code in drawn if code not in stored][:need]
+                if not fresh or not _insert_batch(book=book, codes=fresh):
+                    barren += 1
+                    if barren >= MAX_BARREN_ROUNDS:
+                        raise ApplicationError(
+                            "generation_collisions",
+                            f"Only {created:,} of {count:,} new codes could be found: "
+                            "the pattern's space is nearly used up by existing codes.",
+                            {"created": created, "space": parsed.space},
+                        )
+                    continue
             barren = 0
-            try:
-                with transaction.atomic():  # a savepoint: a concurrent insert of the same code retries this batch
-                    codes_insert(book=book, codes=fresh)
-            except IntegrityError:
-                continue
             created += len(fresh)
             if progress:
                 progress(created)
