@@ -90,7 +90,6 @@ def code_redeem(
         actor_id=actor.id,
         idempotency_key=idempotency_key,
     )
-    found.refresh_from_db()
     event_record(
         book=book,
         code=found,
@@ -118,6 +117,10 @@ def _use_take(*, code: Code) -> None:
     )
     if taken != 1:
         raise ApplicationError("code_exhausted", "Every use of this code has been redeemed.", {"code": code.code})
+    # The row is locked by the caller: mirror the update instead of reading it back.
+    code.redeemed_count += 1
+    if code.state != Code.State.VOIDED and code.max_uses is not None and code.redeemed_count >= code.max_uses:
+        code.state = Code.State.REDEEMED
 
 
 @transaction.atomic

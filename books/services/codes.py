@@ -90,8 +90,8 @@ def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, acto
     )
     if claimed != 1:  # pragma: no cover - only reachable if a lock was bypassed
         raise ApplicationError("book_exhausted", "No free code is left in this book.", {"book": book.pk})
-    code.refresh_from_db()
-    code.book = book
+    # The row is locked and was just written: mirror the update instead of reading it back.
+    code.state, code.user_id, code.assigned_at, code.book = Code.State.ASSIGNED, user_id, now, book
     event_record(book=book, code=code, kind=Event.Kind.ASSIGNED, actor=actor, user_id=user_id, data={"random": True})
     return code
 
