@@ -1,0 +1,173 @@
+"""Benchmark 3a: the assign -> lock -> redeem cycle with 16 concurrent clients, through the services, against the
+same statements issued as raw SQL on psycopg 3 (target: the services reach at least 40% of raw throughput).
+
+The raw side issues the statements the services need (per-user row lock, limit counts, the SKIP LOCKED claim,
+the conditional updates, the event and redemption inserts), each step in its own transaction as in the
+services, but without the ORM's extra look-ups and re-reads: it is the floor the service layer is measured on.
+"""
+
+import secrets
+import threading
+import time
+from datetime import timedelta
+
+from .common import Result, raw_connection, scale, tables_truncate
+
+CLIENTS = 16
+
+
+def _run_threads(worker, cycles: int) -> float:
+    per_client = cycles // CLIENTS
+    barrier = threading.Barrier(CLIENTS + 1)
+    errors: list[BaseException] = []
+
+    def body(index: int) -> None:
+        try:
+            worker(index, per_client, barrier)
+        except BaseException as exc:  # noqa: BLE001 - reported after the run
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def _service_worker(tenant, book):
+    from django.db import connection
+
+    from books.services.codes import code_assign_random, code_lock
+    from core.actors import Actor
+    from redemptions.services import code_redeem
+
+    actor = Actor.system("bench")
+
+    def worker(index: int, cycles: int, barrier: threading.Barrier) -> None:
+        try:
+            barrier.wait()
+            for i in range(cycles):
+                user = f"svc-{index}-{i}"
+                code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
+                reservation = code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+                code_redeem(tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10")
+        finally:
+            connection.close()
+
+    return worker
+
+
+def _raw_worker(tenant_id: int, book_id: int):
+    def worker(index: int, cycles: int, barrier: threading.Barrier) -> None:
+        with raw_connection() as conn:
+            barrier.wait()
+            for i in range(cycles):
+                user = f"raw-{index}-{i}"
+                with conn.transaction():  # assign
+                    conn.execute("INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user])
+                    conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
+                    conn.execute("SELECT count(*) FROM books_code WHERE book_id = %s AND user_id = %s AND state <> 'voided'", [book_id, user])
+                    start = secrets.randbits(63)
+                    row = conn.execute(
+                        "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle >= %s "
+                        "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
+                        [book_id, start],
+                    ).fetchone() or conn.execute(
+                        "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle < %s "
+                        "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
+                        [book_id, start],
+                    ).fetchone()
+                    code_id = row[0]
+                    conn.execute(
+                        "UPDATE books_code SET state = 'assigned', user_id = %s, assigned_at = now() WHERE id = %s AND state = 'free'",
+                        [user, code_id],
+                    )
+                    conn.execute(
+                        "INSERT INTO books_event (tenant_id, book_id, code_id, kind, user_id, actor_type, actor_id, data, created_at) "
+                        "VALUES (%s, %s, %s, 'assigned', %s, 'system', 'bench', '{}', now())",
+                        [tenant_id, book_id, code_id, user],
+                    )
+                token = secrets.token_urlsafe(24)
+                with conn.transaction():  # lock
+                    conn.execute("INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user])
+                    conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
+                    conn.execute("SELECT * FROM books_code WHERE id = %s FOR UPDATE", [code_id])
+                    conn.execute("SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()", [code_id])
+                    conn.execute(
+                        "SELECT count(*) FROM redemptions_redemption WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL",
+                        [book_id, user],
+                    )
+                    conn.execute(
+                        "SELECT count(*) FROM books_reservation WHERE book_id = %s AND user_id = %s AND status = 'active' AND expires_at > now()",
+                        [book_id, user],
+                    )
+                    reservation_id = conn.execute(
+                        "INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, created_at, expires_at) "
+                        "VALUES (%s, %s, %s, %s, %s, 'active', now(), %s) RETURNING id",
+                        [tenant_id, book_id, code_id, user, token, _in_five_minutes()],
+                    ).fetchone()[0]
+                    conn.execute(
+                        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, created_at) "
+                        "VALUES (%s, %s, %s, %s, 'locked', %s, 'system', 'bench', '{}', now())",
+                        [tenant_id, book_id, code_id, reservation_id, user],
+                    )
+                with conn.transaction():  # redeem with the token
+                    conn.execute("SELECT * FROM books_code WHERE id = %s FOR UPDATE", [code_id])
+                    conn.execute("SELECT * FROM books_reservation WHERE code_id = %s AND token = %s AND user_id = %s FOR UPDATE", [code_id, token, user])
+                    conn.execute("UPDATE books_reservation SET status = 'consumed', ended_at = now() WHERE id = %s AND status = 'active'", [reservation_id])
+                    conn.execute(
+                        "UPDATE books_code SET redeemed_count = redeemed_count + 1, "
+                        "state = CASE WHEN max_uses <= redeemed_count + 1 THEN 'redeemed' ELSE state END "
+                        "WHERE id = %s AND redeemed_count < max_uses",
+                        [code_id],
+                    )
+                    redemption_id = conn.execute(
+                        "INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, redeemed_at, order_ref, "
+                        "amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, reversal_reason, reversed_by_type, "
+                        "reversed_by_id) VALUES (%s, %s, %s, %s, %s, now(), '', 10, '', 1, '', 'system', 'bench', '', '', '', '') RETURNING id",
+                        [tenant_id, book_id, code_id, reservation_id, user],
+                    ).fetchone()[0]
+                    conn.execute(
+                        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, created_at) "
+                        "VALUES (%s, %s, %s, %s, 'redeemed', %s, 'system', 'bench', %s, now())",
+                        [tenant_id, book_id, code_id, reservation_id, user, f'{{"redemption": {redemption_id}}}'],
+                    )
+
+    return worker
+
+
+def _in_five_minutes():
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(minutes=5)
+
+
+def run() -> Result:
+    from books.factories import CouponBookFactory, TenantFactory
+    from books.services.code_creation import codes_generate
+    from core.actors import Actor
+
+    cycles = scale(4000) // CLIENTS * CLIENTS
+    tables_truncate()
+    tenant = TenantFactory()
+    book = CouponBookFactory(tenant=tenant)
+    codes_generate(book=book, count=2 * cycles, actor=Actor.system("bench"))
+    raw_seconds = _run_threads(_raw_worker(tenant.pk, book.pk), cycles)
+    service_seconds = _run_threads(_service_worker(tenant, book), cycles)
+    raw_rate, service_rate = cycles / raw_seconds, cycles / service_seconds
+    ratio = service_rate / raw_rate
+    return Result(
+        name=f"assign-lock-redeem, {CLIENTS} clients, {cycles:,} cycles",
+        figure=f"{service_rate:,.0f} cycles/s",
+        baseline=f"raw SQL {raw_rate:,.0f} cycles/s",
+        ratio=ratio,
+        target=">= 0.40 of raw",
+        ok=ratio >= 0.40,
+    )

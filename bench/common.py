@@ -1,0 +1,101 @@
+"""Shared set-up for the benchmarks: a dedicated PostgreSQL database, clean tables, timing and the results table."""
+
+import os
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/coupons_bench"
+
+
+def scale(n: int) -> int:
+    """Row counts scaled by BENCH_SCALE (1.0 = the SPEC's sizes); a quick smoke run uses e.g. 0.01."""
+    return max(1, int(n * float(os.environ.get("BENCH_SCALE", "1"))))
+
+
+def django_setup() -> None:
+    """Point Django at the benchmark database (created when missing) and migrate it."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coupons_site.settings")
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    import dj_database_url
+    import psycopg
+
+    params = dj_database_url.parse(os.environ["DATABASE_URL"])
+    if "postgresql" not in params["ENGINE"]:
+        raise SystemExit("The benchmarks run on PostgreSQL: set DATABASE_URL to a postgres:// URL.")
+    admin_dsn = f"host={params['HOST'] or '127.0.0.1'} port={params['PORT'] or 5432} user={params['USER']} dbname=postgres"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [params["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{params["NAME"]}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def tables_truncate() -> None:
+    """Empty every domain table, so each benchmark starts from the same state (tenants included)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE redemptions_redemption, books_event, books_reservation, books_bookuser, books_code, "
+            "core_job, books_couponbook, tenants_apiclient, tenants_staffmembership, tenants_tenant RESTART IDENTITY CASCADE"
+        )
+        cursor.execute("VACUUM ANALYZE") if not connection.in_atomic_block else None
+
+
+def raw_connection():
+    """A psycopg 3 connection of its own, outside Django: the raw baselines run on it."""
+    import psycopg
+    from django.db import connection
+
+    return psycopg.connect(**connection.get_connection_params())
+
+
+@contextmanager
+def timed(box: dict, key: str):
+    start = time.perf_counter()
+    yield
+    box[key] = time.perf_counter() - start
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Result:
+    name: str
+    figure: str  # what was measured, with its unit
+    baseline: str = ""  # the raw baseline, with its unit
+    ratio: float | None = None
+    target: str = ""
+    ok: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> str:
+        ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
+        verdict = {True: "met", False: "MISSED", None: "-"}[self.ok]
+        return f"| {self.name} | {self.figure} | {self.baseline} | {ratio} | {self.target} | {verdict} |"
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| benchmark | measured | raw baseline | ratio | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(r.row() for r in results),
+    ]
+    notes = [f"- {r.name}: {note}" for r in results for note in r.notes]
+    return "\n".join(lines + ([""] + notes if notes else []))
