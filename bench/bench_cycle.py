@@ -7,8 +7,9 @@ services, but without the ORM's extra look-ups and re-reads: it is the floor the
 """
 
 import secrets
-import threading
+import multiprocessing
 import time
+import traceback
 from datetime import timedelta
 
 from .common import Result, raw_connection, scale, tables_truncate
@@ -16,29 +17,39 @@ from .common import Result, raw_connection, scale, tables_truncate
 CLIENTS = 16
 
 
-def _run_threads(worker, cycles: int) -> float:
+def _run_clients(worker, cycles: int) -> float:
+    """Run CLIENTS processes (forked, one database connection each) doing cycles // CLIENTS cycles each.
+
+    Processes, not threads: 16 clients of a service are 16 processes in production (gunicorn workers), and
+    threads would measure the interpreter lock of one process rather than the service.
+    """
+    from django.db import connections
+
     per_client = cycles // CLIENTS
-    barrier = threading.Barrier(CLIENTS + 1)
-    errors: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            worker(index, per_client, barrier)
-        except BaseException as exc:  # noqa: BLE001 - reported after the run
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
+    connections.close_all()  # a forked child must never share its parent's socket
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(CLIENTS + 1)
+    processes = [context.Process(target=_client_main, args=(worker, i, per_client, barrier)) for i in range(CLIENTS)]
+    for process in processes:
+        process.start()
     barrier.wait()
     start = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    for process in processes:
+        process.join()
     elapsed = time.perf_counter() - start
-    if errors:
-        raise errors[0]
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} benchmark client(s) failed")
     return elapsed
+
+
+def _client_main(worker, index: int, cycles: int, barrier) -> None:
+    try:
+        worker(index, cycles, barrier)
+    except BaseException:
+        traceback.print_exc()
+        barrier.abort()
+        raise
 
 
 def _service_worker(tenant, book):
@@ -50,7 +61,7 @@ def _service_worker(tenant, book):
 
     actor = Actor.system("bench")
 
-    def worker(index: int, cycles: int, barrier: threading.Barrier) -> None:
+    def worker(index: int, cycles: int, barrier) -> None:
         try:
             barrier.wait()
             for i in range(cycles):
@@ -65,7 +76,7 @@ def _service_worker(tenant, book):
 
 
 def _raw_worker(tenant_id: int, book_id: int):
-    def worker(index: int, cycles: int, barrier: threading.Barrier) -> None:
+    def worker(index: int, cycles: int, barrier) -> None:
         with raw_connection() as conn:
             barrier.wait()
             for i in range(cycles):
@@ -159,8 +170,8 @@ def run() -> Result:
     tenant = TenantFactory()
     book = CouponBookFactory(tenant=tenant)
     codes_generate(book=book, count=2 * cycles, actor=Actor.system("bench"))
-    raw_seconds = _run_threads(_raw_worker(tenant.pk, book.pk), cycles)
-    service_seconds = _run_threads(_service_worker(tenant, book), cycles)
+    raw_seconds = _run_clients(_raw_worker(tenant.pk, book.pk), cycles)
+    service_seconds = _run_clients(_service_worker(tenant, book), cycles)
     raw_rate, service_rate = cycles / raw_seconds, cycles / service_seconds
     ratio = service_rate / raw_rate
     return Result(
