@@ -1,5 +1,6 @@
 # The two front-door commands: `make run` (serve everything locally) and `make test`.
-PYTHON ?= python3
+# Both create the virtualenv in .venv and install requirements.txt first (again only when it changes).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
@@ -7,17 +8,19 @@ STAMP := $(VENV)/.installed-requirements
 .PHONY: install run test lint migrate
 
 $(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=/path/to/python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-## Set up (virtualenv, packages, database, demo data) and serve the site, a Celery worker and beat.
+## Set up (virtualenv, packages, database, demo data), print the logins, and serve the site on
+## http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops them all. RUN_HOST / RUN_PORT to change.
 run: $(STAMP)
 	@bash scripts/run.sh
 
-## Set up and run the test suite (PostgreSQL when DATABASE_URL points at it).
+## Set up and run the test suite (PostgreSQL when DATABASE_URL points at it). PYTEST_ARGS to narrow it.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,29 +1,79 @@
 #!/usr/bin/env bash
 # `make run`: migrate, load the demo data once, then serve the site with a Celery worker and beat beside it.
-# Ctrl-C (or any exit) stops everything this script started.
+# Ctrl-C (SIGINT), SIGTERM, or the end of any of the three processes stops everything this script started.
+# Safe to run again: migrate and seed_demo change nothing the second time, and the data stays in var/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
 PY=.venv/bin/python
+CELERY=.venv/bin/celery
 HOST=${RUN_HOST:-127.0.0.1}
 PORT=${RUN_PORT:-8000}
+LOG_DIR=${COUPONS_VAR_DIR:-var}/log
+mkdir -p "$LOG_DIR"
+
+# A second `make run` beside a first one would fail late, after the worker had started; say so up front.
+if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
+    echo "Something already listens on $HOST:$PORT (another 'make run'?). Stop it, or choose a port: make run RUN_PORT=8001" >&2
+    exit 1
+fi
 
 $PY manage.py migrate --noinput
-$PY manage.py seed_demo
+echo
+$PY manage.py seed_demo --base-url "http://$HOST:$PORT"
+echo
 
 pids=()
-cleanup() {
-    trap - INT TERM EXIT
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+names=()
+start() {  # start NAME LOGFILE COMMAND...: run a process in the background, remember it
+    local name=$1 log=$2
+    shift 2
+    if [[ -n $log ]]; then "$@" >>"$log" 2>&1 & else "$@" & fi
+    pids+=($!)
+    names+=("$name")
 }
-trap cleanup INT TERM EXIT
 
-# One worker process with the beat scheduler embedded (-B): locally there is exactly one beat, as required.
-.venv/bin/celery -A coupons_site worker -B --pool threads --concurrency 2 --loglevel INFO \
-    --schedule "${COUPONS_VAR_DIR:-var}/celerybeat-schedule" &
-pids+=($!)
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    ((${#pids[@]})) || exit "$status"
+    echo
+    echo "Stopping ${names[*]}..."
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    # Celery's warm shutdown lets a running task finish; after 20 s whatever is left is killed.
+    for _ in $(seq 1 40); do
+        local alive=0 pid
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.5
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    echo "Stopped."
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-echo "Serving on http://$HOST:$PORT/ (admin at http://$HOST:$PORT/admin/). Press Ctrl-C to stop."
-$PY manage.py runserver "$HOST:$PORT" --noreload &
-pids+=($!)
-wait -n "${pids[@]}"
+# The worker runs tasks in threads (no forked children to leave behind); beat is its own process, and there
+# is exactly one of it, as production requires. Their logs go to files so the logins above stay readable.
+start "celery-worker" "$LOG_DIR/celery-worker.log" \
+    $CELERY -A coupons_site worker --pool threads --concurrency 2 --loglevel INFO --hostname "run@%h"
+start "celery-beat" "$LOG_DIR/celery-beat.log" $CELERY -A coupons_site beat --loglevel INFO
+start "runserver" "" $PY manage.py runserver "$HOST:$PORT" --noreload
+
+echo "Celery worker and beat are running; their logs: $LOG_DIR/celery-worker.log and $LOG_DIR/celery-beat.log."
+echo "Serving on http://$HOST:$PORT/ (back office at http://$HOST:$PORT/admin/). Press Ctrl-C to stop everything."
+
+# Any process ending stops the others: a half-running service would only mislead.
+ended=""
+status=0
+wait -n -p ended "${pids[@]}" || status=$?
+for i in "${!pids[@]}"; do
+    if [[ ${pids[$i]} == "$ended" ]]; then
+        echo "${names[$i]} ended (exit status $status); stopping the rest." >&2
+        if [[ ${names[$i]} == celery-* ]]; then tail -n 20 "$LOG_DIR/${names[$i]}.log" >&2; fi
+    fi
+done
+exit $((status ? status : 1))
