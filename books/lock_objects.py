@@ -4,6 +4,13 @@ Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservat
 that takes more than one of these takes them in this order, so two transactions can never each hold the lock the
 other waits for (no deadlock). Locks are row locks held to the end of the service's transaction; on SQLite,
 where select_for_update is a no-op, IMMEDIATE transactions serialise writers instead.
+
+Every lock is FOR NO KEY UPDATE (no_key=True), the lock PostgreSQL itself takes for an UPDATE that leaves the key
+alone, which is all these services ever do to a locked row. A plain FOR UPDATE would also block the FOR KEY SHARE
+lock that every foreign-key check takes on the referenced row, so inserting an event, reservation or redemption
+that points at a locked code or book would wait for that lock, against the order above: the expiry task, holding a
+reservation and inserting its event, waited for the code held by a redeem that waited for that very reservation,
+and PostgreSQL broke the deadlock by failing one of them (books/tests/test_concurrency.py shows it).
 """
 
 from django.db import connection
@@ -16,12 +23,22 @@ def book_user_lock(*, book: CouponBook, user_id: str) -> BookUser:
     """Lock (creating it first if needed) the row that serialises one user's claims in one book."""
     # INSERT ... ON CONFLICT DO NOTHING: concurrent first claims of the same user race harmlessly here.
     BookUser.objects.bulk_create([BookUser(book=book, user_id=user_id)], ignore_conflicts=True)
-    return BookUser.objects.select_for_update().get(book=book, user_id=user_id)
+    return BookUser.objects.select_for_update(no_key=True).get(book=book, user_id=user_id)
+
+
+def book_lock(*, book_id: int) -> CouponBook:
+    """The book row, locked while the book itself changes or codes are added to it.
+
+    NO KEY matters most here: every reservation, redemption and event points at its book, so a plain FOR UPDATE
+    made every lock and redeem in the book wait for a whole generation job, and book_update (book, then its codes)
+    deadlocked with a redeem (its code, then a row pointing at the book).
+    """
+    return CouponBook.objects.select_for_update(no_key=True).get(pk=book_id)
 
 
 def code_lock_qs() -> QuerySet[Code]:
     """Codes, row-locked (only the code rows, not the joined book)."""
-    return Code.objects.select_for_update(of=("self",)).select_related("book")
+    return Code.objects.select_for_update(of=("self",), no_key=True).select_related("book")
 
 
 def free_codes_claim_qs(*, book: CouponBook) -> QuerySet[Code]:
@@ -32,12 +49,12 @@ def free_codes_claim_qs(*, book: CouponBook) -> QuerySet[Code]:
     """
     qs = Code.objects.filter(book=book, state=Code.State.FREE).order_by("shuffle")
     if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=True)
+        qs = qs.select_for_update(skip_locked=True, no_key=True)
     return qs
 
 
 def reservation_lock_qs() -> QuerySet[Reservation]:
-    return Reservation.objects.select_for_update(of=("self",))
+    return Reservation.objects.select_for_update(of=("self",), no_key=True)
 
 
 def expired_reservations_lock_qs() -> QuerySet[Reservation]:
@@ -45,11 +62,11 @@ def expired_reservations_lock_qs() -> QuerySet[Reservation]:
     qs = Reservation.objects.filter(status=Reservation.Status.ACTIVE).order_by("expires_at", "pk")
     if connection.features.has_select_for_update_skip_locked:
         # of=self: the expiry task joins the code and book for its events but must not lock those rows.
-        qs = qs.select_for_update(skip_locked=True, of=("self",))
+        qs = qs.select_for_update(skip_locked=True, of=("self",), no_key=True)
     return qs
 
 
 def redemption_lock_qs():
     from redemptions.models import Redemption  # the redemption log lives in its own app
 
-    return Redemption.objects.select_for_update(of=("self",))
+    return Redemption.objects.select_for_update(of=("self",), no_key=True)

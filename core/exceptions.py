@@ -17,6 +17,10 @@ ERROR_STATUS: dict[str, int] = {
     "empty_upload": 400,
     "duplicate_codes": 409,
     "product_required": 400,
+    "parse_error": 400,
+    # 401: no credentials, or bad ones
+    "not_authenticated": 401,
+    "authentication_failed": 401,
     # 404: unknown, or another tenant's
     "tenant_not_found": 404,
     "book_not_found": 404,
@@ -24,6 +28,20 @@ ERROR_STATUS: dict[str, int] = {
     "redemption_not_found": 404,
     "job_not_found": 404,
     "reservation_not_found": 404,
+    "not_found": 404,
+    "signing_key_not_found": 404,
+    # 405, 406, 413, 415: the request's form is not accepted
+    "method_not_allowed": 405,
+    "not_acceptable": 406,
+    "request_too_large": 413,
+    "unsupported_media_type": 415,
+    # 422: an Idempotency-Key reused with another request
+    "idempotency_key_mismatch": 422,
+    # 429: too many requests; Retry-After says when to try again
+    "throttled": 429,
+    # 500, 503: the service's fault; 503 means "retry later" (database unavailable)
+    "server_error": 500,
+    "service_unavailable": 503,
     # 403: the caller may not do this
     "code_not_assigned_to_user": 403,
     "permission_denied": 403,

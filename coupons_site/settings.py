@@ -54,6 +54,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: turns database unavailability anywhere in a request into a 503 JSON answer.
+    "core.middleware.ServiceErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -190,3 +192,73 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+# --- Integrator REST API (api/) ---------------------------------------------------------------------------
+# DRF with our own JWT authentication (api.authentication): API-client tokens issued by simplejwt and end-user
+# tokens signed with a tenant's registered key. One exception handler shapes every error as
+# {"error": {"code", "message", "details"}}; see api/exceptions.py.
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsApiClient"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ClientScopeThrottle", "api.throttling.FailedLookupThrottle"],
+    # Requests per client and scope. Every rate can be changed per deployment; counters live in the default
+    # cache (Redis when REDIS_URL is set), so every web process counts together.
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": os.environ.get("API_RATE_AUTH", "30/min"),
+        "read": os.environ.get("API_RATE_READ", "1200/min"),
+        "write": os.environ.get("API_RATE_WRITE", "600/min"),
+        # Failed code look-ups (404 code_not_found) of one client: stops guessing codes by brute force.
+        "lookup_failed": os.environ.get("API_RATE_LOOKUP_FAILED", "30/min"),
+    },
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.JsonContentNegotiation",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SIMPLE_JWT = {
+    # Short-lived access tokens: a revoked client is refused at once anyway (checked on every request).
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15"))),
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=int(os.environ.get("JWT_REFRESH_HOURS", "24"))),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", SECRET_KEY),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "ISSUER": "coupon-service",
+    "LEEWAY": 30,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Coupon service API",
+    "DESCRIPTION": "The integrator REST API: coupon books, codes, locks, redemptions. Errors are always "
+    '{"error": {"code", "message", "details"}} with a stable code (see the ErrorCode enum).',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI's assets come from drf-spectacular-sidecar, served by Django: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "BookStatusEnum": "books.models.CouponBook.Status",
+        "CodeStateEnum": "books.models.Code.State",
+        "JobStatusEnum": "core.models.Job.Status",
+        "ErrorCodeEnum": "api.schema.ERROR_CODES",
+        "ActorTypeEnum": "core.actors.ACTOR_KIND_CHOICES",
+    },
+}
+
+# Largest request body read into memory (JSON bodies; files of an upload stream to disk past 2.5 MB). 10 MB
+# holds a JSON upload of several hundred thousand codes; larger lists go as a CSV/XLSX file.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(10 * 1024 * 1024)))
+# Largest file accepted by the upload endpoint (CSV or XLSX).
+API_UPLOAD_MAX_BYTES = int(os.environ.get("API_UPLOAD_MAX_BYTES", str(64 * 1024 * 1024)))
+# End-user tokens: the longest lifetime accepted (exp - now), so a leaked token cannot live for ever.
+API_END_USER_TOKEN_MAX_SECONDS = int(os.environ.get("API_END_USER_TOKEN_MAX_SECONDS", str(24 * 3600)))
+# Seconds a client is told to wait (Retry-After) when the database is unavailable.
+API_UNAVAILABLE_RETRY_AFTER = 5

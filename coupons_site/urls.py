@@ -1,7 +1,11 @@
 """Top-level URL configuration."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from api.views.errors import not_found_json
+from api.views.health import healthz
 
 admin.site.site_header = "Coupon service"
 admin.site.site_title = "Coupon service"
@@ -10,4 +14,12 @@ admin.site.index_title = "Back office"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/", not_found_json),
+    path("healthz", healthz, name="healthz"),
 ]
+
+# JSON errors under /api/ (and 503 when the database is down) when DEBUG is off.
+handler404 = "api.views.errors.not_found"
+handler500 = "api.views.errors.server_error"

@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from core.exceptions import ApplicationError
 from tenants.models import Tenant
 
+from .. import lock_objects
 from ..models import Code, CouponBook
 
 EDITABLE_FIELDS = (
@@ -147,7 +148,7 @@ def book_create(*, tenant: Tenant, name: str, **fields: Any) -> CouponBook:
 def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
     """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
     clean = _clean_fields(fields)
-    book = CouponBook.objects.select_for_update().get(pk=book.pk)
+    book = lock_objects.book_lock(book_id=book.pk)
     if book.status == CouponBook.Status.ARCHIVED and clean.get("status", book.status) == CouponBook.Status.ARCHIVED and clean:
         raise ApplicationError("book_archived", "An archived book cannot be changed; restore it first by setting its status.")
     uses_changed = "uses_per_code" in clean and clean["uses_per_code"] != book.uses_per_code
@@ -171,7 +172,7 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
 def book_archive(*, book: CouponBook) -> CouponBook | None:
     """Archive a book that has codes (its history must stay); delete one that never had any. Returns None when deleted."""
     with transaction.atomic():
-        book = CouponBook.objects.select_for_update().get(pk=book.pk)
+        book = lock_objects.book_lock(book_id=book.pk)
         if not Code.objects.filter(book=book).exists() and not book.events.exists():
             book.delete()
             return None

@@ -20,6 +20,7 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from core.services import job_create
 
+from .. import lock_objects
 from ..inputs import is_valid_code, normalize_code
 from ..models import Code, CouponBook, Event
 from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
@@ -55,7 +56,7 @@ def _count_clean(count: object) -> int:
 
 
 def _book_writable_check(book: CouponBook) -> CouponBook:
-    book = CouponBook.objects.select_for_update().get(pk=book.pk)
+    book = lock_objects.book_lock(book_id=book.pk)
     if book.status == CouponBook.Status.ARCHIVED:
         raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
     return book

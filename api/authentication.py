@@ -1,0 +1,88 @@
+"""Bearer-token authentication of the API: API-client tokens and end-user tokens.
+
+- An API client's access token is issued by this service (simplejwt, HS256 with JWT_SIGNING_KEY) and carries
+  `tenant_id` and `client_id`. The client row is read on every request (one indexed query on the unique
+  client_id), so a revoked client is refused at once, whatever its token's lifetime.
+- An end user's token is signed by the tenant's own login service with a key registered here. Its header
+  `kid` names that key (which names the tenant); it must carry `sub` (the end user's id) and `exp`.
+"""
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from books.inputs import MAX_USER_ID_LENGTH
+from tenants.models import ApiClient
+
+from .models import EndUserSigningKey
+from .principals import Principal
+from .services import CLIENT_CLAIM, TENANT_CLAIM
+
+MAX_TOKEN_LENGTH = 8192
+LEEWAY_SECONDS = 30
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(parts) != 2 or len(parts[1]) > MAX_TOKEN_LENGTH:
+            raise AuthenticationFailed("The Authorization header must be 'Bearer <token>'.")
+        try:
+            raw = parts[1].decode("ascii")
+            header = jwt.get_unverified_header(raw)
+        except (UnicodeDecodeError, jwt.PyJWTError):
+            raise AuthenticationFailed("The token is not a valid JWT.") from None
+        kid = header.get("kid")
+        if kid is not None:
+            return self._end_user(raw, kid)
+        return self._client(raw)
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) when credentials are missing or wrong.
+        return f'{self.keyword} realm="api"'
+
+    def _client(self, raw: str):
+        try:
+            token = AccessToken(raw)
+        except TokenError:
+            raise AuthenticationFailed("The token is invalid or expired.") from None
+        client_id, tenant_id = token.get(CLIENT_CLAIM), token.get(TENANT_CLAIM)
+        if not isinstance(client_id, str) or not isinstance(tenant_id, int):
+            raise AuthenticationFailed("The token does not name an API client.")
+        client = ApiClient.objects.select_related("tenant").filter(client_id=client_id, is_active=True).first()
+        if client is None or client.tenant_id != tenant_id:
+            raise AuthenticationFailed("This API client was revoked or does not exist.")
+        return Principal(tenant=client.tenant, client=client), token.payload
+
+    def _end_user(self, raw: str, kid: object):
+        if not isinstance(kid, str) or not 1 <= len(kid) <= 64:
+            raise AuthenticationFailed("The token's kid does not name a signing key.")
+        key = EndUserSigningKey.objects.select_related("tenant").filter(kid=kid, is_active=True).first()
+        if key is None:
+            raise AuthenticationFailed("The token's kid does not name an active signing key.")
+        try:
+            # The algorithm comes from the registered key, never from the token (no algorithm confusion).
+            payload = jwt.decode(
+                raw,
+                key.key,
+                algorithms=[key.algorithm],
+                options={"require": ["exp", "sub"], "verify_aud": False},
+                leeway=LEEWAY_SECONDS,
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed(f"The end-user token is invalid: {exc}.") from None
+        sub = payload.get("sub")
+        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_USER_ID_LENGTH or "\x00" in sub:
+            raise AuthenticationFailed(f"The token's sub must be a user id of 1 to {MAX_USER_ID_LENGTH} characters.")
+        lifetime = payload["exp"] - timezone.now().timestamp()
+        if lifetime > settings.API_END_USER_TOKEN_MAX_SECONDS + LEEWAY_SECONDS:
+            raise AuthenticationFailed(f"An end-user token may live at most {settings.API_END_USER_TOKEN_MAX_SECONDS} seconds.")
+        return Principal(tenant=key.tenant, user_id=sub.strip(), key_id=key.kid), payload

@@ -1,0 +1,46 @@
+"""django-filter filter sets of the list endpoints."""
+
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django.db.models import Q
+from django.utils import timezone
+
+from books.models import Code, CouponBook
+
+
+class BookFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=CouponBook.Status.choices)
+    search = django_filters.CharFilter(method="filter_search", max_length=200, help_text="Words in the name or description.")
+    active_on = django_filters.DateFilter(
+        method="filter_active_on", help_text="Books active on this day (the tenant's time zone): status active and valid then."
+    )
+
+    class Meta:
+        model = CouponBook
+        fields = ["status"]
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
+
+    def filter_active_on(self, queryset, name, value):
+        tz = self.request.user.tenant.zoneinfo if self.request is not None else timezone.get_current_timezone()
+        start = timezone.make_aware(datetime.combine(value, time.min), tz)
+        end = start + timedelta(days=1)
+        return queryset.filter(
+            Q(status=CouponBook.Status.ACTIVE),
+            Q(valid_from__isnull=True) | Q(valid_from__lt=end),
+            Q(valid_until__isnull=True) | Q(valid_until__gt=start),
+        )
+
+
+class CodeFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=Code.State.choices)
+    user_id = django_filters.CharFilter(max_length=255)
+
+    class Meta:
+        model = Code
+        fields = ["state", "user_id"]

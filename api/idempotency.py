@@ -1,0 +1,101 @@
+"""Idempotency-Key on POST: a retry with the same key and request replays the first answer.
+
+The key row is inserted FIRST inside the transaction that runs the service, and the answer is written to it
+before that transaction commits: the key and the change it guards commit together or not at all. A concurrent
+request with the same key blocks on the unique index until the first one has finished, then finds the stored
+answer and replays it. An error answer rolls the transaction back, key row included, so a retry after an
+error runs again (nothing was changed the first time).
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from django.db import IntegrityError, transaction
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from core.exceptions import ApplicationError
+
+from .models import IdempotencyKey
+from .principals import Principal
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def request_fingerprint(request) -> str:
+    """sha256 over method, path and body. Multipart bodies are hashed by field and file content."""
+    digest = hashlib.sha256()
+    digest.update(request.method.encode())
+    digest.update(b"\n")
+    digest.update(request.path.encode())
+    digest.update(b"\n")
+    if request.content_type.startswith("multipart/"):
+        for name in sorted(request.data.keys()):
+            if name in request.FILES:
+                continue
+            for value in request.data.getlist(name):
+                digest.update(f"{name}={value}\n".encode())
+        for name in sorted(request.FILES.keys()):
+            for upload in request.FILES.getlist(name):
+                digest.update(f"file:{name}:{upload.name}\n".encode())
+                for chunk in upload.chunks():
+                    digest.update(chunk)
+                upload.seek(0)
+    else:
+        digest.update(request.body)
+    return digest.hexdigest()
+
+
+def clean_key(value: str) -> str:
+    if not 1 <= len(value) <= MAX_KEY_LENGTH or not value.isascii() or not value.isprintable():
+        raise ApplicationError(
+            "invalid_input",
+            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+            {"header": HEADER},
+        )
+    return value
+
+
+def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
+    if row.fingerprint != fingerprint:
+        raise ApplicationError(
+            "idempotency_key_mismatch",
+            f"This {HEADER} was used with another request; use a new key for a new request.",
+            {"header": HEADER},
+        )
+    response = Response(row.response_body, status=row.response_status)
+    response[REPLAY_HEADER] = "true"
+    return response
+
+
+def idempotent(request, run: Callable[[str], Response]) -> Response:
+    """Run `run(key)` once per Idempotency-Key (or always, without the header), replaying stored answers."""
+    raw = request.headers.get(HEADER)
+    if raw is None:
+        return run("")
+    key = clean_key(raw)
+    principal: Principal = request.user
+    fingerprint = request_fingerprint(request)
+    scope = {"tenant": principal.tenant, "principal": principal.ident, "key": key}
+    stored = IdempotencyKey.objects.filter(**scope).first()
+    if stored is not None:
+        return _replay(stored, fingerprint)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                # First statement of the transaction: a concurrent retry waits here on the unique index.
+                row = IdempotencyKey.objects.create(
+                    **scope, fingerprint=fingerprint, method=request.method, path=request.path[:500]
+                )
+        except IntegrityError:
+            # A request with this key committed while we waited: answer as it did.
+            return _replay(IdempotencyKey.objects.get(**scope), fingerprint)
+        response = run(key)
+        row.response_status = response.status_code
+        # Stored as the client saw it (decimals and dates rendered to JSON strings).
+        row.response_body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
+        row.save(update_fields=["response_status", "response_body"])
+    return response

@@ -1,0 +1,355 @@
+"""Input and output shapes of the API. Inputs only parse and type-check; the services apply the rules."""
+
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from books.inputs import MAX_USER_ID_LENGTH
+from books.models import Code, CouponBook, Reservation
+from core.models import Job
+from redemptions.models import Redemption
+
+from .models import EndUserSigningKey
+
+MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
+TTL_MIN, TTL_MAX = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
+LIMIT_MAX = 2_000_000_000
+
+
+def user_id_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=MAX_USER_ID_LENGTH, **kwargs)
+
+
+# --- Auth -----------------------------------------------------------------------------------------------------
+
+
+class TokenObtainInput(serializers.Serializer):
+    client_id = serializers.CharField(max_length=64)
+    client_secret = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class TokenPairOutput(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField(help_text="Seconds the access token is valid for.")
+
+
+class TokenRefreshInput(serializers.Serializer):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class AccessTokenOutput(serializers.Serializer):
+    access = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+
+
+class SigningKeyInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    algorithm = serializers.ChoiceField(choices=EndUserSigningKey.Algorithm.choices)
+    key = serializers.CharField(
+        max_length=16_384, trim_whitespace=False, help_text="The HS256 secret or the RS256 public key (PEM)."
+    )
+
+
+class SigningKeyOutput(serializers.ModelSerializer):
+    class Meta:
+        model = EndUserSigningKey
+        fields = ["kid", "name", "algorithm", "is_active", "created_at", "revoked_at"]
+
+
+# --- Books ----------------------------------------------------------------------------------------------------
+
+
+class BookInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
+    status = serializers.ChoiceField(choices=CouponBook.Status.choices, required=False)
+    discount_type = serializers.ChoiceField(choices=CouponBook.DiscountType.choices, required=False)
+    discount_value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
+    currency = serializers.CharField(max_length=3, allow_blank=True, required=False)
+    product_ids = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=10_000, required=False, help_text="Empty: every product."
+    )
+    valid_from = serializers.DateTimeField(allow_null=True, required=False)
+    valid_until = serializers.DateTimeField(allow_null=True, required=False)
+    max_codes_per_user = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
+    max_redemptions_per_user = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
+    uses_per_code = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
+    requires_assignment = serializers.BooleanField(required=False)
+    lock_ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False)
+
+
+class BookOutput(serializers.ModelSerializer):
+    product_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = CouponBook
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "discount_type",
+            "discount_value",
+            "currency",
+            "product_ids",
+            "valid_from",
+            "valid_until",
+            "max_codes_per_user",
+            "max_redemptions_per_user",
+            "uses_per_code",
+            "requires_assignment",
+            "lock_ttl_seconds",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class CodeCountsOutput(serializers.Serializer):
+    free = serializers.IntegerField()
+    assigned = serializers.IntegerField()
+    redeemed = serializers.IntegerField()
+    voided = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class StatsDayOutput(serializers.Serializer):
+    day = serializers.DateField()
+    redemptions = serializers.IntegerField()
+    discount = serializers.DecimalField(max_digits=16, decimal_places=2)
+
+
+class BookStatsOutput(serializers.Serializer):
+    codes = CodeCountsOutput()
+    active_reservations = serializers.IntegerField()
+    redemptions = serializers.IntegerField(help_text="Standing (not reversed) redemptions.")
+    reversed = serializers.IntegerField()
+    discount_total = serializers.DecimalField(max_digits=16, decimal_places=2)
+    per_day = StatsDayOutput(many=True, help_text="Redemptions per day (tenant's time zone), the last 366 days.")
+
+
+class GenerateInput(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=MAX_CODES)
+    pattern = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, help_text="# a digit, ? a letter, * a charset symbol; default 10 *."
+    )
+    charset = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class CreationOutput(serializers.Serializer):
+    created = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.CharField())
+    skipped = serializers.ListField(child=serializers.CharField(), help_text="Duplicates skipped (the first 100).")
+    skipped_count = serializers.IntegerField()
+
+
+class UploadJsonInput(serializers.Serializer):
+    codes = serializers.ListField(
+        child=serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False), max_length=MAX_CODES
+    )
+    skip_duplicates = serializers.BooleanField(default=False)
+
+
+class UploadFileInput(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV or XLSX: codes in the first column, an optional header `code`.")
+    skip_duplicates = serializers.BooleanField(default=False)
+
+
+# --- Codes ----------------------------------------------------------------------------------------------------
+
+
+class CodeOutput(serializers.ModelSerializer):
+    uses_left = serializers.IntegerField(allow_null=True, read_only=True, help_text="Null: unlimited.")
+
+    class Meta:
+        model = Code
+        fields = [
+            "code",
+            "book",
+            "state",
+            "user_id",
+            "assigned_at",
+            "max_uses",
+            "redeemed_count",
+            "uses_left",
+            "expires_at",
+            "created_at",
+        ]
+
+
+class AssignInput(serializers.Serializer):
+    user_id = user_id_field()
+
+
+USER_ID_HELP = "Required for an API client; an end user's token acts for its own `sub` (another value is refused)."
+
+
+class LockInput(serializers.Serializer):
+    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False, allow_null=True)
+
+
+class ReservationOutput(serializers.ModelSerializer):
+    code = serializers.CharField(source="code.code")
+
+    class Meta:
+        model = Reservation
+        fields = ["token", "expires_at", "code", "user_id"]
+
+
+class UnlockInput(serializers.Serializer):
+    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    token = serializers.CharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
+
+
+class UnlockOutput(serializers.Serializer):
+    released = serializers.IntegerField(help_text="How many reservations were released.")
+
+
+class RedeemInput(serializers.Serializer):
+    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    token = serializers.CharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
+    order_ref = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
+    product_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class ValidateQuery(serializers.Serializer):
+    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    product_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class ValidationOutput(serializers.Serializer):
+    valid = serializers.BooleanField()
+    reason = serializers.CharField(help_text="`ok`, or the error code a redeem would answer with now.")
+    message = serializers.CharField()
+    discount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+
+
+class UserCodesQuery(serializers.Serializer):
+    book = serializers.IntegerField(min_value=1, required=False)
+
+
+# --- Redemptions ----------------------------------------------------------------------------------------------
+
+
+class RedemptionOutput(serializers.ModelSerializer):
+    code = serializers.CharField(source="code.code")
+    reversed = serializers.BooleanField(source="is_reversed")
+
+    class Meta:
+        model = Redemption
+        fields = [
+            "id",
+            "code",
+            "book",
+            "user_id",
+            "redeemed_at",
+            "order_ref",
+            "amount",
+            "product_id",
+            "discount",
+            "currency",
+            "actor_type",
+            "actor_id",
+            "reversed",
+            "reversed_at",
+            "reversal_reason",
+            "reversed_by_type",
+            "reversed_by_id",
+        ]
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PeriodBoundField(serializers.Field):
+    """A date (YYYY-MM-DD, a whole day in the tenant's time zone) or an ISO 8601 date and time."""
+
+    default_error_messages = {"invalid": "Use a date (YYYY-MM-DD) or an ISO 8601 date and time."}
+
+    def __init__(self, *, end: bool, **kwargs):
+        self.end = end
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or len(data) > 64:
+            self.fail("invalid")
+        parsed_dt = serializers.DateTimeField().run_validation if "T" in data or " " in data.strip() else None
+        if parsed_dt is not None:
+            try:
+                return parsed_dt(data)
+            except serializers.ValidationError:
+                self.fail("invalid")
+        try:
+            day = serializers.DateField().run_validation(data)
+        except serializers.ValidationError:
+            self.fail("invalid")
+        tz = self.context["tenant"].zoneinfo
+        if self.end:
+            # An end date includes its whole day: the period runs to the next midnight.
+            day = day + timedelta(days=1)
+        return timezone.make_aware(datetime.combine(day, time.min), tz)
+
+    def to_representation(self, value):  # pragma: no cover - input only
+        return value.isoformat()
+
+
+class RedemptionQuery(serializers.Serializer):
+    book = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
+    user_id = user_id_field(required=False)
+    from_ = PeriodBoundField(end=False, required=False, help_text="Inclusive start: a date or a date and time.")
+    to = PeriodBoundField(
+        end=True, required=False, help_text="End: a date (inclusive, whole day) or a date and time (exclusive)."
+    )
+    reversed = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class ReverseInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+
+
+# --- Jobs -----------------------------------------------------------------------------------------------------
+
+
+class JobOutput(serializers.ModelSerializer):
+    done = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "book",
+            "total",
+            "done",
+            "result",
+            "error",
+            "download_url",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_done(self, job) -> int:
+        return getattr(job, "progress_done", job.done)
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_download_url(self, job) -> str | None:
+        if not job.file or job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED:
+            return None
+        request = self.context.get("request")
+        path = f"/api/v1/jobs/{job.pk}/file/"
+        return request.build_absolute_uri(path) if request is not None else path

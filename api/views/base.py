@@ -1,0 +1,46 @@
+"""The base of every API view: body size limits, input parsing, and the caller's tenant and actor."""
+
+from django.conf import settings
+from rest_framework.generics import GenericAPIView
+
+from core.exceptions import ApplicationError
+
+WRITE_METHODS = ("POST", "PUT", "PATCH")
+
+
+class ApiView(GenericAPIView):
+    #: POSTs of this view honour Idempotency-Key (see api.idempotency).
+    idempotent = False
+    #: Error codes beyond the common ones (documented in the schema): a tuple, or a dict by method.
+    error_codes: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+
+    def initial(self, request, *args, **kwargs):
+        if request.method in WRITE_METHODS:
+            if request.content_type.startswith("multipart/"):
+                length = request.META.get("CONTENT_LENGTH") or "0"
+                if not length.isdigit() or int(length) > settings.API_UPLOAD_MAX_BYTES:
+                    raise ApplicationError(
+                        "request_too_large",
+                        f"An upload is at most {settings.API_UPLOAD_MAX_BYTES:,} bytes.",
+                        {"limit": settings.API_UPLOAD_MAX_BYTES},
+                    )
+            else:
+                # Read the body now: Django refuses one above DATA_UPLOAD_MAX_MEMORY_SIZE (413 here), and the
+                # Idempotency-Key fingerprint needs the raw bytes after DRF has parsed them.
+                request._request.body  # noqa: B018
+        super().initial(request, *args, **kwargs)
+
+    @property
+    def tenant(self):
+        return self.request.user.tenant
+
+    @property
+    def actor(self):
+        return self.request.user.actor
+
+    def parse(self, serializer_class, data):
+        serializer = serializer_class(
+            data=data, context={"request": self.request, "tenant": getattr(self.request.user, "tenant", None)}
+        )
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data

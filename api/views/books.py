@@ -1,0 +1,213 @@
+"""Coupon books: CRUD, statistics, code generation and upload, the book's codes, random assignment."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.filters import OrderingFilter
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from books.models import CouponBook
+from books.parsers import codes_from_file
+from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
+from books.services.books import book_archive, book_create, book_update
+from books.services.code_creation import CreationResult, generation_request, upload_request
+from books.services.codes import code_assign_random
+
+from ..filters import BookFilter, CodeFilter
+from ..idempotency import idempotent
+from ..pagination import CodeCursorPagination, PagePagination
+from ..schema import errors
+from ..serializers import (
+    AssignInput,
+    BookInput,
+    BookOutput,
+    BookStatsOutput,
+    CodeOutput,
+    CreationOutput,
+    GenerateInput,
+    JobOutput,
+    UploadFileInput,
+    UploadJsonInput,
+)
+from .base import ApiView
+
+BOOK_INPUT_ERRORS = ("invalid_input",)
+
+
+def creation_response(result, request) -> Response:
+    """201 with what was created, or 202 with the job that will do it."""
+    if isinstance(result, CreationResult):
+        body = {
+            "created": result.created,
+            "warnings": result.warnings,
+            "skipped": result.skipped,
+            "skipped_count": result.skipped_count,
+        }
+        return Response(CreationOutput(body).data, status=201)
+    return Response(JobOutput(result, context={"request": request}).data, status=202)
+
+
+class BookListView(ApiView):
+    idempotent = True
+    pagination_class = PagePagination
+    serializer_class = BookOutput
+    filter_backends = [*ApiView.filter_backends, OrderingFilter]
+    filterset_class = BookFilter
+    ordering_fields = ["name", "created_at", "updated_at", "status", "valid_from", "valid_until"]
+    ordering = ["-created_at", "-id"]
+
+    queryset = CouponBook.objects.none()  # for the schema; requests use the selector
+
+    def get_queryset(self):
+        return books_of_tenant(tenant=self.tenant)
+
+    @extend_schema(tags=["books"], summary="List coupon books", responses={200: BookOutput(many=True)})
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(BookOutput(page, many=True).data)
+
+    @extend_schema(tags=["books"], summary="Create a coupon book", request=BookInput, responses={201: BookOutput})
+    def post(self, request):
+        data = self.parse(BookInput, request.data)
+        return idempotent(request, lambda key: Response(BookOutput(book_create(tenant=self.tenant, **data)).data, status=201))
+
+
+class BookDetailView(ApiView):
+    idempotent = True
+    error_codes = {
+        "GET": errors("book_not_found"),
+        "PATCH": errors("book_not_found", "book_archived", "uses_below_redemptions"),
+        "DELETE": errors("book_not_found"),
+    }
+
+    @extend_schema(tags=["books"], summary="A coupon book", responses={200: BookOutput})
+    def get(self, request, book_id):
+        return Response(BookOutput(book_get(tenant=self.tenant, book_id=book_id)).data)
+
+    @extend_schema(tags=["books"], summary="Change a coupon book", request=BookInput(partial=True), responses={200: BookOutput})
+    def patch(self, request, book_id):
+        book = book_get(tenant=self.tenant, book_id=book_id)
+        serializer = BookInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        return Response(BookOutput(book_update(book=book, **serializer.validated_data)).data)
+
+    @extend_schema(
+        tags=["books"],
+        summary="Delete (or archive) a coupon book",
+        description="A book that has codes or history is archived (200 with the book); one that never had any is deleted (204).",
+        responses={200: BookOutput, 204: OpenApiResponse(description="Deleted.")},
+    )
+    def delete(self, request, book_id):
+        archived = book_archive(book=book_get(tenant=self.tenant, book_id=book_id))
+        if archived is None:
+            return Response(status=204)
+        return Response(BookOutput(archived).data)
+
+
+class BookStatsView(ApiView):
+    error_codes = errors("book_not_found")
+
+    @extend_schema(tags=["books"], summary="Counts by state and redemptions per day", responses={200: BookStatsOutput})
+    def get(self, request, book_id):
+        return Response(BookStatsOutput(book_stats(book=book_get(tenant=self.tenant, book_id=book_id))).data)
+
+
+class CodesGenerateView(ApiView):
+    idempotent = True
+    error_codes = errors(
+        "book_not_found",
+        "invalid_pattern",
+        "pattern_no_random_symbol",
+        "pattern_space_too_small",
+        "book_archived",
+        "generation_collisions",
+    )
+
+    @extend_schema(
+        tags=["codes"],
+        summary="Generate random codes",
+        description=f"Up to {settings.COUPONS['SYNC_CODES_LIMIT']:,} codes answer 201 at once; more answer 202 with the job.",
+        request=GenerateInput,
+        responses={201: CreationOutput, 202: JobOutput},
+    )
+    def post(self, request, book_id):
+        data = self.parse(GenerateInput, request.data)
+        book = book_get(tenant=self.tenant, book_id=book_id)
+
+        def run(key):
+            result = generation_request(
+                book=book, count=data["count"], pattern=data.get("pattern"), charset=data.get("charset"), actor=self.actor
+            )
+            return creation_response(result, request)
+
+        return idempotent(request, run)
+
+
+class CodesUploadView(ApiView):
+    idempotent = True
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    error_codes = errors("book_not_found", "invalid_codes", "empty_upload", "duplicate_codes", "book_archived")
+
+    @extend_schema(
+        tags=["codes"],
+        summary="Upload codes (JSON list, or a CSV/XLSX file)",
+        description="A JSON body `{codes: [...]}` or a multipart `file` (CSV or XLSX, codes in the first column, an "
+        "optional header `code`). Duplicates (in the upload or already stored) refuse the whole upload (409 "
+        "duplicate_codes, listing them) unless `skip_duplicates` is true. Large uploads answer 202 with the job.",
+        request={"application/json": UploadJsonInput, "multipart/form-data": UploadFileInput},
+        responses={201: CreationOutput, 202: JobOutput},
+    )
+    def post(self, request, book_id):
+        if request.content_type.startswith("multipart/") or request.content_type.startswith("application/x-www-form"):
+            data = self.parse(UploadFileInput, request.data)
+            upload = data["file"]
+            codes = codes_from_file(data=upload.read(), filename=upload.name or "")
+        else:
+            data = self.parse(UploadJsonInput, request.data)
+            codes = data["codes"]
+        book = book_get(tenant=self.tenant, book_id=book_id)
+
+        def run(key):
+            result = upload_request(book=book, codes=codes, actor=self.actor, skip_duplicates=data["skip_duplicates"])
+            return creation_response(result, request)
+
+        return idempotent(request, run)
+
+
+class BookCodesView(ApiView):
+    pagination_class = CodeCursorPagination
+    serializer_class = CodeOutput
+    filterset_class = CodeFilter
+    error_codes = errors("book_not_found")
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return CodeOutput.Meta.model.objects.none()
+        return codes_of_book(book=book_get(tenant=self.tenant, book_id=self.kwargs["book_id"]))
+
+    @extend_schema(tags=["codes"], summary="The codes of a book", responses={200: CodeOutput(many=True)})
+    def get(self, request, book_id):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(CodeOutput(page, many=True).data)
+
+
+class BookAssignView(ApiView):
+    idempotent = True
+    error_codes = errors(
+        "book_not_found", "book_exhausted", "user_code_limit_reached", "book_not_active", "book_archived", "book_expired"
+    )
+
+    @extend_schema(
+        tags=["codes"],
+        summary="Assign a random free code of the book to a user",
+        request=AssignInput,
+        responses={201: CodeOutput},
+    )
+    def post(self, request, book_id):
+        data = self.parse(AssignInput, request.data)
+
+        def run(key):
+            code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
+            return Response(CodeOutput(code).data, status=201)
+
+        return idempotent(request, run)

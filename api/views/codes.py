@@ -1,0 +1,216 @@
+"""The code lifecycle: look-up, assign, lock, unlock, redeem, validate; and a user's codes."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+
+from books.models import Code
+from books.selectors import code_get, code_validate, codes_of_user
+from books.services.codes import code_assign, code_lock, code_unlock
+from core.exceptions import ApplicationError
+from redemptions.services import code_redeem
+
+from ..idempotency import idempotent
+from ..pagination import PagePagination
+from ..permissions import IsApiClientOrEndUser, user_id_for
+from ..schema import errors
+from ..serializers import (
+    AssignInput,
+    CodeOutput,
+    LockInput,
+    RedeemInput,
+    RedemptionOutput,
+    ReservationOutput,
+    UnlockInput,
+    UnlockOutput,
+    UserCodesQuery,
+    ValidateQuery,
+    ValidationOutput,
+)
+from .base import ApiView
+
+# Rules a new use of a code must pass (lock, and redeem without a token).
+USE_RULES = (
+    "code_not_assigned_to_user",
+    "code_voided",
+    "book_not_active",
+    "book_not_started",
+    "book_expired",
+    "book_archived",
+    "code_expired",
+    "code_exhausted",
+    "code_locked",
+    "user_redemption_limit_reached",
+)
+
+
+class _CodeView(ApiView):
+    # A look-up of an unknown code counts towards the failed look-up throttle (stops guessing).
+    counts_failed_lookups = True
+
+
+class CodeDetailView(_CodeView):
+    error_codes = errors("code_not_found")
+
+    @extend_schema(tags=["codes"], summary="A code with its state", responses={200: CodeOutput})
+    def get(self, request, code):
+        return Response(CodeOutput(code_get(tenant=self.tenant, code=code)).data)
+
+
+class CodeAssignView(_CodeView):
+    idempotent = True
+    error_codes = errors(
+        "code_not_found",
+        "code_already_assigned",
+        "code_not_assignable",
+        "code_voided",
+        "user_code_limit_reached",
+        "book_not_active",
+        "book_archived",
+        "book_expired",
+    )
+
+    @extend_schema(
+        tags=["codes"],
+        summary="Assign this code to a user",
+        description="200 whether it was assigned now or was already this user's.",
+        request=AssignInput,
+        responses={200: CodeOutput},
+    )
+    def post(self, request, code):
+        data = self.parse(AssignInput, request.data)
+
+        def run(key):
+            found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
+            return Response(CodeOutput(found).data)
+
+        return idempotent(request, run)
+
+
+class CodeLockView(_CodeView):
+    idempotent = True
+    permission_classes = [IsApiClientOrEndUser]
+    error_codes = errors("code_not_found", *USE_RULES)
+
+    @extend_schema(
+        tags=["lifecycle"],
+        summary="Lock (reserve) one use of the code for a user",
+        request=LockInput,
+        responses={201: ReservationOutput},
+    )
+    def post(self, request, code):
+        data = self.parse(LockInput, request.data)
+        user_id = user_id_for(request, data.get("user_id"))
+
+        def run(key):
+            reservation = code_lock(
+                tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
+            )
+            return Response(ReservationOutput(reservation).data, status=201)
+
+        return idempotent(request, run)
+
+
+class CodeUnlockView(_CodeView):
+    idempotent = True
+    permission_classes = [IsApiClientOrEndUser]
+    error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active")
+
+    @extend_schema(
+        tags=["lifecycle"],
+        summary="Release the user's lock on the code",
+        description="With `token`, that reservation; without, every active one of the user on this code. "
+        "Releasing an expired or released reservation is not an error.",
+        request=UnlockInput,
+        responses={200: UnlockOutput},
+    )
+    def post(self, request, code):
+        data = self.parse(UnlockInput, request.data)
+        user_id = user_id_for(request, data.get("user_id"))
+
+        def run(key):
+            released = code_unlock(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
+            return Response({"released": released})
+
+        return idempotent(request, run)
+
+
+class CodeRedeemView(_CodeView):
+    idempotent = True
+    permission_classes = [IsApiClientOrEndUser]
+    error_codes = errors(
+        "code_not_found",
+        "reservation_not_found",
+        "reservation_not_active",
+        "reservation_expired",
+        "product_not_eligible",
+        *USE_RULES,
+    )
+
+    @extend_schema(
+        tags=["lifecycle"],
+        summary="Redeem the code",
+        description="With the lock's `token`, consumes that reservation; without one, locks and redeems at once "
+        "under the same rules. Send an Idempotency-Key so a retried request never redeems twice.",
+        request=RedeemInput,
+        responses={201: RedemptionOutput},
+    )
+    def post(self, request, code):
+        data = self.parse(RedeemInput, request.data)
+        user_id = user_id_for(request, data.get("user_id"))
+
+        def run(key):
+            redemption = code_redeem(
+                tenant=self.tenant,
+                code=code,
+                user_id=user_id,
+                actor=self.actor,
+                token=data.get("token"),
+                order_ref=data.get("order_ref", ""),
+                amount=data.get("amount"),
+                product_id=data.get("product_id", ""),
+                idempotency_key=key,
+            )
+            return Response(RedemptionOutput(redemption).data, status=201)
+
+        return idempotent(request, run)
+
+
+class CodeValidateView(_CodeView):
+    permission_classes = [IsApiClientOrEndUser]
+    error_codes = errors("code_not_found")
+
+    @extend_schema(
+        tags=["lifecycle"],
+        summary="Would a redeem succeed now? (changes nothing)",
+        parameters=[ValidateQuery],
+        responses={200: ValidationOutput},
+    )
+    def get(self, request, code):
+        data = self.parse(ValidateQuery, request.query_params)
+        user_id = user_id_for(request, data.get("user_id"))
+        result = code_validate(
+            tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
+        )
+        return Response(ValidationOutput(result).data)
+
+
+class UserCodesView(ApiView):
+    permission_classes = [IsApiClientOrEndUser]
+    pagination_class = PagePagination
+    serializer_class = CodeOutput
+    queryset = Code.objects.none()  # for the schema; requests use the selector
+    error_codes = errors("book_not_found")
+
+    @extend_schema(
+        tags=["lifecycle"],
+        summary="The codes assigned to a user",
+        parameters=[UserCodesQuery],
+        responses={200: CodeOutput(many=True)},
+    )
+    def get(self, request, user_id):
+        if request.user.is_end_user and user_id != request.user.user_id:
+            raise ApplicationError("permission_denied", "An end-user token may list only its own codes.")
+        data = self.parse(UserCodesQuery, request.query_params)
+        codes = codes_of_user(tenant=self.tenant, user_id=user_id, book_id=data.get("book"))
+        page = self.paginate_queryset(codes)
+        return self.get_paginated_response(CodeOutput(page, many=True).data)

@@ -1,0 +1,66 @@
+"""Errors no view handled: an unavailable database answers 503 JSON with Retry-After, anywhere in a request;
+any other crash under /api/ answers a JSON 500 (still logged and reported as usual)."""
+
+import logging
+
+from django.conf import settings
+from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError
+from django.http import JsonResponse
+
+logger = logging.getLogger("django.request")
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def service_unavailable_response() -> JsonResponse:
+    response = JsonResponse(
+        {
+            "error": {
+                "code": "service_unavailable",
+                "message": "The service is temporarily unavailable; retry shortly.",
+                "details": {},
+            }
+        },
+        status=503,
+    )
+    response["Retry-After"] = str(getattr(settings, "API_UNAVAILABLE_RETRY_AFTER", 5))
+    return response
+
+
+def server_error_response() -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": "server_error", "message": "An unexpected error occurred; it has been logged.", "details": {}}},
+        status=500,
+    )
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+class ServiceErrorMiddleware:
+    """Outermost middleware. Views' exceptions reach process_exception; a database error raised by another
+    middleware (sessions, auth) reaches __call__ as an exception only when DEBUG propagation is off, so the
+    JSON 500/503 handlers in api.views.errors cover that path too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            return self.get_response(request)
+        except DATABASE_ERRORS:
+            logger.warning("database unavailable during %s %s", request.method, request.path, exc_info=True)
+            return service_unavailable_response()
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DATABASE_ERRORS):
+            logger.warning("database unavailable during %s %s", request.method, request.path, exc_info=True)
+            return service_unavailable_response()
+        if is_api_path(request.path):
+            logger.error("server error on %s %s", request.method, request.path, exc_info=exception)
+            # Still tell Django's listeners (the test client re-raises it, error reporting sees it).
+            got_request_exception.send(sender=self.__class__, request=request)
+            return server_error_response()
+        return None
