@@ -7,7 +7,7 @@ reason. Callers that change data run these only after taking their row locks (ne
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Q
+from django.db.models import Func, IntegerField, OuterRef, Q, QuerySet, Subquery
 
 from core.exceptions import ApplicationError
 
@@ -19,6 +19,12 @@ CENT = Decimal("0.01")
 def active_reservations(*, now: datetime) -> Q:
     """Reservations that still count: active and not past their time (lazy expiry; the task only tidies up)."""
     return Q(status=Reservation.Status.ACTIVE, expires_at__gt=now)
+
+
+def _count(rows: QuerySet) -> Subquery:
+    """COUNT(*) of `rows` as a scalar subquery (a Func, not an aggregate, so Django adds no GROUP BY)."""
+    counted = rows.order_by().annotate(n=Func("pk", function="COUNT")).values("n")
+    return Subquery(counted, output_field=IntegerField())
 
 
 def book_open_check(*, book: CouponBook, code: Code, now: datetime) -> None:
@@ -70,8 +76,18 @@ def user_redemption_limit_check(*, book: CouponBook, user_id: str, now: datetime
         return
     from redemptions.models import Redemption
 
-    redeemed = Redemption.objects.filter(book=book, user_id=user_id, reversed_at__isnull=True).count()
-    held = Reservation.objects.filter(active_reservations(now=now), book=book, user_id=user_id).count()
+    # Both counts in ONE statement, so in one snapshot: a redeem with a token (which does not take the user's
+    # lock) turns a hold into a redemption in one commit, and two separate counts could each miss it, letting
+    # the user past the limit (books/tests/test_concurrency.py reproduces it).
+    redeemed, held = (
+        CouponBook.objects.filter(pk=book.pk)
+        .annotate(
+            redeemed=_count(Redemption.objects.filter(book=OuterRef("pk"), user_id=user_id, reversed_at__isnull=True)),
+            held=_count(Reservation.objects.filter(active_reservations(now=now), book=OuterRef("pk"), user_id=user_id)),
+        )
+        .values_list("redeemed", "held")
+        .get()
+    )
     if redeemed + held >= book.max_redemptions_per_user:
         raise ApplicationError(
             "user_redemption_limit_reached",
