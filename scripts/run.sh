@@ -35,7 +35,7 @@ start() {  # start NAME LOGFILE COMMAND...: run a process in the background, rem
 
 cleanup() {
     local status=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     ((${#pids[@]})) || exit "$status"
     echo
     echo "Stopping ${names[*]}..."
@@ -55,6 +55,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP  # the terminal went away
 
 # The worker runs tasks in threads (no forked children to leave behind); beat is its own process, and there
 # is exactly one of it, as production requires. Their logs go to files so the logins above stay readable.
