@@ -4,6 +4,7 @@
 # must serve the admin login page, accept a printed demo login, and run a task in its Celery worker; Ctrl-C
 # (SIGINT to its process group) must then stop everything it started. Bounded in time: it never hangs CI.
 #
+# SMOKE_REF (default HEAD) is the commit to test: only committed work is in a clone.
 # SMOKE_TIMEOUT (seconds, default 240) bounds the wait for the page; SMOKE_PORT (default 8000) is the port, and
 # when it is taken on this machine a free one is used instead, so a developer's own `make run` is never mistaken
 # for the one under test.
@@ -17,7 +18,7 @@ clone=$work/clone
 log=$work/make-run.log
 pgid=""
 
-say() { echo "smoke_make_run: $*"; }
+say() { echo "smoke_make_run [${SECONDS}s]: $*"; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 group_alive() { [[ -n $pgid ]] && kill -0 -- "-$pgid" 2>/dev/null; }
 # Processes running from the clone, whatever their process group (one that escaped the group counts too).
@@ -58,8 +59,8 @@ fail() {
     exit 1
 }
 
-commit=$(git -C "$repo" rev-parse HEAD)
-if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no) ]]; then
+commit=$(git -C "$repo" rev-parse --verify "${SMOKE_REF:-HEAD}^{commit}")
+if [[ -z ${SMOKE_REF:-} && -n $(git -C "$repo" status --porcelain --untracked-files=no) ]]; then
     say "note: the work tree has uncommitted changes; only commit ${commit:0:12} is tested"
 fi
 git clone --quiet "$repo" "$clone"
@@ -100,7 +101,7 @@ while ((SECONDS < deadline)); do
 done
 [[ $code == 200 ]] || fail "$url/admin/login/ did not answer 200 within $timeout_s s (last status $code)"
 grep -q 'name="password"' "$page" && grep -q csrfmiddlewaretoken "$page" || fail "$url/admin/login/ is not the admin login form"
-say "$url/admin/login/ answers 200 with the login form (after $((SECONDS)) s)"
+say "$url/admin/login/ answers 200 with the login form"
 
 # 2. A demo login printed by make run opens the back office.
 password=$(sed -n 's/^ *admin  *password \([^ ]*\).*/\1/p' "$log" | head -n 1)
