@@ -1,40 +1,475 @@
-from django.contrib import admin
+"""Back office for coupon books and codes: every write goes through the same services as the API.
 
+Books: a changelist with usage counts (one query), a book page with stats, a chart and the generate and upload
+forms. Codes: a changelist built for millions of rows (capped count, exact search, indexed filters, ordering on
+the (tenant, code) unique index) with confirmed actions: void, unassign, release reservations.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from import_export.admin import ImportMixin
+from import_export.formats.base_formats import CSV, XLSX
+
+from backoffice.actions import ReasonForm, confirmed_action
+from backoffice.charts import Bar, bar_chart_svg
+from backoffice.code_upload import CodeConfirmImportForm, CodeImportForm, CodeUploadResource
+from backoffice.paginator import CappedCountPaginator
+from backoffice.scoping import (
+    ReadOnlyAdminMixin,
+    TenantRelatedListFilter,
+    TenantScopedAdmin,
+    request_tenant,
+    sees_all_tenants,
+    staff_actor,
+    tenant_scope,
+)
+from backoffice.selectors import books_with_usage, redemptions_per_day
+from core.exceptions import ApplicationError
+from core.models import Job
+
+from .inputs import normalize_code
 from .models import Code, CouponBook, Event, Reservation
+from .selectors import book_stats, code_history
+from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_update
+from .services.code_creation import CreationResult, generation_request, upload_request
+from .services.codes import code_unassign, code_void, reservations_release
+
+
+def job_url(job: Job) -> str:
+    return reverse("admin:core_job_change", args=[job.pk])
+
+
+class GenerateCodesForm(forms.Form):
+    count = forms.IntegerField(min_value=1, help_text="Above 10,000 codes the generation runs as a job.")
+    pattern = forms.CharField(
+        required=False, max_length=64, help_text="# a digit, ? a letter, * any symbol of the charset; default 10 *."
+    )
+    charset = forms.CharField(required=False, max_length=128, help_text="Symbols for *; default without look-alikes.")
+
+
+# --- Books --------------------------------------------------------------------------------------------------
 
 
 @admin.register(CouponBook)
-class CouponBookAdmin(admin.ModelAdmin):
-    list_display = ("name", "tenant", "status", "discount_type", "discount_value", "uses_per_code", "created_at")
-    list_filter = ("status", "tenant")
+class CouponBookAdmin(TenantScopedAdmin):
+    list_display = (
+        "name",
+        "tenant",
+        "status",
+        "discount",
+        "codes_total",
+        "codes_free",
+        "codes_assigned",
+        "codes_redeemed",
+        "redemptions_count",
+        "discount_given",
+        "created_at",
+    )
+    list_filter = ("status", "discount_type", "requires_assignment", ("created_at", admin.DateFieldListFilter), "tenant")
     list_select_related = ("tenant",)
-    search_fields = ("name",)
+    search_fields = ("name", "description")
+    ordering = ("-created_at",)
+    actions = ("activate_books", "pause_books", "archive_books")
+    change_form_template = "admin/books/couponbook/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("tenant", "name", "description", "status")}),
+        ("Discount", {"fields": ("discount_type", "discount_value", "currency", "product_ids")}),
+        ("Validity", {"fields": ("valid_from", "valid_until")}),
+        (
+            "Limits",
+            {
+                "fields": (
+                    "max_codes_per_user",
+                    "max_redemptions_per_user",
+                    "uses_per_code",
+                    "requires_assignment",
+                    "lock_ttl_seconds",
+                )
+            },
+        ),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if sees_all_tenants(request):
+            return fieldsets
+        return [(name, {**opts, "fields": [f for f in opts["fields"] if f != "tenant"]}) for name, opts in fieldsets]
+
+    def get_queryset(self, request):
+        return books_with_usage(super().get_queryset(request))
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # books are archived (book_archive), never deleted: their history stays
+
+    @admin.display(description="Discount", ordering="discount_value")
+    def discount(self, book):
+        if book.discount_type == CouponBook.DiscountType.PERCENT:
+            return f"{book.discount_value}%"
+        return f"{book.discount_value} {book.currency}"
+
+    @admin.display(description="Codes", ordering="codes_total")
+    def codes_total(self, book):
+        return book.codes_total
+
+    @admin.display(description="Free", ordering="codes_free")
+    def codes_free(self, book):
+        return book.codes_free
+
+    @admin.display(description="Assigned", ordering="codes_assigned")
+    def codes_assigned(self, book):
+        return book.codes_assigned
+
+    @admin.display(description="Used up", ordering="codes_redeemed")
+    def codes_redeemed(self, book):
+        return book.codes_redeemed
+
+    @admin.display(description="Redemptions", ordering="redemptions_count")
+    def redemptions_count(self, book):
+        return book.redemptions_count
+
+    @admin.display(description="Discount given", ordering="discount_given")
+    def discount_given(self, book):
+        return book.discount_given
+
+    # --- saving through the services ----------------------------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        values = {field: form.cleaned_data[field] for field in EDITABLE_FIELDS if field in form.cleaned_data}
+        if change:
+            changed = {field: values[field] for field in form.changed_data if field in values}
+            book = book_update(book=obj, **changed) if changed else obj
+        else:
+            tenant = obj.tenant if sees_all_tenants(request) else request_tenant(request)
+            book = book_create(tenant=tenant, **values)
+        for field in CouponBook._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(book, field.attname))
+        obj._state.adding = False
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def _status_set(self, request, queryset, status: str, label: str) -> None:
+        done = 0
+        for book in queryset:
+            try:
+                book_update(book=book, status=status)
+            except ApplicationError as exc:
+                self.message_user(request, f"{book}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} book(s) {label}.", messages.SUCCESS)
+
+    @admin.action(description="Activate selected books", permissions=["change"])
+    def activate_books(self, request, queryset):
+        self._status_set(request, queryset, CouponBook.Status.ACTIVE, "activated")
+
+    @admin.action(description="Pause selected books", permissions=["change"])
+    def pause_books(self, request, queryset):
+        self._status_set(request, queryset, CouponBook.Status.PAUSED, "paused")
+
+    @admin.action(description="Archive selected books", permissions=["change"])
+    def archive_books(self, request, queryset):
+        def run(book, data):
+            book_archive(book=book)
+
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            title="Archive coupon books",
+            question="Archived books hand out and redeem no code any more; their codes and history stay. "
+            "A book that never had a code is deleted instead.",
+            run=run,
+            done_message="{count} book(s) archived.",
+        )
+
+    # --- the book page: stats, chart, generate and upload -------------------------------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/generate/",
+                self.admin_site.admin_view(self.generate_view),
+                name="books_couponbook_generate",
+            ),
+        ] + super().get_urls()
+
+    def has_codes_add_permission(self, request) -> bool:
+        return request.user.has_perm("books.add_code")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        book = self.get_object(request, object_id)
+        if book is not None:
+            stats = book_stats(book=book)
+            series = redemptions_per_day(tenant=book.tenant, book=book)
+            extra_context.update(
+                stats=stats,
+                chart=bar_chart_svg(
+                    [Bar(label=f"{row['day']:%d %b}", value=row["redemptions"]) for row in series],
+                    title=f"Redemptions per day, last {len(series)} days ({book.tenant.timezone})",
+                ),
+                can_add_codes=self.has_codes_add_permission(request) and book.status != CouponBook.Status.ARCHIVED,
+                generate_form=GenerateCodesForm(),
+                generate_url=reverse("admin:books_couponbook_generate", args=[book.pk]),
+                upload_url=reverse("admin:books_code_import") + f"?book={book.pk}",
+                codes_url=reverse("admin:books_code_changelist") + f"?book__id__exact={book.pk}",
+                redemptions_url=reverse("admin:redemptions_redemption_changelist") + f"?book__id__exact={book.pk}",
+                jobs=Job.objects.filter(book=book).order_by("-created_at")[:5],
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def generate_view(self, request, object_id):
+        book = get_object_or_404(tenant_scope(request, CouponBook.objects.select_related("tenant")), pk=object_id)
+        back = reverse("admin:books_couponbook_change", args=[book.pk])
+        if not self.has_codes_add_permission(request):
+            self.message_user(request, "You may not add codes.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        form = GenerateCodesForm(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
+            self.message_user(request, f"Not generated: {errors}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        try:
+            outcome = generation_request(
+                book=book,
+                count=form.cleaned_data["count"],
+                pattern=form.cleaned_data["pattern"] or None,
+                charset=form.cleaned_data["charset"] or None,
+                actor=staff_actor(request),
+            )
+        except ApplicationError as exc:
+            self.message_user(request, f"Not generated: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        return creation_response(self, request, outcome, book=book, verb="Generated")
+
+
+def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):
+    """After generate or upload: a job goes to its progress page; a done request back to the book's codes."""
+    if isinstance(outcome, Job):
+        modeladmin.message_user(
+            request, f"{outcome.total:,} codes are being processed as job #{outcome.pk}; this page shows its progress."
+        )
+        return HttpResponseRedirect(job_url(outcome))
+    text = f"{verb} {outcome.created:,} code(s) in “{book}”."
+    if outcome.skipped_count:
+        text += f" {outcome.skipped_count:,} duplicate(s) skipped."
+    modeladmin.message_user(request, text, messages.SUCCESS)
+    for warning in outcome.warnings:
+        modeladmin.message_user(request, warning, messages.WARNING)
+    return HttpResponseRedirect(reverse("admin:books_code_changelist") + f"?book__id__exact={book.pk}")
+
+
+# --- Codes --------------------------------------------------------------------------------------------------
+
+
+class CodeStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return Code.State.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in Code.State.values:
+            return queryset.filter(state=self.value())
+        return queryset
 
 
 @admin.register(Code)
-class CodeAdmin(admin.ModelAdmin):
-    list_display = ("code", "book", "state", "user_id", "redeemed_count", "max_uses", "created_at")
-    list_filter = ("state",)
+class CodeAdmin(ImportMixin, TenantScopedAdmin):
+    list_display = ("code", "book", "state", "user_id", "redeemed_count", "max_uses", "assigned_at", "expires_at", "created_at")
+    # Both filters are served by indexes: (book, state), and (tenant, code) for the tenant-wide list.
+    list_filter = (CodeStateFilter, ("book", TenantRelatedListFilter))
     list_select_related = ("book",)
-    search_fields = ("=code", "=user_id")
-    raw_id_fields = ("book", "tenant")
+    search_fields = ("code",)  # exact match only, see get_search_results
+    search_help_text = "An exact code (any case) or an exact end-user id."
+    # (tenant_id, code) is the unique constraint's index: the page is read straight off it, in order, and the
+    # ordering is already total (no "-pk" tiebreaker that would force a sort of every matching row).
+    ordering = ("tenant_id", "code")
+    sortable_by = ("code",)
     show_full_result_count = False
-    readonly_fields = ("shuffle", "created_at")
+    paginator = CappedCountPaginator
+    list_per_page = 100
+    raw_id_fields = ("book",)
+    actions = ("void_codes", "unassign_codes", "release_reservations")
+    readonly_fields = ("history",)
+    # django-import-export: upload of codes (CSV, XLSX) with its preview; the confirm step calls upload_request.
+    import_formats = [CSV, XLSX]
+    resource_classes = [CodeUploadResource]
+    import_form_class = CodeImportForm
+    confirm_form_class = CodeConfirmImportForm
+    import_template_name = "admin/books/code/import.html"
+
+    def get_fields(self, request, obj=None):
+        fields = ["code", "book", "state", "user_id", "assigned_at", "redeemed_count", "max_uses", "expires_at", "created_at"]
+        if sees_all_tenants(request):
+            fields.insert(0, "tenant")
+        return fields + ["history"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)  # a code changes only through the actions (the services)
+
+    def has_add_permission(self, request):
+        return False  # codes arrive by generation or upload, from the book page
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a leaked code is voided; its history stays
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact look-ups only, each on an index: the code normalised (strip, upper) or the end-user id."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(code=normalize_code(term)) | queryset.filter(user_id=term), False
+
+    @admin.display(description="History")
+    def history(self, code):
+        events = list(code_history(code=code)[:200])
+        if not events:
+            return "No event yet (codes created in bulk are dated by their created time)."
+        rows = format_html(
+            "".join(["<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"] * len(events)),
+            *[
+                value
+                for event in events
+                for value in (
+                    f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+                    event.get_kind_display(),
+                    event.user_id,
+                    f"{event.actor_type}:{event.actor_id}",
+                )
+            ],
+        )
+        return format_html("<table><tr><th>When</th><th>What</th><th>User</th><th>By</th></tr>{}</table>", rows)
+
+    # --- actions, each through its service, after a confirmation page -------------------------------------
+
+    def _actor_run(self, request, service, fields: tuple[str, ...] = ()):
+        actor = staff_actor(request)
+
+        def run(code, data):
+            return service(tenant=code.tenant, code=code.code, actor=actor, **{name: data[name] for name in fields})
+
+        return run
+
+    @admin.action(description="Void selected codes", permissions=["change"])
+    def void_codes(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset.select_related("tenant"),
+            title="Void codes",
+            question="Voided codes can never be assigned, locked or redeemed again; their active reservations end. "
+            "Past redemptions stay.",
+            run=self._actor_run(request, code_void, fields=("reason",)),
+            done_message="{count} code(s) voided.",
+            form_class=ReasonForm,
+        )
+
+    @admin.action(description="Unassign selected codes", permissions=["change"])
+    def unassign_codes(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset.select_related("tenant"),
+            title="Unassign codes",
+            question="The codes go back to the book's free pool; their users lose them and their reservations end. "
+            "Only assigned, never redeemed codes can be unassigned.",
+            run=self._actor_run(request, code_unassign),
+            done_message="{count} code(s) unassigned.",
+        )
+
+    @admin.action(description="Release reservations of selected codes", permissions=["change"])
+    def release_reservations(self, request, queryset):
+        return confirmed_action(
+            self,
+            request,
+            queryset.select_related("tenant"),
+            title="Release reservations",
+            question="Every active reservation (lock) of these codes ends now; checkouts holding them will have to lock again.",
+            run=self._actor_run(request, reservations_release),
+            done_message="Reservations of {count} code(s) released.",
+        )
+
+    # --- upload (django-import-export) --------------------------------------------------------------------
+
+    def has_import_permission(self, request):
+        return request.user.has_perm("books.add_code") and (sees_all_tenants(request) or request_tenant(request) is not None)
+
+    def _upload_books(self, request):
+        return tenant_scope(request, CouponBook.objects.exclude(status=CouponBook.Status.ARCHIVED))
+
+    def get_import_form_initial(self, request):
+        return {**super().get_import_form_initial(request), "book": request.GET.get("book")}
+
+    def create_import_form(self, request):
+        form = super().create_import_form(request)
+        form.fields["book"].queryset = self._upload_books(request)
+        return form
+
+    def create_confirm_form(self, request, import_form=None):
+        form = super().create_confirm_form(request, import_form)
+        form.fields["book"].queryset = self._upload_books(request)
+        return form
+
+    def get_confirm_form_initial(self, request, import_form):
+        initial = super().get_confirm_form_initial(request, import_form)
+        if import_form is not None:
+            initial["book"] = import_form.cleaned_data["book"].pk
+            initial["skip_duplicates"] = import_form.cleaned_data["skip_duplicates"]
+        return initial
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        data = getattr(kwargs.get("form"), "cleaned_data", None) or {}
+        return {"book": data.get("book"), "skip_duplicates": bool(data.get("skip_duplicates"))}
+
+    def process_dataset(self, dataset, form, request, **kwargs):
+        """The confirm step: the whole list to the upload service (all or nothing; a job above 10,000)."""
+        from backoffice.code_upload import dataset_codes
+
+        book = form.cleaned_data["book"]
+        values = dataset_codes(dataset) or []
+        codes = [str(int(v)) if isinstance(v, float) and v.is_integer() else ("" if v is None else str(v)) for v in values]
+        try:
+            return book, upload_request(
+                book=book, codes=codes, actor=staff_actor(request), skip_duplicates=form.cleaned_data["skip_duplicates"]
+            )
+        except ApplicationError as exc:
+            return book, exc
+
+    def process_result(self, result, request):
+        book, outcome = result
+        if isinstance(outcome, ApplicationError):
+            self.message_user(request, f"Nothing was imported: {outcome.message}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:books_code_import") + f"?book={book.pk}")
+        return creation_response(self, request, outcome, book=book, verb="Uploaded")
+
+
+# --- Reservations and events (read-only history) ------------------------------------------------------------
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
-    list_display = ("code", "user_id", "status", "expires_at", "created_at")
-    list_filter = ("status",)
-    list_select_related = ("code",)
-    raw_id_fields = ("code", "book", "tenant")
+class ReservationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    list_display = ("code", "book", "user_id", "status", "expires_at", "created_at", "ended_at")
+    list_filter = ("status", ("book", TenantRelatedListFilter))
+    list_select_related = ("code", "book")
+    search_fields = ("=user_id",)
     show_full_result_count = False
+    paginator = CappedCountPaginator
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "kind", "code", "user_id", "actor_type", "actor_id")
-    list_filter = ("kind",)
-    list_select_related = ("code",)
-    raw_id_fields = ("code", "book", "tenant", "reservation")
+class EventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    list_display = ("created_at", "kind", "book", "code", "user_id", "actor_type", "actor_id")
+    list_filter = ("kind", ("book", TenantRelatedListFilter))
+    list_select_related = ("code", "book")
+    search_fields = ("=user_id",)
     show_full_result_count = False
+    paginator = CappedCountPaginator

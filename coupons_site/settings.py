@@ -262,3 +262,17 @@ API_UPLOAD_MAX_BYTES = int(os.environ.get("API_UPLOAD_MAX_BYTES", str(64 * 1024 
 API_END_USER_TOKEN_MAX_SECONDS = int(os.environ.get("API_END_USER_TOKEN_MAX_SECONDS", str(24 * 3600)))
 # Seconds a client is told to wait (Retry-After) when the database is unavailable.
 API_UNAVAILABLE_RETRY_AFTER = 5
+
+# --- Back office (Django admin) and django-import-export ---------------------------------------------------
+# backoffice holds the shared admin code (tenant scoping, dashboard, job progress, downloads). It is listed
+# last so that its post_migrate hook, which creates the role groups, runs after every app's permissions exist.
+INSTALLED_APPS += ["backoffice"]
+# Code upload in the admin (CSV and XLSX, see books/admin.py): the uploaded file waits for the confirm step in
+# the media storage, which every web process shares (one machine's temp folder is not seen by another).
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"  # importing codes needs books.add_code
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True  # one upload can hold millions of codes; the book's event records it
+# Redemption exports above this many rows run as a Celery job that ends in a download link (SPEC: 50,000).
+COUPONS_EXPORT_SYNC_ROWS = int(os.environ.get("COUPONS_EXPORT_SYNC_ROWS", "50000"))
+# Rows fetched per database round trip while an export streams (memory stays flat whatever the row count).
+COUPONS_EXPORT_CHUNK_ROWS = int(os.environ.get("COUPONS_EXPORT_CHUNK_ROWS", "5000"))

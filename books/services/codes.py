@@ -269,3 +269,32 @@ def reservations_expire(*, now: datetime | None = None, batch_size: int = 500) -
         total += marked
         if len(batch) < batch_size or not marked:
             return total
+
+
+@transaction.atomic
+def reservations_release(*, tenant: Tenant, code: object, actor: Actor) -> int:
+    """Staff: end every active reservation of the code at once, whoever holds it (a stuck checkout, say).
+
+    Returns how many were released; one already past its time is marked expired instead (and not counted).
+    """
+    found = code_row_lock(code_find(tenant=tenant, code=code))
+    now = timezone.now()
+    released = 0
+    for reservation in lock_objects.reservation_lock_qs().filter(code=found, status=Reservation.Status.ACTIVE):
+        if reservation.expires_at <= now:
+            _reservation_mark_expired(reservation=reservation, now=now)
+            continue
+        Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.ACTIVE).update(
+            status=Reservation.Status.RELEASED, ended_at=now
+        )
+        event_record(
+            book=found.book,
+            code=found,
+            kind=Event.Kind.UNLOCKED,
+            actor=actor,
+            user_id=reservation.user_id,
+            reservation=reservation,
+            data={"released_by_staff": True},
+        )
+        released += 1
+    return released

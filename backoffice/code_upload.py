@@ -1,0 +1,133 @@
+"""Code upload through django-import-export: its file handling (CSV, XLSX), preview and confirm step, ending in
+the same all-or-nothing service as the API (books.services.code_creation.upload_request).
+
+The preview (import-export's dry run) checks every row with the service's own rules and reports each bad row with
+its number: not a valid code, repeated in the file (with the row it repeats), or stored already in the tenant.
+Duplicates refuse the whole file unless "skip duplicates" is ticked, exactly as the service does. The confirm step
+does not save rows one by one through import-export: it hands the whole list to upload_request, which imports it
+in one transaction (or, above 10,000 codes, queues a job).
+"""
+
+from django import forms
+from django.core.exceptions import ValidationError
+from import_export import fields, resources
+from import_export.forms import ConfirmImportForm, ImportForm
+from import_export.results import Error, Result, RowResult
+
+from books.inputs import is_valid_code, normalize_code
+from books.models import Code, CouponBook
+
+# Valid rows listed in the preview, and bad rows listed in the error report (the totals count them all).
+PREVIEW_ROWS = 500
+LISTED_ERRORS = 1000
+_EXISTING_BATCH = 5000
+
+
+def dataset_codes(dataset) -> list[object] | None:
+    """The raw values of the file's code column: the column headed "code", or the only column of a plain list
+    (whose first line is then a code too, not a header). None when neither is there."""
+    headers = [str(h or "").strip().lower() for h in (dataset.headers or [])]
+    if "code" in headers:
+        return list(dataset.get_col(headers.index("code")))
+    if dataset.width == 1:
+        first = (dataset.headers or [None])[0]
+        values = list(dataset.get_col(0))
+        return ([first] if first not in (None, "") else []) + values
+    return None
+
+
+def _raw_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a spreadsheet stores a numeric code as a number
+    return str(value)
+
+
+class CodeUploadResource(resources.Resource):
+    """The upload's one column. Built per request with the target book and the skip-duplicates choice."""
+
+    code = fields.Field(attribute="code", column_name="code")
+
+    class Meta:
+        model = Code
+        fields = ("code",)
+
+    def __init__(self, book: CouponBook | None = None, skip_duplicates: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.book = book
+        self.skip_duplicates = skip_duplicates
+
+    @classmethod
+    def get_display_name(cls) -> str:
+        return "Codes"
+
+    def import_data(self, dataset, dry_run=False, raise_errors=False, **kwargs) -> Result:
+        """The preview: every row checked against the upload rules. Writes nothing (the confirm step does)."""
+        result = self.get_result_class()()
+        result.diff_headers = ["code"]
+        raw_values = dataset_codes(dataset)
+        if raw_values is None:
+            result.append_base_error(Error(ValueError("The file needs a column headed 'code' (or only one column of codes).")))
+            return result
+        result.total_rows = len(raw_values)
+        if self.book is None:
+            result.append_base_error(Error(ValueError("Choose the coupon book to upload into.")))
+            return result
+        normalized = [normalize_code(_raw_text(raw)) for raw in raw_values]
+        stored = self._stored(normalized)
+        first_row: dict[str, int] = {}
+        listed_errors = shown = 0
+        for number, (raw, code) in enumerate(zip(raw_values, normalized, strict=True), start=1):
+            problem, duplicate = None, False
+            if not is_valid_code(code):
+                problem = "Not a code: 3 to 64 letters, digits, '-' or '_'."
+            elif code in first_row:
+                problem, duplicate = f"Repeats row {first_row[code]}.", True
+            elif code in stored:
+                problem, duplicate = "This code exists already in your codes.", True
+            first_row.setdefault(code, number)
+            row_result = RowResult()
+            if problem and duplicate and self.skip_duplicates:
+                row_result.import_type = RowResult.IMPORT_TYPE_SKIP
+                result.increment_row_result_total(row_result)
+                continue
+            if problem:
+                row_result.import_type = RowResult.IMPORT_TYPE_INVALID
+                result.increment_row_result_total(row_result)
+                if listed_errors < LISTED_ERRORS:
+                    result.append_invalid_row(number, {"code": _raw_text(raw)}, ValidationError({"code": [problem]}))
+                    listed_errors += 1
+                continue
+            row_result.import_type = RowResult.IMPORT_TYPE_NEW
+            result.increment_row_result_total(row_result)
+            if shown < PREVIEW_ROWS:
+                row_result.diff = [code]
+                result.append_row_result(row_result)
+                shown += 1
+        if not result.totals[RowResult.IMPORT_TYPE_NEW] and not result.has_validation_errors():
+            result.append_base_error(Error(ValueError("The file holds no new code.")))
+        return result
+
+    def _stored(self, codes: list[str]) -> set[str]:
+        unique = list(dict.fromkeys(code for code in codes if is_valid_code(code)))
+        stored: set[str] = set()
+        for start in range(0, len(unique), _EXISTING_BATCH):
+            chunk = unique[start : start + _EXISTING_BATCH]
+            stored.update(Code.objects.filter(tenant_id=self.book.tenant_id, code__in=chunk).values_list("code", flat=True))
+        return stored
+
+
+class CodeImportForm(ImportForm):
+    book = forms.ModelChoiceField(queryset=CouponBook.objects.none(), help_text="The coupon book the codes go into.")
+    skip_duplicates = forms.BooleanField(
+        required=False,
+        help_text="Import the other codes when some are repeated in the file or exist already "
+        "(otherwise such a file is refused whole).",
+    )
+    field_order = ["book", "import_file", "format", "skip_duplicates", "resource"]
+
+
+class CodeConfirmImportForm(ConfirmImportForm):
+    book = forms.ModelChoiceField(queryset=CouponBook.objects.none(), widget=forms.HiddenInput)
+    skip_duplicates = forms.BooleanField(required=False, widget=forms.HiddenInput)

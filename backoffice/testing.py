@@ -1,0 +1,33 @@
+"""Helpers for the back-office tests: staff users of each role, logged in."""
+
+from decimal import Decimal
+
+from django.utils import timezone
+
+from books.factories import CodeFactory, RedemptionFactory
+from tenants.services import staff_user_create
+
+PASSWORD = "Back-office-pass-1"
+
+
+def staff_user(tenant, role: str, username: str | None = None):
+    return staff_user_create(tenant=tenant, username=username or f"{role}-{tenant.slug}", password=PASSWORD, role=role)
+
+
+def logged_in(client, tenant, role: str):
+    client.force_login(staff_user(tenant, role))
+    return client
+
+
+def redemption_make(book, *, user_id="user-1", discount="5.00", when=None, code=None, **fields):
+    code = code or CodeFactory(book=book, tenant=book.tenant, state="redeemed", user_id=user_id, redeemed_count=1)
+    return RedemptionFactory(
+        code=code,
+        book=book,
+        tenant=book.tenant,
+        user_id=user_id,
+        discount=Decimal(discount),
+        amount=Decimal("50.00"),
+        redeemed_at=when or timezone.now(),
+        **fields,
+    )

@@ -1,0 +1,129 @@
+"""Back-office views outside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the JSON
+progress of a job (polled by the job page every second) and the download of a finished export."""
+
+import os
+
+from django.contrib import admin
+from django.http import FileResponse, Http404, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from books.models import CouponBook
+from core.exceptions import ApplicationError
+from core.models import Job
+from core.selectors import job_get
+
+from .charts import Bar, bar_chart_svg
+from .scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
+from .selectors import books_with_usage, redemptions_per_day
+
+DASHBOARD_BOOKS = 50
+
+
+def dashboard(request):
+    """A tenant user's home: their books with usage figures and charts, above the usual list of models."""
+    tenant = request_tenant(request)
+    if tenant is None:
+        return admin.site.index(request)
+    context = {
+        **admin.site.each_context(request),
+        "title": f"{tenant.name}: back office",
+        "subtitle": None,
+        "app_list": admin.site.get_app_list(request),
+        "tenant": tenant,
+    }
+    if request.user.has_perm("books.view_couponbook"):
+        books = list(
+            books_with_usage(CouponBook.objects.filter(tenant=tenant).exclude(status=CouponBook.Status.ARCHIVED)).order_by(
+                "-created_at"
+            )[:DASHBOARD_BOOKS]
+        )
+        series = redemptions_per_day(tenant=tenant)
+        context.update(
+            books=books,
+            totals={
+                "codes": sum(book.codes_total for book in books),
+                "assigned": sum(book.codes_assigned for book in books),
+                "redemptions": sum(book.redemptions_count for book in books),
+                "discount": sum(book.discount_given for book in books),
+                "last_days": sum(row["redemptions"] for row in series),
+            },
+            per_day_chart=bar_chart_svg(
+                [Bar(label=f"{row['day']:%d %b}", value=row["redemptions"]) for row in series],
+                title=f"Redemptions per day, last {len(series)} days ({tenant.timezone})",
+            ),
+            per_book_chart=bar_chart_svg(
+                [
+                    Bar(label=book.name[:12], value=book.redemptions_count, title=f"{book.name}: {book.redemptions_count}")
+                    for book in books[:20]
+                ],
+                title="Redemptions per book",
+                bar_width=22,
+            ),
+        )
+    with tenant_timezone(request):
+        return rendered(TemplateResponse(request, "admin/backoffice/dashboard.html", context))
+
+
+def _job_for(request, job_id) -> Job:
+    if not request.user.has_perm("core.view_job"):
+        raise Http404("No such job.")
+    if sees_all_tenants(request):
+        job = Job.objects.select_related("tenant").filter(pk=job_id).first()
+        if job is None:
+            raise Http404("No such job.")
+        return job_get(tenant=job.tenant, job_id=job_id)
+    tenant = request_tenant(request)
+    if tenant is None:
+        raise Http404("No such job.")
+    try:
+        return job_get(tenant=tenant, job_id=job_id)
+    except ApplicationError as exc:  # another tenant's job is simply not found
+        raise Http404(exc.message) from None
+
+
+def _job_message(job: Job) -> str:
+    result = job.result or {}
+    if job.kind == Job.Kind.EXPORT:
+        return f"Exported {result.get('rows', job.total):,} redemptions."
+    text = f"Created {result.get('created', 0):,} codes."
+    if result.get("skipped_count"):
+        text += f" {result['skipped_count']:,} duplicates skipped."
+    return text
+
+
+def job_progress(request, job_id: int):
+    """{status, done, total, percent, error, finished, download_url}: what the progress bar shows."""
+    try:
+        job = _job_for(request, job_id)
+    except Http404:
+        return JsonResponse({"error": {"code": "job_not_found", "message": "No such job.", "details": {}}}, status=404)
+    done = job.progress_done
+    download = None
+    if job.kind == Job.Kind.EXPORT and job.status == Job.Status.SUCCEEDED and job.file:
+        download = reverse("backoffice:job_download", args=[job.pk])
+    return JsonResponse(
+        {
+            "id": job.pk,
+            "kind": job.kind,
+            "status": job.status,
+            "status_display": job.get_status_display(),
+            "total": job.total,
+            "done": done,
+            "percent": round(100 * done / job.total) if job.total else (100 if job.is_finished else 0),
+            "finished": job.is_finished,
+            "error": job.error,
+            "message": _job_message(job) if job.status == Job.Status.SUCCEEDED else "",
+            "download_url": download,
+        }
+    )
+
+
+def job_download(request, job_id: int):
+    """A finished export's workbook, to staff of the job's own tenant who may export."""
+    job = _job_for(request, job_id)
+    if not request.user.has_perm("redemptions.export_redemption"):
+        raise Http404("No such file.")
+    if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
+        raise Http404("This job has no file to download.")
+    return FileResponse(job.file.open("rb"), as_attachment=True, filename=os.path.basename(job.file.name))

@@ -1,0 +1,291 @@
+"""The redemption log as an Excel workbook (openpyxl, write-only: rows stream to disk, memory stays flat).
+
+Public interface (the admin and the API both call it):
+
+- ``export_request(*, tenant, queryset, actor) -> ExportFile | Job``: up to ``settings.COUPONS_EXPORT_SYNC_ROWS``
+  rows (default 50,000) the workbook is built at once and returned as an ExportFile; above that a core Job (kind
+  export) is created and ``redemptions.tasks.run_export_job`` is queued on commit; it writes the file to Job.file.
+- ``redemptions_workbook_write(*, tenant, queryset, out, progress=None) -> int``: writes the workbook to ``out``
+  (a path or a binary file object) and returns the number of redemption rows written. Used by both paths.
+
+The workbook
+------------
+Sheet "Redemptions" (continued on "Redemptions 2", "Redemptions 3", ... when a sheet reaches Excel's limit of
+MAX_SHEET_ROWS rows, header included; every data sheet repeats the header). One row per redemption, oldest first,
+with these columns, in this order (stable: integrations may rely on them):
+
+    redemption_id    the redemption's id
+    redeemed_at      when, in the tenant's time zone (Excel dates carry no zone; the Summary sheet names it)
+    book_id          the coupon book's id
+    book_name        the coupon book's name
+    code             the code string
+    user_id          the integrator's end-user id
+    order_ref        the order reference the integrator sent
+    product_id       the product id the integrator sent
+    amount           the order amount sent (number, empty when none was sent)
+    discount         the discount applied (number)
+    currency         ISO currency of a fixed discount (empty for a percent discount)
+    actor_type       who redeemed: api_client, end_user, staff or system
+    actor_id         their id (the API client id, the staff user id, ...)
+    reversed         "yes" when the redemption was reversed (refunded), else "no"
+    reversed_at      when it was reversed, in the tenant's time zone
+    reversal_reason  why
+    reversed_by      who reversed it, as "type:id"
+
+Sheet "Summary": one row per coupon book and tenant-local day with the standing (not reversed) redemptions, the
+reversed ones, and the total discount of the standing ones, then a "Total" row; its totals equal the data sheets.
+
+Formula injection: a text cell whose value starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+written with a single quote (``'``) in front, so it is stored and shown as text and no spreadsheet evaluates it
+(OWASP's advice for CSV/Excel injection); the quote is visible in the cell. Characters that the XLSX format cannot
+hold at all (control characters other than tab, LF and CR) are removed.
+"""
+
+import base64
+import io
+import pickle
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import IO
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from core.actors import Actor
+from core.models import Job
+from core.services import job_create
+from tenants.models import Tenant
+
+from .models import Redemption
+
+# Excel's rows per sheet (2**20). A module constant so that a test can lower it to see the overflow sheet.
+MAX_SHEET_ROWS = 1_048_576
+# Above this many rows an export runs as a job (settings.COUPONS_EXPORT_SYNC_ROWS overrides it).
+EXPORT_SYNC_ROWS = 50_000
+CHUNK_ROWS = 5_000
+DATA_SHEET = "Redemptions"
+SUMMARY_SHEET = "Summary"
+COLUMNS = (
+    "redemption_id",
+    "redeemed_at",
+    "book_id",
+    "book_name",
+    "code",
+    "user_id",
+    "order_ref",
+    "product_id",
+    "amount",
+    "discount",
+    "currency",
+    "actor_type",
+    "actor_id",
+    "reversed",
+    "reversed_at",
+    "reversal_reason",
+    "reversed_by",
+)
+SUMMARY_COLUMNS = ("book_id", "book_name", "day", "redemptions", "reversed", "discount_total")
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_QUERY_SALT = "redemptions.exports.query"
+
+# The columns read from the database, in one query with the book and code joined (no model instances).
+_FIELDS = (
+    "pk",
+    "redeemed_at",
+    "book_id",
+    "book__name",
+    "code__code",
+    "user_id",
+    "order_ref",
+    "product_id",
+    "amount",
+    "discount",
+    "currency",
+    "actor_type",
+    "actor_id",
+    "reversed_at",
+    "reversal_reason",
+    "reversed_by_type",
+    "reversed_by_id",
+)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    filename: str
+    content: bytes
+    content_type: str = XLSX_CONTENT_TYPE
+
+
+def cell_text(value: str | None) -> str:
+    """Text as a spreadsheet must see it: never a formula, never a character XLSX cannot hold."""
+    if not value:
+        return ""
+    if ILLEGAL_CHARACTERS_RE.search(value):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    if value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def export_filename(*, tenant: Tenant) -> str:
+    stamp = timezone.localtime(timezone.now(), tenant.zoneinfo).strftime("%Y%m%d-%H%M%S")
+    return f"redemptions-{tenant.slug}-{stamp}.xlsx"
+
+
+def redemptions_workbook_write(
+    *, tenant: Tenant, queryset, out: str | IO[bytes], progress: Callable[[int], None] | None = None
+) -> int:
+    """Write the tenant's redemptions of `queryset` as the documented workbook to `out`; return the rows written."""
+    zone = tenant.zoneinfo
+    rows = queryset.filter(tenant=tenant).order_by("redeemed_at", "pk").values_list(*_FIELDS)
+    chunk = int(getattr(settings, "COUPONS_EXPORT_CHUNK_ROWS", CHUNK_ROWS))
+    per_sheet = MAX_SHEET_ROWS - 1  # the header takes one row of every data sheet
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(DATA_SHEET)
+    sheet.append(COLUMNS)
+    sheets, on_sheet, written = 1, 0, 0
+    # (book_id, day) -> [book_name, standing, reversed, discount]; bounded by books x days, not by rows.
+    summary: dict[tuple, list] = defaultdict(lambda: [None, 0, 0, Decimal("0")])
+    book_names: dict[int, str] = {}
+
+    for (
+        pk,
+        redeemed_at,
+        book_id,
+        book_name,
+        code,
+        user_id,
+        order_ref,
+        product_id,
+        amount,
+        discount,
+        currency,
+        actor_type,
+        actor_id,
+        reversed_at,
+        reversal_reason,
+        reversed_by_type,
+        reversed_by_id,
+    ) in rows.iterator(chunk_size=chunk):
+        if on_sheet == per_sheet:
+            sheets += 1
+            sheet = workbook.create_sheet(f"{DATA_SHEET} {sheets}")
+            sheet.append(COLUMNS)
+            on_sheet = 0
+        local = redeemed_at.astimezone(zone).replace(tzinfo=None)
+        name = book_names.get(book_id)
+        if name is None:
+            name = book_names[book_id] = cell_text(book_name)
+        sheet.append(
+            (
+                pk,
+                local,
+                book_id,
+                name,
+                cell_text(code),
+                cell_text(user_id),
+                cell_text(order_ref),
+                cell_text(product_id),
+                amount,
+                discount,
+                currency,
+                actor_type,
+                cell_text(actor_id),
+                "yes" if reversed_at else "no",
+                reversed_at.astimezone(zone).replace(tzinfo=None) if reversed_at else None,
+                cell_text(reversal_reason),
+                f"{reversed_by_type}:{cell_text(reversed_by_id)}" if reversed_at else "",
+            )
+        )
+        entry = summary[(book_id, local.date())]
+        if reversed_at:
+            entry[2] += 1
+        else:
+            entry[1] += 1
+            entry[3] += discount or 0
+        on_sheet += 1
+        written += 1
+        if progress is not None and written % chunk == 0:
+            progress(written)
+
+    _summary_sheet_write(workbook, summary=summary, book_names=book_names, tenant=tenant, rows=written)
+    workbook.save(out)
+    if progress is not None:
+        progress(written)
+    return written
+
+
+def _summary_sheet_write(workbook, *, summary: dict, book_names: dict, tenant: Tenant, rows: int) -> None:
+    # Write-only sheets are streamed to their own temporary files, so the summary, computed while the data
+    # streamed, can still be placed first in the workbook.
+    sheet = workbook.create_sheet(SUMMARY_SHEET, 0)
+    sheet.append(SUMMARY_COLUMNS)
+    standing = reversed_total = 0
+    discount_total = Decimal("0")
+    for (book_id, day), (_, count, reversed_count, discount) in sorted(
+        summary.items(), key=lambda item: (item[0][1], item[0][0])
+    ):
+        sheet.append((book_id, book_names[book_id], day, count, reversed_count, discount))
+        standing += count
+        reversed_total += reversed_count
+        discount_total += discount
+    sheet.append(("Total", "", None, standing, reversed_total, discount_total))
+    sheet.append(())
+    sheet.append(("Time zone", tenant.timezone))
+    sheet.append(("Rows", rows))
+    sheet.append(("Generated", timezone.localtime(timezone.now(), tenant.zoneinfo).replace(tzinfo=None)))
+
+
+# --- Requests: at once, or as a job -------------------------------------------------------------------------
+
+
+def export_query_dump(queryset) -> str:
+    """The queryset's query, pickled and signed: the job rebuilds exactly the rows that were asked for.
+
+    Django documents pickling QuerySet.query to re-run a query later; the signature (SECRET_KEY) makes sure a
+    worker only ever unpickles what this code wrote.
+    """
+    return signing.dumps(base64.b64encode(pickle.dumps(queryset.query)).decode(), salt=_QUERY_SALT, compress=True)
+
+
+def export_query_load(value: str):
+    query = pickle.loads(base64.b64decode(signing.loads(value, salt=_QUERY_SALT)))  # signed by us: see export_query_dump
+    queryset = Redemption.objects.all()
+    queryset.query = query
+    return queryset
+
+
+def export_sync_limit() -> int:
+    return int(getattr(settings, "COUPONS_EXPORT_SYNC_ROWS", EXPORT_SYNC_ROWS))
+
+
+def export_request(*, tenant: Tenant, queryset, actor: Actor) -> ExportFile | Job:
+    """The workbook of the tenant's redemptions in `queryset`: at once, or (above the limit) as a queued job."""
+    rows = queryset.filter(tenant=tenant)
+    count = rows.count()
+    filename = export_filename(tenant=tenant)
+    if count <= export_sync_limit():
+        buffer = io.BytesIO()
+        redemptions_workbook_write(tenant=tenant, queryset=rows, out=buffer)
+        return ExportFile(filename=filename, content=buffer.getvalue())
+    from .tasks import run_export_job
+
+    with transaction.atomic():
+        job = job_create(
+            tenant=tenant,
+            kind=Job.Kind.EXPORT,
+            actor=actor,
+            total=count,
+            params={"query": export_query_dump(rows), "filename": filename},
+        )
+        transaction.on_commit(lambda: run_export_job.delay(job.pk))
+    return job
