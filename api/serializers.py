@@ -20,16 +20,27 @@ TTL_MIN, TTL_MAX = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_
 LIMIT_MAX = 2_000_000_000
 
 
+class StrictCharField(serializers.CharField):
+    """A string and only a string: DRF's CharField would turn 5 or 3.5 into "5" and "3.5"."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def user_id_field(**kwargs) -> serializers.CharField:
-    return serializers.CharField(max_length=MAX_USER_ID_LENGTH, **kwargs)
+    return StrictCharField(max_length=MAX_USER_ID_LENGTH, **kwargs)
 
 
 # --- Auth -----------------------------------------------------------------------------------------------------
 
 
 class TokenObtainInput(serializers.Serializer):
-    client_id = serializers.CharField(max_length=64)
-    client_secret = serializers.CharField(max_length=256, trim_whitespace=False)
+    client_id = StrictCharField(max_length=64)
+    client_secret = StrictCharField(max_length=256, trim_whitespace=False)
 
 
 class TokenPairOutput(serializers.Serializer):
@@ -40,7 +51,7 @@ class TokenPairOutput(serializers.Serializer):
 
 
 class TokenRefreshInput(serializers.Serializer):
-    refresh = serializers.CharField(max_length=4096)
+    refresh = StrictCharField(max_length=4096)
 
 
 class AccessTokenOutput(serializers.Serializer):
@@ -50,11 +61,9 @@ class AccessTokenOutput(serializers.Serializer):
 
 
 class SigningKeyInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = StrictCharField(max_length=200)
     algorithm = serializers.ChoiceField(choices=EndUserSigningKey.Algorithm.choices)
-    key = serializers.CharField(
-        max_length=16_384, trim_whitespace=False, help_text="The HS256 secret or the RS256 public key (PEM)."
-    )
+    key = StrictCharField(max_length=16_384, trim_whitespace=False, help_text="The HS256 secret or the RS256 public key (PEM).")
 
 
 class SigningKeyOutput(serializers.ModelSerializer):
@@ -67,14 +76,14 @@ class SigningKeyOutput(serializers.ModelSerializer):
 
 
 class BookInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(max_length=5000, allow_blank=True, required=False)
     status = serializers.ChoiceField(choices=CouponBook.Status.choices, required=False)
     discount_type = serializers.ChoiceField(choices=CouponBook.DiscountType.choices, required=False)
     discount_value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
-    currency = serializers.CharField(max_length=3, allow_blank=True, required=False)
+    currency = StrictCharField(max_length=3, allow_blank=True, required=False)
     product_ids = serializers.ListField(
-        child=serializers.CharField(max_length=255), max_length=10_000, required=False, help_text="Empty: every product."
+        child=StrictCharField(max_length=255), max_length=10_000, required=False, help_text="Empty: every product."
     )
     valid_from = serializers.DateTimeField(allow_null=True, required=False)
     valid_until = serializers.DateTimeField(allow_null=True, required=False)
@@ -136,10 +145,10 @@ class BookStatsOutput(serializers.Serializer):
 
 class GenerateInput(serializers.Serializer):
     count = serializers.IntegerField(min_value=1, max_value=MAX_CODES)
-    pattern = serializers.CharField(
+    pattern = StrictCharField(
         max_length=64, required=False, allow_blank=True, help_text="# a digit, ? a letter, * a charset symbol; default 10 *."
     )
-    charset = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    charset = StrictCharField(max_length=64, required=False, allow_blank=True)
 
 
 class CreationOutput(serializers.Serializer):
@@ -151,7 +160,7 @@ class CreationOutput(serializers.Serializer):
 
 class UploadJsonInput(serializers.Serializer):
     codes = serializers.ListField(
-        child=serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False), max_length=MAX_CODES
+        child=StrictCharField(max_length=200, allow_blank=True, trim_whitespace=False), max_length=MAX_CODES
     )
     skip_duplicates = serializers.BooleanField(default=False)
 
@@ -205,7 +214,7 @@ class ReservationOutput(serializers.ModelSerializer):
 
 class UnlockInput(serializers.Serializer):
     user_id = user_id_field(required=False, help_text=USER_ID_HELP)
-    token = serializers.CharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
+    token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
 
 
 class UnlockOutput(serializers.Serializer):
@@ -214,16 +223,16 @@ class UnlockOutput(serializers.Serializer):
 
 class RedeemInput(serializers.Serializer):
     user_id = user_id_field(required=False, help_text=USER_ID_HELP)
-    token = serializers.CharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
-    order_ref = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
+    order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
-    product_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
 class ValidateQuery(serializers.Serializer):
     user_id = user_id_field(required=False, help_text=USER_ID_HELP)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
-    product_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
 class ValidationOutput(serializers.Serializer):
@@ -316,7 +325,7 @@ class RedemptionQuery(serializers.Serializer):
 
 
 class ReverseInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    reason = StrictCharField(max_length=1000, required=False, allow_blank=True)
 
 
 # --- Jobs -----------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ guessing codes. Rates come from settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"
 a test or an operator can change them without a restart of the class definitions).
 """
 
+import hashlib
 import time
 
 from django.core.cache import cache
@@ -48,7 +49,9 @@ class ClientScopeThrottle(_SettingsRateThrottle):
             client_id = ""
             if isinstance(getattr(request, "data", None), dict):
                 client_id = str(request.data.get("client_id", ""))[:64]
-            ident = f"anon:{self.get_ident(request)}:{client_id}"
+            # Hashed: the client id tried is caller input, and cache keys must stay plain ASCII.
+            tried = hashlib.sha256(client_id.encode()).hexdigest()[:24]
+            ident = f"anon:{self.get_ident(request)}:{tried}"
         return f"throttle:{self.scope}:{ident}"
 
 

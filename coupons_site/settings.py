@@ -212,7 +212,7 @@ REST_FRAMEWORK = {
         "lookup_failed": os.environ.get("API_RATE_LOOKUP_FAILED", "30/min"),
     },
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.ApiJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.JsonContentNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
@@ -262,7 +262,6 @@ API_UPLOAD_MAX_BYTES = int(os.environ.get("API_UPLOAD_MAX_BYTES", str(64 * 1024 
 API_END_USER_TOKEN_MAX_SECONDS = int(os.environ.get("API_END_USER_TOKEN_MAX_SECONDS", str(24 * 3600)))
 # Seconds a client is told to wait (Retry-After) when the database is unavailable.
 API_UNAVAILABLE_RETRY_AFTER = 5
-
 # --- Back office (Django admin) and django-import-export ---------------------------------------------------
 # backoffice holds the shared admin code (tenant scoping, dashboard, job progress, downloads). It is listed
 # last so that its post_migrate hook, which creates the role groups, runs after every app's permissions exist.

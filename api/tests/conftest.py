@@ -14,6 +14,12 @@ from tenants.services import api_client_create
 HS_SECRET = "s3cret-of-the-login-service-" + "x" * 16
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # API-client secrets are hashed like passwords; PBKDF2's deliberate slowness only slows the tests down.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def http():
     """An HTTP client with no credentials."""

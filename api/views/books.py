@@ -3,7 +3,7 @@
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.filters import OrderingFilter
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from books.models import CouponBook
@@ -16,6 +16,7 @@ from books.services.codes import code_assign_random
 from ..filters import BookFilter, CodeFilter
 from ..idempotency import idempotent
 from ..pagination import CodeCursorPagination, PagePagination
+from ..parsers import ApiJSONParser
 from ..schema import errors
 from ..serializers import (
     AssignInput,
@@ -145,7 +146,7 @@ class CodesGenerateView(ApiView):
 
 class CodesUploadView(ApiView):
     idempotent = True
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [ApiJSONParser, MultiPartParser, FormParser]
     error_codes = errors("book_not_found", "invalid_codes", "empty_upload", "duplicate_codes", "book_archived")
 
     @extend_schema(
