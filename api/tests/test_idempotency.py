@@ -1,0 +1,75 @@
+"""Idempotency-Key: a retry replays the first answer, another body with the same key is refused."""
+
+import pytest
+
+from api.models import IdempotencyKey
+from books.models import Code, CouponBook
+from redemptions.models import Redemption
+
+from .conftest import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+def redeem(client, code, key, **body):
+    return client.post(f"/api/v1/codes/{code}/redeem/", {"user_id": "bob", **body}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_a_replayed_redeem_returns_the_same_redemption_and_one_row_exists(api, make_code):
+    code = make_code(user_id="bob")
+    first = redeem(api, code.code, "order-77-redeem", order_ref="order-77")
+    assert first.status_code == 201
+    again = redeem(api, code.code, "order-77-redeem", order_ref="order-77")
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Redemption.objects.count() == 1
+    assert Redemption.objects.get().idempotency_key == "order-77-redeem"
+    assert Code.objects.get(pk=code.pk).redeemed_count == 1
+
+
+def test_the_same_key_with_another_body_is_refused(api, make_code):
+    code = make_code(user_id="bob")
+    assert redeem(api, code.code, "k-1", order_ref="order-1").status_code == 201
+    error = assert_error(redeem(api, code.code, "k-1", order_ref="order-2"), 422, "idempotency_key_mismatch")
+    assert error["details"]["header"] == "Idempotency-Key"
+    other_code = make_code(user_id="bob")
+    assert_error(redeem(api, other_code.code, "k-1", order_ref="order-1"), 422, "idempotency_key_mismatch")
+    assert Redemption.objects.count() == 1
+
+
+def test_an_error_is_not_stored_so_a_retry_runs_again(api, active_book, make_code):
+    code = make_code(user_id="bob")
+    active_book.status = "paused"
+    active_book.save()
+    assert_error(redeem(api, code.code, "k-err"), 409, "book_not_active")
+    assert not IdempotencyKey.objects.exists()
+    active_book.status = "active"
+    active_book.save()
+    assert redeem(api, code.code, "k-err").status_code == 201
+
+
+def test_keys_belong_to_one_caller(api, other_api, end_user, make_code):
+    code = make_code(user_id="alice")
+    created = api.post("/api/v1/books/", {"name": "Once"}, format="json", HTTP_IDEMPOTENCY_KEY="shared-key")
+    assert created.status_code == 201
+    # Another client (another tenant) using the same key string gets its own answer.
+    theirs = other_api.post("/api/v1/books/", {"name": "Once"}, format="json", HTTP_IDEMPOTENCY_KEY="shared-key")
+    assert theirs.status_code == 201 and theirs.json()["id"] != created.json()["id"]
+    lock = end_user.post(f"/api/v1/codes/{code.code}/lock/", {}, format="json", HTTP_IDEMPOTENCY_KEY="shared-key")
+    assert lock.status_code == 201
+    assert CouponBook.objects.filter(name="Once").count() == 2
+
+
+def test_a_replayed_create_does_not_create_twice(api):
+    for _ in range(3):
+        response = api.post("/api/v1/books/", {"name": "Only once"}, format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+        assert response.status_code == 201
+    assert CouponBook.objects.filter(name="Only once").count() == 1
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "caf\u00e9", "tab\there"])
+def test_a_malformed_key_answers_400(api, key):
+    response = api.post("/api/v1/books/", {"name": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert_error(response, 400, "invalid_input")
+    assert not CouponBook.objects.exists()
