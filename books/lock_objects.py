@@ -19,11 +19,20 @@ from django.db.models import QuerySet
 from .models import BookUser, Code, CouponBook, Reservation
 
 
-def book_user_lock(*, book: CouponBook, user_id: str) -> BookUser:
-    """Lock (creating it first if needed) the row that serialises one user's claims in one book."""
-    # INSERT ... ON CONFLICT DO NOTHING: concurrent first claims of the same user race harmlessly here.
-    BookUser.objects.bulk_create([BookUser(book=book, user_id=user_id)], ignore_conflicts=True)
-    return BookUser.objects.select_for_update(no_key=True).get(book=book, user_id=user_id)
+def book_user_lock(*, book: CouponBook, user_id: str) -> None:
+    """Lock (creating it first if needed) the row that serialises one user's claims in one book.
+
+    One statement, INSERT ... ON CONFLICT DO UPDATE: PostgreSQL locks the row it inserts or updates until the
+    transaction ends, and a concurrent first claim of the same user waits on the unique index, then updates (and
+    so waits for) the same row. It spares the SELECT ... FOR UPDATE that would otherwise follow. No foreign key
+    points at this row, so its lock strength cannot collide with a key-share check.
+    """
+    BookUser.objects.bulk_create(
+        [BookUser(book=book, user_id=user_id)],
+        update_conflicts=True,
+        unique_fields=["book", "user_id"],
+        update_fields=["user_id"],
+    )
 
 
 def book_lock(*, book_id: int) -> CouponBook:

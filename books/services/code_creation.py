@@ -5,6 +5,7 @@ Generated codes never collide with the tenant's existing codes; an upload with d
 (listing them) unless the caller asks to skip them.
 """
 
+import itertools
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,6 +33,10 @@ Progress = Callable[[int], None]
 BATCH = 5000 if connection.vendor == "sqlite" else 20000
 # A generation round that finds no new code this many times in a row means the pattern's space is used up.
 MAX_BARREN_ROUNDS = 20
+# A pattern with at most this many codes is generated from the list of its codes the tenant does not hold yet,
+# sampled at random: random draws in a small, nearly full space keep hitting taken codes and would give up
+# before finding the last free ones (filling all 100 codes of "A##" failed about one time in six).
+ENUMERATED_SPACE = 100_000
 LISTED_DUPLICATES = 100
 
 
@@ -82,7 +87,9 @@ def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
     shuffles = _shuffle_keys(len(codes))
     if connection.vendor == "postgresql":
         columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
-        with connection.cursor() as cursor:
+        # COPY goes through psycopg's own cursor, past Django's wrapper: wrap_database_errors turns a clash on
+        # the unique index into Django's IntegrityError, which the callers handle.
+        with connection.cursor() as cursor, connection.wrap_database_errors:
             with cursor.cursor.copy(f"COPY {Code._meta.db_table} ({columns}) FROM STDIN") as copy:
                 for code, shuffle in zip(codes, shuffles, strict=True):
                     copy.write_row((book.tenant_id, book.pk, code, Code.State.FREE, book.uses_per_code, 0, shuffle, now))
@@ -107,6 +114,25 @@ def _insert_batch(*, book: CouponBook, codes: list[str]) -> bool:
 
 
 # --- Generation ---------------------------------------------------------------------------------------------
+
+
+def _space_sample(*, book: CouponBook, pattern: Pattern, need: int, asked: int, created: int) -> list[str]:
+    """`need` codes picked at random (cryptographic source) among the pattern's codes the tenant does not hold.
+
+    `created` codes of a request for `asked` are stored already (and rolled back if this refuses).
+    """
+    everything = ["".join(symbols) for symbols in itertools.product(*pattern.positions)]
+    stored = _existing(book.tenant_id, everything)
+    left = [code for code in everything if code not in stored]
+    if len(left) < need:
+        available = len(left) + created
+        raise ApplicationError(
+            "generation_collisions",
+            f"Only {available:,} codes of the pattern {pattern.text!r} (space {pattern.space:,}) are not taken yet in "
+            f"this tenant; {asked:,} were asked for.",
+            {"available": available, "space": pattern.space, "count": asked},
+        )
+    return secrets.SystemRandom().sample(left, need)
 
 
 def generation_prepare(*, count: object, pattern: object = None, charset: object = None) -> tuple[int, Pattern, list[str]]:
@@ -144,14 +170,18 @@ def codes_generate(
                 fresh = [code for code in drawn if code not in stored][:need]
                 if not fresh or not _insert_batch(book=book, codes=fresh):
                     barren += 1
-                    if barren >= MAX_BARREN_ROUNDS:
-                        raise ApplicationError(
-                            "generation_collisions",
-                            f"Only {created:,} of {count:,} new codes could be found: "
-                            "the pattern's space is nearly used up by existing codes.",
-                            {"created": created, "space": parsed.space},
-                        )
-                    continue
+                    small = parsed.space <= ENUMERATED_SPACE
+                    if small:  # pick among the codes still free instead (fails only if too few are left)
+                        fresh = _space_sample(book=book, pattern=parsed, need=need, asked=count, created=created)
+                    if not small or not _insert_batch(book=book, codes=fresh):
+                        if barren >= MAX_BARREN_ROUNDS:
+                            raise ApplicationError(
+                                "generation_collisions",
+                                f"Only {created:,} of {count:,} new codes could be found: "
+                                "the pattern's space is nearly used up by existing codes.",
+                                {"created": created, "space": parsed.space},
+                            )
+                        continue
             barren = 0
             created += len(fresh)
             if progress:
