@@ -6,8 +6,8 @@ the conditional updates, the event and redemption inserts), each step in its own
 services, but without the ORM's extra look-ups and re-reads: it is the floor the service layer is measured on.
 """
 
-import secrets
 import multiprocessing
+import secrets
 import time
 import traceback
 from datetime import timedelta
@@ -82,19 +82,27 @@ def _raw_worker(tenant_id: int, book_id: int):
             for i in range(cycles):
                 user = f"raw-{index}-{i}"
                 with conn.transaction():  # assign
-                    conn.execute("INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user])
+                    conn.execute(
+                        "INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user]
+                    )
                     conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
-                    conn.execute("SELECT count(*) FROM books_code WHERE book_id = %s AND user_id = %s AND state <> 'voided'", [book_id, user])
+                    conn.execute(
+                        "SELECT count(*) FROM books_code WHERE book_id = %s AND user_id = %s AND state <> 'voided'",
+                        [book_id, user],
+                    )
                     start = secrets.randbits(63)
-                    row = conn.execute(
-                        "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle >= %s "
-                        "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
-                        [book_id, start],
-                    ).fetchone() or conn.execute(
-                        "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle < %s "
-                        "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
-                        [book_id, start],
-                    ).fetchone()
+                    row = (
+                        conn.execute(
+                            "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle >= %s "
+                            "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
+                            [book_id, start],
+                        ).fetchone()
+                        or conn.execute(
+                            "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle < %s "
+                            "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
+                            [book_id, start],
+                        ).fetchone()
+                    )
                     code_id = row[0]
                     conn.execute(
                         "UPDATE books_code SET state = 'assigned', user_id = %s, assigned_at = now() WHERE id = %s AND state = 'free'",
@@ -107,10 +115,15 @@ def _raw_worker(tenant_id: int, book_id: int):
                     )
                 token = secrets.token_urlsafe(24)
                 with conn.transaction():  # lock
-                    conn.execute("INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user])
+                    conn.execute(
+                        "INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user]
+                    )
                     conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
                     conn.execute("SELECT * FROM books_code WHERE id = %s FOR UPDATE", [code_id])
-                    conn.execute("SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()", [code_id])
+                    conn.execute(
+                        "SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()",
+                        [code_id],
+                    )
                     conn.execute(
                         "SELECT count(*) FROM redemptions_redemption WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL",
                         [book_id, user],
@@ -131,8 +144,14 @@ def _raw_worker(tenant_id: int, book_id: int):
                     )
                 with conn.transaction():  # redeem with the token
                     conn.execute("SELECT * FROM books_code WHERE id = %s FOR UPDATE", [code_id])
-                    conn.execute("SELECT * FROM books_reservation WHERE code_id = %s AND token = %s AND user_id = %s FOR UPDATE", [code_id, token, user])
-                    conn.execute("UPDATE books_reservation SET status = 'consumed', ended_at = now() WHERE id = %s AND status = 'active'", [reservation_id])
+                    conn.execute(
+                        "SELECT * FROM books_reservation WHERE code_id = %s AND token = %s AND user_id = %s FOR UPDATE",
+                        [code_id, token, user],
+                    )
+                    conn.execute(
+                        "UPDATE books_reservation SET status = 'consumed', ended_at = now() WHERE id = %s AND status = 'active'",
+                        [reservation_id],
+                    )
                     conn.execute(
                         "UPDATE books_code SET redeemed_count = redeemed_count + 1, "
                         "state = CASE WHEN max_uses <= redeemed_count + 1 THEN 'redeemed' ELSE state END "

@@ -31,7 +31,7 @@ def _hammer(attempt) -> tuple[float, list[float], int]:
                 if not ok:
                     return
                 i += 1
-        except BaseException as exc:  # noqa: BLE001 - reported after the run
+        except BaseException as exc:  # reported after the run
             errors.append(exc)
         finally:
             from django.db import connection
@@ -82,12 +82,14 @@ def _raw_attempt(tenant_id: int, book_id: int, code_id: int):
             conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
             row = conn.execute("SELECT redeemed_count, max_uses FROM books_code WHERE id = %s FOR UPDATE", [code_id]).fetchone()
             held = conn.execute(
-                "SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()", [code_id]
+                "SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()",
+                [code_id],
             ).fetchone()[0]
             if row[0] + held >= row[1]:
                 return False
             conn.execute(
-                "SELECT count(*) FROM redemptions_redemption WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL", [book_id, user]
+                "SELECT count(*) FROM redemptions_redemption WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL",
+                [book_id, user],
             )
             conn.execute(
                 "SELECT count(*) FROM books_reservation WHERE book_id = %s AND user_id = %s AND status = 'active' AND expires_at > now()",

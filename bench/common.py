@@ -18,6 +18,7 @@ def django_setup() -> None:
     """Point Django at the benchmark database (created when missing) and migrate it."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coupons_site.settings")
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not how production runs
     import dj_database_url
     import psycopg
 

@@ -1,0 +1,423 @@
+"""`make scale-check`: the service as several processes against one PostgreSQL and one Redis, under mixed traffic,
+with PostgreSQL stopped for a few seconds in the middle; then the invariants are checked in the database.
+
+Topology started here: two gunicorn instances (127.0.0.1:8101 and :8102), two Celery workers and one beat, all
+sharing the database `coupons_scale` and Redis dbs 8 (broker) and 9 (cache). Traffic: client threads that each
+pick an instance at random and run assign -> lock -> redeem / unlock / abandon on a book of unique codes, and
+redeem-without-token on one hot shared code, for a bounded time. Every request has a 10 s timeout (a hang is a
+failure). Exit status 1 when an invariant breaks.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+BIN = ROOT / ".venv" / "bin"
+PORTS = (8101, 8102)
+DB_NAME = "coupons_scale"
+ENV = {
+    **os.environ,
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/8",
+    "REDIS_URL": "redis://127.0.0.1:6379/9",
+    "DJANGO_DEBUG": "false",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "COUPONS_EXPIRY_INTERVAL": "5",
+    "DB_CONN_MAX_AGE": "60",
+    # Throttling is not what this run checks: raise every rate far above what the clients can send.
+    "API_RATE_AUTH": "100000/min",
+    "API_RATE_READ": "1000000/min",
+    "API_RATE_WRITE": "1000000/min",
+    "API_RATE_LOOKUP_FAILED": "1000000/min",
+    "PYTHONUNBUFFERED": "1",
+}
+DURATION = float(os.environ.get("SCALE_SECONDS", "60"))
+CLIENTS = int(os.environ.get("SCALE_CLIENTS", "16"))
+OUTAGE_SECONDS = float(os.environ.get("SCALE_OUTAGE_SECONDS", "5"))
+TIMEOUT = 10
+LOCK_TTL = 10
+HOT_USES = 300
+HOT_USER_LIMIT = 2
+PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else "15"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def manage(*args: str) -> str:
+    return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=ENV, check=True, capture_output=True, text=True).stdout
+
+
+def pg(action: str) -> None:
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main", action, *(["-m", "fast"] if action == "stop" else [])],
+        check=True,
+    )
+
+
+def pg_ready() -> bool:
+    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0
+
+
+def prepare() -> dict:
+    """A fresh database and Redis dbs, the tenant, an API client and the two books."""
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"], check=True
+    )
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
+    subprocess.run(["redis-cli", "-n", "8", "flushdb"], check=True, capture_output=True)
+    subprocess.run(["redis-cli", "-n", "9", "flushdb"], check=True, capture_output=True)
+    manage("migrate", "--noinput")
+    manage("create_tenant", "scale", "--name", "Scale check", "--timezone", "UTC")
+    client = json.loads(manage("create_api_client", "scale", "scale-check", "--json"))
+    return client
+
+
+def start_processes() -> list[subprocess.Popen]:
+    logs = ROOT / "var" / "scale-check"
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = [
+        *(
+            [
+                str(BIN / "gunicorn"),
+                "coupons_site.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "3",
+                "--timeout",
+                "30",
+                "--graceful-timeout",
+                "5",
+                "--access-logfile",
+                "-",
+            ]
+            for port in PORTS
+        ),
+        *(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "coupons_site",
+                "worker",
+                "-n",
+                f"worker{i}@%h",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ]
+            for i in (1, 2)
+        ),
+        [
+            str(BIN / "celery"),
+            "-A",
+            "coupons_site",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(logs / "celerybeat-schedule"),
+        ],
+    ]
+    processes = []
+    for index, command in enumerate(commands):
+        out = open(logs / f"process-{index}.log", "w")  # closed with the process
+        processes.append(
+            subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+    for port in PORTS:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except Exception:  # not up yet
+                time.sleep(0.5)
+        else:
+            raise SystemExit(f"gunicorn on port {port} did not come up; see var/scale-check/")
+    return processes
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Answer:
+    at: float
+    port: int
+    endpoint: str
+    status: int  # 0 = no answer within the timeout, or the connection failed
+    body: dict | None
+    seconds: float
+
+
+class Traffic:
+    def __init__(self, token: str, book_id: int) -> None:
+        self.token = token
+        self.book_id = book_id
+        self.answers: list[Answer] = []
+        self.lock = threading.Lock()
+        self.stop_at = 0.0
+
+    def call(self, method: str, path: str, endpoint: str, payload: dict | None = None) -> Answer:
+        port = random.choice(PORTS)
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        started = time.time()
+        status, body = 0, None
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        except Exception:  # a timeout or refused connection is recorded as status 0
+            raw = b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        answer = Answer(started, port, endpoint, status, body, time.time() - started)
+        with self.lock:
+            self.answers.append(answer)
+        return answer
+
+    def unique_code_cycle(self, user: str) -> None:
+        assigned = self.call("POST", f"/api/v1/books/{self.book_id}/assign/", "assign", {"user_id": user})
+        if assigned.status != 201:
+            return
+        code = assigned.body["code"]
+        locked = self.call("POST", f"/api/v1/codes/{code}/lock/", "lock", {"user_id": user, "ttl_seconds": LOCK_TTL})
+        if locked.status != 201:
+            return
+        choice = random.random()
+        if choice < 0.5:
+            self.call(
+                "POST",
+                f"/api/v1/codes/{code}/redeem/",
+                "redeem",
+                {"user_id": user, "token": locked.body["token"], "amount": "20"},
+            )
+        elif choice < 0.75:
+            self.call("POST", f"/api/v1/codes/{code}/unlock/", "unlock", {"user_id": user, "token": locked.body["token"]})
+        # else: abandoned; the reservation expires and the beat task marks it
+
+    def hot_redeem(self) -> None:
+        user = f"hot-{random.randrange(200)}"
+        self.call("POST", "/api/v1/codes/HOTCODE/redeem/", "redeem-hot", {"user_id": user, "amount": "10"})
+
+    def client(self, index: int) -> None:
+        n = 0
+        while time.time() < self.stop_at:
+            n += 1
+            if random.random() < 0.6:
+                self.unique_code_cycle(f"user-{index}-{n}")
+            else:
+                self.hot_redeem()
+            if random.random() < 0.2:
+                self.call("GET", "/api/v1/codes/HOTCODE/validate/?user_id=someone&amount=10", "validate")
+
+
+def api(method: str, path: str, token: str | None, payload: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{PORTS[0]}{path}",
+        data=json.dumps(payload).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def check(client: dict, traffic: Traffic, outage: tuple[float, float]) -> list[str]:
+    """Every invariant, read straight from PostgreSQL. Returns the broken ones."""
+    import psycopg
+
+    problems: list[str] = []
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB_NAME}") as conn:
+
+        def one(sql: str) -> int:
+            return conn.execute(sql).fetchone()[0]
+
+        checks = {
+            "codes redeemed above their uses": "SELECT count(*) FROM books_code WHERE max_uses IS NOT NULL AND redeemed_count > max_uses",
+            "codes whose count differs from their standing redemptions": """
+                SELECT count(*) FROM books_code c WHERE c.redeemed_count <> (
+                    SELECT count(*) FROM redemptions_redemption r WHERE r.code_id = c.id AND r.reversed_at IS NULL)""",
+            "codes over their uses counting active reservations": """
+                SELECT count(*) FROM books_code c WHERE c.max_uses IS NOT NULL AND c.redeemed_count + (
+                    SELECT count(*) FROM books_reservation v WHERE v.code_id = c.id AND v.status = 'active' AND v.expires_at > now()
+                ) > c.max_uses""",
+            "reservations consumed more than once": """
+                SELECT count(*) FROM (SELECT reservation_id FROM redemptions_redemption WHERE reservation_id IS NOT NULL
+                GROUP BY reservation_id HAVING count(*) > 1) x""",
+            "users holding more codes than max_codes_per_user": """
+                SELECT count(*) FROM (SELECT c.book_id, c.user_id FROM books_code c JOIN books_couponbook b ON b.id = c.book_id
+                WHERE c.user_id IS NOT NULL AND c.state <> 'voided' AND b.max_codes_per_user IS NOT NULL
+                GROUP BY c.book_id, c.user_id, b.max_codes_per_user HAVING count(*) > b.max_codes_per_user) x""",
+            "users redeeming more than max_redemptions_per_user": """
+                SELECT count(*) FROM (SELECT r.book_id, r.user_id FROM redemptions_redemption r JOIN books_couponbook b ON b.id = r.book_id
+                WHERE r.reversed_at IS NULL AND b.max_redemptions_per_user IS NOT NULL
+                GROUP BY r.book_id, r.user_id, b.max_redemptions_per_user HAVING count(*) > b.max_redemptions_per_user) x""",
+            "expired reservations not yet marked": "SELECT count(*) FROM books_reservation WHERE status = 'active' AND expires_at < now() - interval '2 seconds'",
+            "expired reservations with other than one expiry event": """
+                SELECT count(*) FROM books_reservation v WHERE v.status = 'expired' AND (
+                    SELECT count(*) FROM books_event e WHERE e.reservation_id = v.id AND e.kind = 'lock_expired') <> 1""",
+            "expiry events for reservations not expired": """
+                SELECT count(*) FROM books_event e JOIN books_reservation v ON v.id = e.reservation_id
+                WHERE e.kind = 'lock_expired' AND v.status <> 'expired'""",
+        }
+        for label, sql in checks.items():
+            found = one(sql)
+            if found:
+                problems.append(f"{label}: {found}")
+        figures = {
+            "redemptions": one("SELECT count(*) FROM redemptions_redemption"),
+            "hot code redemptions": one("SELECT redeemed_count FROM books_code WHERE code = 'HOTCODE'"),
+            "reservations expired by the beat task": one("SELECT count(*) FROM books_reservation WHERE status = 'expired'"),
+            "reservations released": one("SELECT count(*) FROM books_reservation WHERE status = 'released'"),
+        }
+    answers = traffic.answers
+    start, end = outage
+    during = [a for a in answers if start <= a.at <= end]
+    server_errors = [a for a in answers if a.status >= 500 and not (a.status == 503 and _is_json_error(a.body))]
+    hangs = [a for a in answers if a.status == 0]
+    if server_errors:
+        problems.append(f"{len(server_errors)} answer(s) were a 5xx other than a 503 JSON error, e.g. {server_errors[0]}")
+    if hangs:
+        problems.append(f"{len(hangs)} request(s) got no answer within {TIMEOUT} s (hang or refused), e.g. {hangs[0]}")
+    outage_503 = [a for a in during if a.status == 503]
+    if not outage_503:
+        problems.append("no request was answered 503 during the outage: the outage was not exercised")
+    by_endpoint: dict[str, dict[int, int]] = {}
+    for a in answers:
+        by_endpoint.setdefault(a.endpoint, {}).setdefault(a.status, 0)
+        by_endpoint[a.endpoint][a.status] += 1
+    print("\nScale check summary")
+    print(
+        f"- topology: gunicorn x2 (ports {PORTS[0]}, {PORTS[1]}, 3 workers each), Celery workers x2, beat x1, one PostgreSQL, one Redis"
+    )
+    print(
+        f"- traffic: {CLIENTS} clients for {DURATION:.0f} s, {len(answers):,} requests; PostgreSQL stopped for {end - start:.1f} s"
+    )
+    print(
+        f"- during the outage: {len(during):,} requests, {len(outage_503):,} answered 503 JSON, "
+        f"{sum(1 for a in during if a.status and a.status < 500):,} answered before the stop took effect"
+    )
+    for endpoint, statuses in sorted(by_endpoint.items()):
+        print(f"- {endpoint}: " + ", ".join(f"{status or 'no answer'}: {n:,}" for status, n in sorted(statuses.items())))
+    for label, value in figures.items():
+        print(f"- {label}: {value:,}")
+    return problems
+
+
+def _is_json_error(body: dict | None) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("error"), dict) and "code" in body["error"]
+
+
+def main() -> int:
+    if not pg_ready():
+        pg("start")
+    log("preparing database coupons_scale")
+    client = prepare()
+    processes = start_processes()
+    outage = (0.0, 0.0)
+    try:
+        token = api(
+            "POST", "/api/v1/auth/token/", None, {"client_id": client["client_id"], "client_secret": client["client_secret"]}
+        )["access"]
+        book = api(
+            "POST",
+            "/api/v1/books/",
+            token,
+            {
+                "name": "Unique codes",
+                "status": "active",
+                "discount_type": "percent",
+                "discount_value": "10",
+                "max_codes_per_user": 1,
+                "max_redemptions_per_user": 1,
+                "lock_ttl_seconds": LOCK_TTL,
+            },
+        )
+        api("POST", f"/api/v1/books/{book['id']}/codes/generate/", token, {"count": 5000})
+        hot = api(
+            "POST",
+            "/api/v1/books/",
+            token,
+            {
+                "name": "Hot shared code",
+                "status": "active",
+                "discount_type": "fixed",
+                "discount_value": "5",
+                "currency": "EUR",
+                "requires_assignment": False,
+                "uses_per_code": HOT_USES,
+                "max_redemptions_per_user": HOT_USER_LIMIT,
+                "max_codes_per_user": None,
+            },
+        )
+        api("POST", f"/api/v1/books/{hot['id']}/codes/upload/", token, {"codes": ["HOTCODE"]})
+        traffic = Traffic(token, book["id"])
+        traffic.stop_at = time.time() + DURATION
+        threads = [threading.Thread(target=traffic.client, args=(i,)) for i in range(CLIENTS)]
+        log(f"driving {CLIENTS} clients at both instances for {DURATION:.0f} s")
+        for thread in threads:
+            thread.start()
+        time.sleep(DURATION / 2 - OUTAGE_SECONDS / 2)
+        log("stopping PostgreSQL")
+        stop_started = time.time()
+        pg("stop")
+        time.sleep(OUTAGE_SECONDS)
+        pg("start")
+        while not pg_ready():
+            time.sleep(0.2)
+        outage = (stop_started, time.time())
+        log(f"PostgreSQL back after {outage[1] - outage[0]:.1f} s")
+        for thread in threads:
+            thread.join()
+        log("traffic done; waiting for the beat task to mark the last expired reservations")
+        time.sleep(LOCK_TTL + 2 * int(ENV["COUPONS_EXPIRY_INTERVAL"]) + 3)
+    finally:
+        if not pg_ready():
+            pg("start")
+        stop_processes(processes)
+    problems = check(client, traffic, outage)
+    if problems:
+        print("\nINVARIANTS BROKEN:")
+        for problem in problems:
+            print(f"- {problem}")
+        return 1
+    print("\nEvery invariant held.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
