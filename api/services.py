@@ -1,6 +1,7 @@
 """Writes of the API layer: issuing API-client tokens, and registering the end-user signing keys of a tenant."""
 
 import secrets
+from datetime import timedelta
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -15,7 +16,7 @@ from core.exceptions import ApplicationError
 from tenants.models import ApiClient, Tenant
 from tenants.services import api_client_authenticate
 
-from .models import EndUserSigningKey
+from .models import EndUserSigningKey, IdempotencyKey
 
 MIN_HS256_SECRET = 32
 MIN_RSA_BITS = 2048
@@ -110,3 +111,9 @@ def end_user_key_revoke(*, tenant: Tenant, kid: object) -> EndUserSigningKey:
         found.revoked_at = timezone.now()
         found.save(update_fields=["is_active", "revoked_at"])
     return found
+
+
+def idempotency_keys_purge(*, older_than: timedelta) -> int:
+    """Forget stored Idempotency-Key answers older than `older_than` (a retry after that runs as new). Idempotent."""
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted

@@ -262,6 +262,13 @@ API_UPLOAD_MAX_BYTES = int(os.environ.get("API_UPLOAD_MAX_BYTES", str(64 * 1024 
 API_END_USER_TOKEN_MAX_SECONDS = int(os.environ.get("API_END_USER_TOKEN_MAX_SECONDS", str(24 * 3600)))
 # Seconds a client is told to wait (Retry-After) when the database is unavailable.
 API_UNAVAILABLE_RETRY_AFTER = 5
+# How long a stored Idempotency-Key answer is replayed (hours). Retries come within minutes; a day is ample.
+API_IDEMPOTENCY_KEY_HOURS = int(os.environ.get("API_IDEMPOTENCY_KEY_HOURS", "24"))
+# Forgets Idempotency-Key answers past their retention, so the table stays small. Hourly.
+CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {
+    "task": "api.tasks.purge_idempotency_keys",
+    "schedule": timedelta(hours=1),
+}
 # --- Back office (Django admin) and django-import-export ---------------------------------------------------
 # backoffice holds the shared admin code (tenant scoping, dashboard, job progress, downloads). It is listed
 # last so that its post_migrate hook, which creates the role groups, runs after every app's permissions exist.

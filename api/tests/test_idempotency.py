@@ -1,6 +1,7 @@
 """Idempotency-Key: a retry replays the first answer, another body with the same key is refused."""
 
 import pytest
+from django.utils import timezone
 
 from api.models import IdempotencyKey
 from books.models import Code, CouponBook
@@ -73,3 +74,18 @@ def test_a_malformed_key_answers_400(api, key):
     response = api.post("/api/v1/books/", {"name": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
     assert_error(response, 400, "invalid_input")
     assert not CouponBook.objects.exists()
+
+
+def test_old_keys_are_purged_and_then_a_retry_runs_as_new(api):
+    from datetime import timedelta
+
+    from api.tasks import purge_idempotency_keys
+
+    api.post("/api/v1/books/", {"name": "Old"}, format="json", HTTP_IDEMPOTENCY_KEY="old-key")
+    api.post("/api/v1/books/", {"name": "New"}, format="json", HTTP_IDEMPOTENCY_KEY="new-key")
+    IdempotencyKey.objects.filter(key="old-key").update(created_at=timezone.now() - timedelta(days=2))
+    assert purge_idempotency_keys() == 1
+    assert purge_idempotency_keys() == 0
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new-key"]
+    assert api.post("/api/v1/books/", {"name": "Old"}, format="json", HTTP_IDEMPOTENCY_KEY="old-key").status_code == 201
+    assert CouponBook.objects.filter(name="Old").count() == 2
