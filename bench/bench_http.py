@@ -41,6 +41,8 @@ def _gunicorn() -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_DEBUG": "false",
+        # Throttle counters and the like in Redis, as in production (the local default is a file cache).
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10"),
         "API_RATE_AUTH": "1000000/min",
         "API_RATE_READ": "100000000/min",
         "API_RATE_WRITE": "100000000/min",

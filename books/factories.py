@@ -65,3 +65,32 @@ class RedemptionFactory(factory.django.DjangoModelFactory):
     redeemed_at = factory.LazyFunction(timezone.now)
     actor_type = "system"
     actor_id = "test"
+
+
+# --- Added for the service tests ---------------------------------------------------------------------------
+
+
+class SharedBookFactory(CouponBookFactory):
+    """A book of shared promo codes (like SUMMER24): no assignment needed, unlimited uses and redemptions."""
+
+    requires_assignment = False
+    uses_per_code = None
+    max_redemptions_per_user = None
+    max_codes_per_user = None
+
+
+class AssignedCodeFactory(CodeFactory):
+    """A code already assigned to `user_id` (default "user-1")."""
+
+    state = Code.State.ASSIGNED
+    user_id = "user-1"
+    assigned_at = factory.LazyFunction(timezone.now)
+
+
+def rows_snapshot() -> dict[str, list[dict]]:
+    """Every row of the service's tables, field by field: equal before and after a refused call means it changed nothing."""
+    from books.models import BookUser, Event
+    from core.models import Job
+
+    models = (Tenant, CouponBook, Code, BookUser, Reservation, Event, Redemption, Job)
+    return {model._meta.label: list(model.objects.order_by("pk").values()) for model in models}

@@ -69,7 +69,8 @@ def clean_ttl(value: object, *, default: int) -> int:
         ttl = int(value)
     except (TypeError, ValueError):
         ttl = -1
-    if isinstance(value, bool) or not bounds[0] <= ttl <= bounds[1]:
+    # A bool is an int to Python and 30.5 would silently become 30: both are refused, not coerced.
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()) or not bounds[0] <= ttl <= bounds[1]:
         raise ApplicationError(
             "invalid_input", f"ttl_seconds must be a whole number from {bounds[0]} to {bounds[1]}.", {"field": "ttl_seconds"}
         )

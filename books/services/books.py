@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Case, F, Max, Q, Value, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -165,7 +165,15 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
             )
     book.save()
     if uses_changed:
-        Code.objects.filter(book=book).update(max_uses=book.uses_per_code)
+        codes = Code.objects.filter(book=book)
+        codes.update(max_uses=book.uses_per_code)
+        # The state follows the new number of uses (voided codes stay voided): a code with every use redeemed is
+        # "redeemed"; a "redeemed" code that has a use again goes back to its holder, or to the free pool.
+        used_up = Q(max_uses__isnull=False, redeemed_count__gte=F("max_uses"))
+        codes.filter(used_up, state__in=[Code.State.FREE, Code.State.ASSIGNED]).update(state=Code.State.REDEEMED)
+        codes.filter(state=Code.State.REDEEMED).exclude(used_up).update(
+            state=Case(When(user_id__isnull=False, then=Value(Code.State.ASSIGNED)), default=Value(Code.State.FREE))
+        )
     return book
 
 
