@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Max, Q, Value, When
+from django.db.models import Case, Count, F, Max, Q, Value, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -14,7 +14,8 @@ from core.exceptions import ApplicationError
 from tenants.models import Tenant
 
 from .. import lock_objects
-from ..models import Code, CouponBook
+from ..models import Code, CouponBook, Reservation
+from ..rules import active_reservations
 
 EDITABLE_FIELDS = (
     "name",
@@ -32,6 +33,7 @@ EDITABLE_FIELDS = (
     "requires_assignment",
     "lock_ttl_seconds",
 )
+LISTED = 20  # offending codes named in an error
 LIMIT_FIELDS = ("max_codes_per_user", "max_redemptions_per_user", "uses_per_code")
 
 
@@ -167,6 +169,8 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
     if uses_changed:
         codes = Code.objects.filter(book=book)
         codes.update(max_uses=book.uses_per_code)
+        if book.uses_per_code is not None:
+            _holds_within_uses_check(book)
         # The state follows the new number of uses (voided codes stay voided): a code with every use redeemed is
         # "redeemed"; a "redeemed" code that has a use again goes back to its holder, or to the free pool.
         used_up = Q(max_uses__isnull=False, redeemed_count__gte=F("max_uses"))
@@ -175,6 +179,27 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
             state=Case(When(user_id__isnull=False, then=Value(Code.State.ASSIGNED)), default=Value(Code.State.FREE))
         )
     return book
+
+
+def _holds_within_uses_check(book: CouponBook) -> None:
+    """After max_uses changed: no code may hold more active reservations than it has uses left.
+
+    Runs after the UPDATE of the book's codes, which row-locked every one of them and so waited for every lock or
+    redeem already under way on them; this fresh statement sees their reservations, and later ones wait for us.
+    """
+    over = (
+        Reservation.objects.filter(active_reservations(now=timezone.now()), book=book)
+        .values("code", "code__max_uses", "code__redeemed_count")
+        .annotate(held=Count("pk"))
+        .filter(held__gt=F("code__max_uses") - F("code__redeemed_count"))
+        .values_list("code__code", flat=True)[:LISTED]
+    )
+    if over:
+        raise ApplicationError(
+            "uses_below_redemptions",
+            "Checkouts in progress hold more uses of some codes than the new uses_per_code leaves; try again when they end.",
+            {"codes": list(over)},
+        )
 
 
 def book_archive(*, book: CouponBook) -> CouponBook | None:

@@ -285,7 +285,8 @@ def generation_request(
     count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
-    if book.status == CouponBook.Status.ARCHIVED:
+    # The row, not the caller's copy: a book archived since the caller read it must not get a job queued.
+    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
         raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
     from ..tasks import run_generation_job
 
@@ -309,7 +310,8 @@ def upload_request(
     normalized = upload_prepare(codes=codes)
     if len(normalized) <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_upload(book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates)
-    if book.status == CouponBook.Status.ARCHIVED:
+    # The row, not the caller's copy: a book archived since the caller read it must not get a job queued.
+    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
         raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
     from ..tasks import run_upload_job
 

@@ -10,6 +10,7 @@ from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory,
 from books.models import Code, CouponBook, Event
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import codes_generate, codes_upload
+from books.services.codes import code_lock
 from core.exceptions import ApplicationError
 from redemptions.services import code_redeem
 
@@ -294,3 +295,22 @@ def test_book_validity_bounds_are_stored_as_given(tenant):
     book.refresh_from_db()
     assert book.valid_from == start
     assert book.valid_until == start + timedelta(days=7)
+
+
+def test_uses_per_code_cannot_drop_below_redemptions_plus_active_holds(tenant, actor):
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=3, max_redemptions_per_user=None)
+    code = CodeFactory(book=book, code="HELD-3")
+    for user in ("a", "b"):
+        code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+
+    with pytest.raises(ApplicationError) as refused:
+        book_update(book=book, uses_per_code=1)
+
+    assert refused.value.code == "uses_below_redemptions"
+    assert refused.value.details["codes"] == ["HELD-3"]
+    code.refresh_from_db()
+    book.refresh_from_db()
+    assert (book.uses_per_code, code.max_uses) == (3, 3)
+    book_update(book=book, uses_per_code=2)
+    code.refresh_from_db()
+    assert code.max_uses == 2
