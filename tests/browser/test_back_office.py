@@ -1,0 +1,140 @@
+"""The back office in a real browser (Playwright driving Debian's chromium, headless) against the live server:
+marketing logs in, creates a book, generates codes and sees them; an accountant logs in and downloads the Excel
+export. Screenshots of each step are kept under artifacts/screenshots/ (a CI artifact, ignored by git)."""
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from openpyxl import load_workbook
+
+from backoffice.testing import PASSWORD, staff_user
+from books.factories import TenantFactory
+from books.models import Code, CouponBook
+from books.services.codes import code_assign
+from core.actors import Actor
+from redemptions.exports import COLUMNS
+from redemptions.services import code_redeem
+from tenants.models import Role
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+# No network and no first-run work: the browser only ever talks to the live server on 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium before the tests")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still plain
+    # synchronous calls (the live server answers the browser in its own thread).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _login(browser, live_server, username: str):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#dashboard")
+    return context, page
+
+
+def _shot(page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_marketing_creates_and_fills_a_book_then_the_accountant_downloads_the_export(browser, live_server, tmp_path):
+    try:
+        _scenario(browser, live_server, tmp_path)
+    finally:
+        # Under Playwright's sync API this test body runs in its own context, so Django gave it its own database
+        # connection (connections are per context); close it here or the test database cannot be dropped at the end.
+        connections.close_all()
+
+
+def _scenario(browser, live_server, tmp_path):
+    tenant = TenantFactory(name="Browser Shop", slug="browser-shop")
+    staff_user(tenant, Role.MARKETING, username="mia-marketing")
+    staff_user(tenant, Role.ACCOUNTANT, username="abe-accountant")
+
+    # Marketing: log in, create a book, generate codes, see them.
+    context, page = _login(browser, live_server, "mia-marketing")
+    _shot(page, "01-marketing-dashboard")
+    page.goto(f"{live_server.url}/admin/books/couponbook/add/")
+    page.fill("#id_name", "Browser spring sale")
+    page.select_option("#id_status", "active")
+    page.fill("#id_discount_value", "10")
+    page.click("input[name=_continue]")
+    page.wait_for_selector("#book-generate")
+    book = CouponBook.objects.get(name="Browser spring sale")
+    assert book.tenant == tenant
+    _shot(page, "02-marketing-book-page")
+    page.fill("#book-generate input[name=count]", "40")
+    page.fill("#book-generate input[name=pattern]", "SPRING-######")
+    page.click("#book-generate input[type=submit]")
+    page.wait_for_selector("#result_list")
+    assert "Generated 40 code(s)" in page.inner_text(".messagelist")
+    shown = page.locator("#result_list tbody tr").count()
+    assert shown == 40 == Code.objects.filter(book=book).count()
+    first_code = page.locator("#result_list tbody tr th a").first.inner_text()
+    assert first_code.startswith("SPRING-")
+    _shot(page, "03-marketing-codes")
+    context.close()
+
+    # Some checkouts redeem codes (the integrator's part, through the same services as the API).
+    api = Actor.system("browser-test")
+    for index, code in enumerate(Code.objects.filter(book=book).order_by("code")[:3]):
+        code_assign(tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api)
+        code_redeem(
+            tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api, order_ref=f"=ORDER-{index}", amount="80"
+        )
+
+    # The accountant: log in, open the redemption log, download the workbook.
+    context, page = _login(browser, live_server, "abe-accountant")
+    page.goto(f"{live_server.url}/admin/redemptions/redemption/")
+    page.wait_for_selector("#result_list")
+    _shot(page, "04-accountant-redemptions")
+    with page.expect_download() as download_info:
+        page.click("#export-excel")
+    download = download_info.value
+    assert download.suggested_filename.startswith("redemptions-browser-shop-")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    context.close()
+
+    workbook = load_workbook(saved)
+    rows = list(workbook["Redemptions"].iter_rows(values_only=True))
+    assert rows[0] == COLUMNS
+    records = [dict(zip(COLUMNS, row, strict=True)) for row in rows[1:]]
+    assert sorted(r["order_ref"] for r in records) == ["'=ORDER-0", "'=ORDER-1", "'=ORDER-2"]  # escaped, never a formula
+    assert all(Decimal(str(r["discount"])) == Decimal("8.00") for r in records)
+    total = next(row for row in workbook["Summary"].iter_rows(values_only=True) if row[0] == "Total")
+    assert total[3] == 3 and Decimal(str(total[5])) == Decimal("24.00")
