@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint migrate
+.PHONY: install run test lint migrate bench scale-check
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=/path/to/python3.11")'
@@ -30,3 +30,13 @@ lint: $(STAMP)
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
+
+## Benchmarks of SPEC "Performance targets" on PostgreSQL (DATABASE_URL, default database coupons_bench); prints the
+## results table. Not part of `make test`. BENCH_SCALE=0.1 for a quick run; `make bench BENCH=generate` for one.
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH)
+
+## Two gunicorn instances, two Celery workers and one beat against one PostgreSQL and one Redis, mixed traffic,
+## PostgreSQL stopped for a few seconds mid-run, then the invariants checked; non-zero exit when one breaks.
+scale-check: $(STAMP)
+	$(PY) scripts/scale_check.py

@@ -1,0 +1,47 @@
+"""Benchmark 2: upload a CSV of N codes through the service (parse, normalise, duplicate checks, insert), against a
+raw COPY of the same rows into the same table and indexes. Both start from an empty codes table."""
+
+import tempfile
+from pathlib import Path
+
+from .bench_generate import COLUMNS, copy_rows
+from .common import Result, scale, tables_truncate, timed
+
+
+def run() -> Result:
+    from books.factories import CouponBookFactory, TenantFactory
+    from books.models import Code
+    from books.parsers import codes_from_file
+    from books.patterns import pattern_draw, pattern_parse
+    from books.services.code_creation import codes_upload
+    from core.actors import Actor
+
+    n = scale(1_000_000)
+    codes = list(dict.fromkeys(pattern_draw(pattern_parse("UP-**********"), n + n // 100 + 10)))[:n]
+    times: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "codes.csv"
+        path.write_text("code\n" + "\n".join(codes) + "\n")
+        size_mb = path.stat().st_size / 1e6
+        tables_truncate()
+        book = CouponBookFactory(tenant=TenantFactory())
+        with timed(times, "service"):
+            parsed = codes_from_file(data=path.read_bytes(), filename="codes.csv")
+            result = codes_upload(book=book, codes=parsed, actor=Actor.system("bench"))
+    assert result.created == n, (result.created, n)
+    rows = list(Code.objects.filter(book=book).values_list(*[c.strip() for c in COLUMNS.split(",")]))
+
+    tables_truncate()
+    book = CouponBookFactory(tenant=TenantFactory())
+    rows = [(book.tenant_id, book.pk, *row[2:]) for row in rows]
+    with timed(times, "raw"):
+        copy_rows(rows)
+    ratio = times["service"] / times["raw"]
+    return Result(
+        name=f"upload a {n:,}-line CSV ({size_mb:.0f} MB)",
+        figure=f"{times['service']:.2f} s ({n / times['service']:,.0f} codes/s)",
+        baseline=f"raw COPY {times['raw']:.2f} s",
+        ratio=ratio,
+        target="<= 2.0x (as generation)",
+        ok=ratio <= 2.0,
+    )
