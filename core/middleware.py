@@ -40,19 +40,16 @@ def is_api_path(path: str) -> bool:
 
 
 class ServiceErrorMiddleware:
-    """Outermost middleware. Views' exceptions reach process_exception; a database error raised by another
-    middleware (sessions, auth) reaches __call__ as an exception only when DEBUG propagation is off, so the
-    JSON 500/503 handlers in api.views.errors cover that path too."""
+    """Listed first in MIDDLEWARE. A view's exception (DRF re-raises what its handler does not map) reaches
+    process_exception here. An exception raised inside another middleware is turned into a response by Django
+    itself, through handler500 (api.views.errors.server_error), which answers the same 503 or JSON 500 when
+    DEBUG is off."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        try:
-            return self.get_response(request)
-        except DATABASE_ERRORS:
-            logger.warning("database unavailable during %s %s", request.method, request.path, exc_info=True)
-            return service_unavailable_response()
+        return self.get_response(request)
 
     def process_exception(self, request, exception):
         if isinstance(exception, DATABASE_ERRORS):

@@ -141,3 +141,20 @@ def test_the_token_endpoint_is_throttled(http, issued, low_rates):
     response = http.post("/api/v1/auth/token/", body, format="json")
     assert_error(response, 429, "throttled")
     assert response["Retry-After"]
+
+
+def test_the_500_handler_answers_json_under_api_and_503_for_a_database_error(rf):
+    from api.views.errors import not_found, server_error
+
+    try:
+        raise OperationalError("server closed the connection unexpectedly")
+    except OperationalError:
+        unavailable = server_error(rf.get("/admin/"))
+    assert unavailable.status_code == 503 and json.loads(unavailable.content)["error"]["code"] == "service_unavailable"
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        crashed = server_error(rf.get("/api/v1/books/"))
+    assert crashed.status_code == 500 and json.loads(crashed.content)["error"]["code"] == "server_error"
+    missing = not_found(rf.get("/api/v1/nope/"))
+    assert missing.status_code == 404 and json.loads(missing.content)["error"]["code"] == "not_found"

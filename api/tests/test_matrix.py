@@ -108,7 +108,8 @@ def test_an_end_user_reaching_for_another_users_code_is_refused_403(end_user, ob
     code = objects["code"]
     assert_error(end_user.post(f"/api/v1/codes/{code}/lock/", {}, format="json"), 403, "code_not_assigned_to_user")
     assert_error(end_user.post(f"/api/v1/codes/{code}/redeem/", {}, format="json"), 403, "code_not_assigned_to_user")
-    assert end_user.get(f"/api/v1/codes/{code}/validate/").json()["reason"] == "code_not_assigned_to_user"
+    assert_error(end_user.get(f"/api/v1/codes/{code}/validate/"), 403, "code_not_assigned_to_user")
+    assert_error(end_user.post(f"/api/v1/codes/{code}/unlock/", {}, format="json"), 403, "code_not_assigned_to_user")
     assert_error(end_user.get(f"/api/v1/codes/{code}/validate/", {"user_id": "bob"}), 403, "permission_denied")
     assert_error(end_user.get("/api/v1/users/bob/codes/"), 403, "permission_denied")
 

@@ -113,7 +113,7 @@ class CodeLockView(_CodeView):
 class CodeUnlockView(_CodeView):
     idempotent = True
     permission_classes = [IsApiClientOrEndUser]
-    error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active")
+    error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active", "code_not_assigned_to_user")
 
     @extend_schema(
         tags=["lifecycle"],
@@ -126,6 +126,14 @@ class CodeUnlockView(_CodeView):
     def post(self, request, code):
         data = self.parse(UnlockInput, request.data)
         user_id = user_id_for(request, data.get("user_id"))
+        if request.user.is_end_user:
+            # Lock and redeem refuse another user's code in the service; unlock would merely find no hold of
+            # this user, so an end user's reach for someone else's code is refused here, the same way.
+            found = code_get(tenant=self.tenant, code=code)
+            if found.book.requires_assignment and found.user_id != user_id:
+                raise ApplicationError(
+                    "code_not_assigned_to_user", "This code is not assigned to this user.", {"code": found.code}
+                )
 
         def run(key):
             released = code_unlock(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
@@ -177,7 +185,7 @@ class CodeRedeemView(_CodeView):
 
 class CodeValidateView(_CodeView):
     permission_classes = [IsApiClientOrEndUser]
-    error_codes = errors("code_not_found")
+    error_codes = errors("code_not_found", "code_not_assigned_to_user")
 
     @extend_schema(
         tags=["lifecycle"],
@@ -191,6 +199,9 @@ class CodeValidateView(_CodeView):
         result = code_validate(
             tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
         )
+        if request.user.is_end_user and result.reason == "code_not_assigned_to_user":
+            # An end user asking about someone else's code is refused, as lock and redeem would refuse it.
+            raise ApplicationError("code_not_assigned_to_user", result.message, {"code": str(code)[:64]})
         return Response(ValidationOutput(result).data)
 
 
