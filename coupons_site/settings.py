@@ -234,7 +234,7 @@ SIMPLE_JWT = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Coupon service API",
     "DESCRIPTION": "The integrator REST API: coupon books, codes, locks, redemptions. Errors are always "
-    '{"error": {"code", "message", "details"}} with a stable code (see the ErrorCode enum).',
+    '{"error": {"code", "message", "details"}} with a stable code (see the ErrorCodeEnum schema).',
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
