@@ -21,6 +21,17 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture
+def eager_celery():
+    """Celery tasks run in the calling process (queued on commit, as in production)."""
+    from coupons_site.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def http():
     """An HTTP client with no credentials."""
     return APIClient()

@@ -104,16 +104,6 @@ def test_generate_refuses_a_pattern_too_small(api, active_book):
     assert not Code.objects.exists()
 
 
-@pytest.fixture
-def eager_celery():
-    from coupons_site.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
-
-
 def test_a_large_generation_answers_202_with_a_job_that_does_the_work(
     api, active_book, settings, eager_celery, django_capture_on_commit_callbacks
 ):

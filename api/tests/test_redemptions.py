@@ -63,13 +63,25 @@ def test_export_answers_a_workbook_of_the_filtered_rows(api, log, active_book):
     assert log["jan"].code.code in text and log["feb"].code.code in text and log["mar"].code.code not in text
 
 
-def test_a_large_export_answers_202_with_a_job(api, log, settings):
+def test_a_large_export_answers_202_with_a_job_that_ends_in_a_download(
+    api, other_api, log, settings, tmp_path, eager_celery, django_capture_on_commit_callbacks
+):
     settings.COUPONS_EXPORT_SYNC_ROWS = 1
-    response = api.get("/api/v1/redemptions/export/")
+    settings.MEDIA_ROOT = tmp_path
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.get("/api/v1/redemptions/export/", {"user_id": "ann"})
     assert response.status_code == 202, response.content[:300]
     job = response.json()
-    assert job["kind"] == "export" and job["status"] in {"pending", "running", "succeeded"}
-    assert api.get(f"/api/v1/jobs/{job['id']}/").status_code == 200
+    assert job["kind"] == "export" and job["total"] == 2
+    done = api.get(f"/api/v1/jobs/{job['id']}/").json()
+    assert done["status"] == "succeeded", done
+    assert done["download_url"].endswith(f"/api/v1/jobs/{job['id']}/file/")
+    download = api.get(f"/api/v1/jobs/{job['id']}/file/")
+    assert download.status_code == 200
+    workbook = load_workbook(io.BytesIO(b"".join(download.streaming_content)), read_only=True)
+    cells = {str(c) for sheet in workbook.worksheets for row in sheet.iter_rows(values_only=True) for c in row}
+    assert log["jan"].code.code in cells and log["mar"].code.code in cells and log["feb"].code.code not in cells
+    assert_error(other_api.get(f"/api/v1/jobs/{job['id']}/file/"), 404, "job_not_found")
 
 
 def test_reverse_returns_the_use_to_the_code_and_keeps_the_row(api, log):
