@@ -238,3 +238,10 @@ def test_huge_ids_answer_404_not_500(api, path):
 @pytest.mark.parametrize("code", ["%00", "A" * 500, "%F0%9F%92%A5", "..", "x%20y"])
 def test_junk_codes_in_the_path_answer_404(api, code):
     assert_error(api.get(f"/api/v1/codes/{code}/"), 404, "code_not_found")
+
+
+@pytest.mark.parametrize("template", sorted({p for _, p, _ in ENDPOINTS}))
+def test_options_answers_json_on_every_endpoint(api, objects, template):
+    response = api.options(template.format(**objects))
+    assert response.status_code == 200
+    assert response.json()["renders"] == ["application/json"]

@@ -32,8 +32,6 @@ from ..serializers import (
 )
 from .base import ApiView
 
-BOOK_INPUT_ERRORS = ("invalid_input",)
-
 
 def creation_response(result, request) -> Response:
     """201 with what was created, or 202 with the job that will do it."""
