@@ -245,3 +245,12 @@ def test_options_answers_json_on_every_endpoint(api, objects, template):
     response = api.options(template.format(**objects))
     assert response.status_code == 200
     assert response.json()["renders"] == ["application/json"]
+
+
+@pytest.mark.parametrize("position", ["p=garbage&o=0", "p=9999999999999999999999999999&o=1", "p=%00", "p=-1", "r=1&p=2026-13-01"])
+def test_forged_cursors_answer_400(api, objects, position):
+    import base64
+
+    cursor = base64.b64encode(position.encode()).decode()
+    for path in ("/api/v1/redemptions/", f"/api/v1/books/{objects['book']}/codes/"):
+        assert_error(api.get(path, {"cursor": cursor}), 400, "invalid_input")
