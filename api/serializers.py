@@ -13,6 +13,7 @@ from books.models import Code, CouponBook, Reservation
 from core.models import Job
 from redemptions.models import Redemption
 
+from .filters import MAX_YEAR, MIN_YEAR
 from .models import EndUserSigningKey
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
@@ -298,6 +299,8 @@ class PeriodBoundField(serializers.Field):
         try:
             day = serializers.DateField().run_validation(data)
         except serializers.ValidationError:
+            self.fail("invalid")
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
             self.fail("invalid")
         tz = self.context["tenant"].zoneinfo
         if self.end:

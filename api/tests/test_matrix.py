@@ -254,3 +254,24 @@ def test_forged_cursors_answer_400(api, objects, position):
     cursor = base64.b64encode(position.encode()).decode()
     for path in ("/api/v1/redemptions/", f"/api/v1/books/{objects['book']}/codes/"):
         assert_error(api.get(path, {"cursor": cursor}), 400, "invalid_input")
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/books/", {"active_on": "9999-12-31"}),
+        ("/api/v1/books/", {"active_on": "0001-01-01"}),
+        ("/api/v1/redemptions/", {"to": "9999-12-31"}),
+        ("/api/v1/redemptions/", {"from": "0001-01-01"}),
+        ("/api/v1/redemptions/", {"from": "0001-01-01T00:00:00+14:00"}),
+        ("/api/v1/redemptions/export/", {"to": "9999-12-31T23:59:59-12:00"}),
+    ],
+)
+def test_dates_at_the_calendars_ends_answer_400(api, path, query):
+    assert_error(api.get(path, query), 400, "invalid_input")
+
+
+@pytest.mark.parametrize("field", ["valid_from", "valid_until"])
+def test_book_datetimes_at_the_calendars_ends_answer_400(api, field):
+    for value in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"):
+        assert_error(api.post("/api/v1/books/", {"name": "x", field: value}, format="json"), 400, "invalid_input")
