@@ -100,7 +100,12 @@ class CouponBookAdmin(TenantScopedAdmin):
         return [(name, {**opts, "fields": [f for f in opts["fields"] if f != "tenant"]}) for name, opts in fieldsets]
 
     def get_queryset(self, request):
-        return books_with_usage(super().get_queryset(request))
+        books = super().get_queryset(request)
+        # The usage counts are for the list only: the book page has its own stats, and the autocomplete needs none.
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == "books_couponbook_changelist":
+            books = books_with_usage(books)
+        return books
 
     def has_delete_permission(self, request, obj=None):
         return False  # books are archived (book_archive), never deleted: their history stays
