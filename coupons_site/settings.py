@@ -91,6 +91,10 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Server-side parameters let psycopg 3 prepare the statements a connection repeats (the hot lock and
+        # redeem queries), sparing PostgreSQL a parse and plan each time.
+        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -166,7 +170,7 @@ CELERY_BEAT_SCHEDULE = {
     # reservation table and the code history tidy. Every 30 seconds, so history lags by half a minute at most.
     "expire-reservations": {
         "task": "books.tasks.expire_reservations",
-        "schedule": timedelta(seconds=30),
+        "schedule": timedelta(seconds=int(os.environ.get("COUPONS_EXPIRY_INTERVAL", "30"))),
     },
 }
 
@@ -270,6 +274,7 @@ CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {
     "task": "api.tasks.purge_idempotency_keys",
     "schedule": timedelta(hours=1),
 }
+
 # --- Back office (Django admin) and django-import-export ---------------------------------------------------
 # backoffice holds the shared admin code (tenant scoping, dashboard, job progress, downloads). It is listed
 # last so that its post_migrate hook, which creates the role groups, runs after every app's permissions exist.
