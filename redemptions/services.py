@@ -41,10 +41,13 @@ def code_redeem(
     order_ref = clean_text(order_ref, field="order_ref")
     product_id = clean_text(product_id, field="product_id")
     amount = clean_amount(amount)
-    found = code_find(tenant=tenant, code=code)
-    if not token:
+    if token:
+        # The reservation already counts against the user's limit: no user lock, straight to the code's.
+        found = code_find(tenant=tenant, code=code, locked=True)
+    else:
+        found = code_find(tenant=tenant, code=code)
         book_user_lock_if_limited(book=found.book, user_id=user_id, limit=found.book.max_redemptions_per_user)
-    found = code_row_lock(found)
+        found = code_row_lock(found)
     book = found.book
     now = timezone.now()
 

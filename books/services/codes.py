@@ -34,12 +34,16 @@ def book_for_update_get(*, tenant: Tenant, book_id: object) -> CouponBook:
         raise ApplicationError("book_not_found", "No such coupon book.", {"book": str(book_id)[:64]}) from None
 
 
-def code_find(*, tenant: Tenant, code: object) -> Code:
-    """The tenant's code by its string (normalised); another tenant's code is simply not found."""
+def code_find(*, tenant: Tenant, code: object, locked: bool = False) -> Code:
+    """The tenant's code by its string (normalised); another tenant's code is simply not found.
+
+    locked=True takes the code's row lock in the same statement: for services that lock no user row first.
+    """
     value = normalize_code(code)
     found = None
     if is_valid_code(value):
-        found = Code.objects.select_related("book").filter(tenant=tenant, code=value).first()
+        codes = lock_objects.code_lock_qs() if locked else Code.objects.select_related("book")
+        found = codes.filter(tenant=tenant, code=value).first()
     if found is None:
         raise ApplicationError("code_not_found", "No such code.", {"code": value[:64]})
     return found
@@ -172,7 +176,7 @@ def code_unlock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, 
     """
     user_id = clean_user_id(user_id)
     token = clean_text(token, field="token", max_length=64)
-    found = code_row_lock(code_find(tenant=tenant, code=code))
+    found = code_find(tenant=tenant, code=code, locked=True)
     held = lock_objects.reservation_lock_qs().filter(code=found, user_id=user_id)
     if token:
         reservation = held.filter(token=token).first()
@@ -201,7 +205,7 @@ def code_unlock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, 
 def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = "") -> Code:
     """Withdraw a code for good (a leaked code, say): its reservations end; its past redemptions stay."""
     reason = clean_text(reason, field="reason", max_length=1000)
-    found = code_row_lock(code_find(tenant=tenant, code=code))
+    found = code_find(tenant=tenant, code=code, locked=True)
     if found.state == Code.State.VOIDED:
         return found
     now = timezone.now()
@@ -217,7 +221,7 @@ def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = ""
 @transaction.atomic
 def code_unassign(*, tenant: Tenant, code: object, actor: Actor) -> Code:
     """Take an assigned, unused code back into the book's free pool (its reservations end)."""
-    found = code_row_lock(code_find(tenant=tenant, code=code))
+    found = code_find(tenant=tenant, code=code, locked=True)
     if found.state != Code.State.ASSIGNED or found.redeemed_count:
         raise ApplicationError(
             "code_not_assignable", "Only an assigned, never redeemed code can be unassigned.", {"code": found.code}
@@ -277,7 +281,7 @@ def reservations_release(*, tenant: Tenant, code: object, actor: Actor) -> int:
 
     Returns how many were released; one already past its time is marked expired instead (and not counted).
     """
-    found = code_row_lock(code_find(tenant=tenant, code=code))
+    found = code_find(tenant=tenant, code=code, locked=True)
     now = timezone.now()
     released = 0
     for reservation in lock_objects.reservation_lock_qs().filter(code=found, status=Reservation.Status.ACTIVE):
