@@ -300,6 +300,7 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     ordering = ("tenant_id", "code")
     sortable_by = ("code",)
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT every matching code
     paginator = CappedCountPaginator
     list_per_page = 100
     raw_id_fields = ("book",)
@@ -467,6 +468,7 @@ class ReservationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_select_related = ("code", "book")
     search_fields = ("=user_id",)
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
 
 
@@ -476,5 +478,10 @@ class EventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_filter = ("kind", ("book", TenantRelatedListFilter))
     list_select_related = ("code", "book")
     search_fields = ("=user_id",)
+    # Newest first by id (the primary key's index, read backwards): events have no (tenant, created_at) index,
+    # and ids grow with time.
+    ordering = ("-pk",)
+    sortable_by = ()
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator

@@ -320,3 +320,19 @@ def test_upload_into_another_tenants_book_is_refused(client, tenant, other_tenan
     preview = _import(client, theirs, upload, fmt="0")
     assert "book" in preview.context["form"].errors
     assert not Code.objects.filter(code="SNEAK-1").exists()
+
+
+def test_events_and_reservations_lists_are_scoped_and_open(client, tenant, other_tenant, book):
+    code = CodeFactory(book=book, code="EVT-MINE")
+    ReservationFactory(code=code, user_id="holder-mine")
+    theirs = CodeFactory(book=CouponBookFactory(tenant=other_tenant), code="EVT-THEIRS")
+    ReservationFactory(code=theirs, user_id="holder-theirs")
+    logged_in(client, tenant, Role.MARKETING)
+    client.post(
+        reverse("admin:books_code_changelist"),
+        {"action": "void_codes", "_selected_action": [code.pk], "post": "yes", "reason": ""},
+    )
+    events = client.get(reverse("admin:books_event_changelist"), {"_facets": "1"}).content.decode()
+    assert "EVT-MINE" in events and "EVT-THEIRS" not in events
+    reservations = client.get(reverse("admin:books_reservation_changelist")).content.decode()
+    assert "holder-mine" in reservations and "holder-theirs" not in reservations
