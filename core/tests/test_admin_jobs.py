@@ -79,3 +79,9 @@ def test_jobs_changelist_is_the_tenants(client, tenant, other_tenant):
     page = client.get(reverse("admin:core_job_changelist")).content.decode()
     assert f"/admin/core/job/{mine.pk}/change/" in page
     assert f"/admin/core/job/{theirs.pk}/change/" not in page
+
+
+def test_running_job_page_shows_no_error_box(client, tenant, running_job):
+    logged_in(client, tenant, Role.MARKETING)
+    page = client.get(reverse("admin:core_job_change", args=[running_job.pk])).content.decode()
+    assert '<p id="job-error" class="errornote" style="display: none">' in page

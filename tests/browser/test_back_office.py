@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connections
+from django.utils import timezone
 from openpyxl import load_workbook
 
 from backoffice.testing import PASSWORD, staff_user
@@ -16,6 +17,8 @@ from books.factories import TenantFactory
 from books.models import Code, CouponBook
 from books.services.codes import code_assign
 from core.actors import Actor
+from core.models import Job
+from core.services import job_claim, job_progress_report
 from redemptions.exports import COLUMNS
 from redemptions.services import code_redeem
 from tenants.models import Role
@@ -107,6 +110,22 @@ def _scenario(browser, live_server, tmp_path):
     first_code = page.locator("#result_list tbody tr th a").first.inner_text()
     assert first_code.startswith("SPRING-")
     _shot(page, "03-marketing-codes")
+
+    # A long job's page: its progress bar follows the job while it runs, then shows how it ended.
+    job = Job.objects.create(tenant=tenant, book=book, kind=Job.Kind.GENERATE, total=200, actor_type="staff")
+    job = job_claim(job_id=job.pk)
+    job_progress_report(job=job, done=20)
+    page.goto(f"{live_server.url}/admin/core/job/{job.pk}/change/")
+    assert page.get_attribute("#job-bar", "value") == "20"
+    job_progress_report(job=job, done=120)
+    page.wait_for_function("document.getElementById('job-bar').value == 120")
+    _shot(page, "04-marketing-job-running")
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.SUCCEEDED, done=200, result={"created": 200}, finished_at=timezone.now()
+    )
+    page.wait_for_function("document.getElementById('job-status').textContent === 'Succeeded'")
+    assert page.inner_text("#job-result") == "Created 200 codes."
+    assert page.get_attribute("#job-bar", "value") == "200"
     context.close()
 
     # Some checkouts redeem codes (the integrator's part, through the same services as the API).
@@ -121,7 +140,7 @@ def _scenario(browser, live_server, tmp_path):
     context, page = _login(browser, live_server, "abe-accountant")
     page.goto(f"{live_server.url}/admin/redemptions/redemption/")
     page.wait_for_selector("#result_list")
-    _shot(page, "04-accountant-redemptions")
+    _shot(page, "05-accountant-redemptions")
     with page.expect_download() as download_info:
         page.click("#export-excel")
     download = download_info.value
