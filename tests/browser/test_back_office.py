@@ -138,9 +138,11 @@ def _scenario(browser, live_server, tmp_path):
 
     # The accountant: log in, open the redemption log, download the workbook.
     context, page = _login(browser, live_server, "abe-accountant")
+    assert "Browser spring sale" in page.inner_text("#dashboard-books")
+    _shot(page, "05-accountant-dashboard")
     page.goto(f"{live_server.url}/admin/redemptions/redemption/")
     page.wait_for_selector("#result_list")
-    _shot(page, "05-accountant-redemptions")
+    _shot(page, "06-accountant-redemptions")
     with page.expect_download() as download_info:
         page.click("#export-excel")
     download = download_info.value
