@@ -20,7 +20,7 @@ def bar_chart_svg(bars: list[Bar], *, title: str, height: int = 180, bar_width: 
     top = max(bar.value for bar in bars) or 1
     gap = max(2, bar_width // 4)
     left, bottom, header = 40, 34, 22
-    width = left + len(bars) * (bar_width + gap) + 10
+    width = max(left + len(bars) * (bar_width + gap) + 10, 320)  # room for the title however few bars
     plot = height - bottom - header
     rects = []
     for index, bar in enumerate(bars):
