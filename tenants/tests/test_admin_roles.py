@@ -222,3 +222,17 @@ def test_tenant_admin_cannot_reach_tenants_or_users(client, tenant):
     logged_in(client, tenant, Role.ADMIN)
     assert client.get(reverse("admin:tenants_tenant_changelist")).status_code == 403
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
+
+
+@pytest.mark.parametrize("role,allowed", [(Role.MARKETING, True), (Role.ACCOUNTANT, False), (Role.ADMIN, True)])
+def test_reservations_are_for_marketing_and_admin(client, tenant, role, allowed):
+    logged_in(client, tenant, role)
+    assert client.get(reverse("admin:books_reservation_changelist")).status_code == (200 if allowed else 403)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_sees_events_jobs_and_the_dashboard(client, tenant, role):
+    logged_in(client, tenant, role)
+    assert client.get(reverse("admin:books_event_changelist")).status_code == 200
+    assert client.get(reverse("admin:core_job_changelist")).status_code == 200
+    assert 'id="dashboard"' in client.get(reverse("admin:index")).content.decode()
