@@ -36,6 +36,11 @@ def dataset_codes(dataset) -> list[object] | None:
     return None
 
 
+def dataset_code_strings(dataset) -> list[str]:
+    """The file's codes as the text the upload service receives (empty when the file has no code column)."""
+    return [_raw_text(value) for value in dataset_codes(dataset) or []]
+
+
 def _raw_text(value: object) -> str:
     if value is None:
         return ""

@@ -16,7 +16,7 @@ from import_export.formats.base_formats import CSV, XLSX
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
-from backoffice.code_upload import CodeConfirmImportForm, CodeImportForm, CodeUploadResource
+from backoffice.code_upload import CodeConfirmImportForm, CodeImportForm, CodeUploadResource, dataset_code_strings
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -438,11 +438,8 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
 
     def process_dataset(self, dataset, form, request, **kwargs):
         """The confirm step: the whole list to the upload service (all or nothing; a job above 10,000)."""
-        from backoffice.code_upload import dataset_codes
-
         book = form.cleaned_data["book"]
-        values = dataset_codes(dataset) or []
-        codes = [str(int(v)) if isinstance(v, float) and v.is_integer() else ("" if v is None else str(v)) for v in values]
+        codes = dataset_code_strings(dataset)
         try:
             return book, upload_request(
                 book=book, codes=codes, actor=staff_actor(request), skip_duplicates=form.cleaned_data["skip_duplicates"]
