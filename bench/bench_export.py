@@ -84,8 +84,6 @@ def _child(side: str, tenant_id: int, path: str) -> dict:
 
 def _child_main(side: str, tenant_id: int, path: str) -> None:
     """In a fresh process: write the workbook one way, print time and peak memory as JSON."""
-    import resource
-
     from .common import django_setup
 
     django_setup()
@@ -118,7 +116,12 @@ def _child_main(side: str, tenant_id: int, path: str) -> None:
                     )
                     rows += 1
             workbook.save(path)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak resident memory. (ru_maxrss would not do: Linux carries it across fork and
+    # exec, so a child would report its parent's peak.)
+    peak_kb = next(
+        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")
+    )
+    peak_mb = peak_kb / 1024
     print(json.dumps({"seconds": times["seconds"], "peak_mb": peak_mb, "rows": rows}))
 
 

@@ -106,24 +106,20 @@ def code_redeem(
 
 
 def _use_take(*, code: Code) -> None:
-    """Count one more redemption on the code, in the database, only while a use is left."""
+    """Count one more redemption on the code, in the database, only while a use is left.
+
+    The caller holds the code's row lock, so the new state is decided from the locked row; the WHERE on
+    redeemed_count still guards the count itself (and the CHECK constraint behind it).
+    """
+    used_up = code.max_uses is not None and code.redeemed_count + 1 >= code.max_uses
+    state = Code.State.REDEEMED if used_up and code.state != Code.State.VOIDED else code.state
     uses = Code.objects.filter(pk=code.pk)
     if code.max_uses is not None:
         uses = uses.filter(redeemed_count__lt=F("max_uses"))
-    taken = uses.update(
-        redeemed_count=F("redeemed_count") + 1,
-        state=Case(
-            When(state=Code.State.VOIDED, then=Value(Code.State.VOIDED)),
-            When(max_uses__isnull=False, max_uses__lte=F("redeemed_count") + 1, then=Value(Code.State.REDEEMED)),
-            default=F("state"),
-        ),
-    )
-    if taken != 1:
+    if uses.update(redeemed_count=F("redeemed_count") + 1, state=state) != 1:
         raise ApplicationError("code_exhausted", "Every use of this code has been redeemed.", {"code": code.code})
-    # The row is locked by the caller: mirror the update instead of reading it back.
     code.redeemed_count += 1
-    if code.state != Code.State.VOIDED and code.max_uses is not None and code.redeemed_count >= code.max_uses:
-        code.state = Code.State.REDEEMED
+    code.state = state
 
 
 @transaction.atomic

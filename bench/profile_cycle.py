@@ -1,0 +1,77 @@
+"""Profile one client's assign -> lock -> redeem cycle through the services with pyinstrument, and split its time
+between waiting on PostgreSQL and running Python: `python -m bench.profile_cycle [cycles]`.
+
+The figures explain the cycle benchmark's ratio (README "Performance"): on a machine whose two cores run both
+the clients and PostgreSQL, throughput follows the CPU each cycle costs, and the ORM's is the difference.
+"""
+
+import sys
+import time
+
+from .common import django_setup, tables_truncate
+
+
+def main(cycles: int) -> None:
+    django_setup()
+    from django.db import connection
+    from pyinstrument import Profiler
+
+    from books.factories import CouponBookFactory, TenantFactory
+    from books.services.code_creation import codes_generate
+    from books.services.codes import code_assign_random, code_lock
+    from core.actors import Actor
+    from redemptions.services import code_redeem
+
+    actor = Actor.system("profile")
+    tables_truncate()
+    tenant = TenantFactory()
+    book = CouponBookFactory(tenant=tenant)
+    codes_generate(book=book, count=cycles * 4 + 50, actor=actor)
+    statements = {"n": 0, "seconds": 0.0}
+
+    def count_statements(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            statements["n"] += 1
+            statements["seconds"] += time.perf_counter() - started
+
+    def cycle(i: int) -> None:
+        user = f"profile-{i}"
+        code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
+        reservation = code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+        code_redeem(tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10")
+
+    for i in range(20):  # warm up: connection, prepared statements, caches
+        cycle(-i - 1)
+    # First without the profiler (its sampling costs CPU too): wall time and client CPU per cycle.
+    with connection.execute_wrapper(count_statements):
+        started = time.perf_counter(), time.process_time()
+        for i in range(cycles):
+            cycle(i)
+        wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
+    profiler = Profiler(interval=0.001)
+    profiler.start()
+    for i in range(cycles, 2 * cycles):
+        cycle(i)
+    profiler.stop()
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+    # The raw baseline of bench_cycle, one client: its Python CPU per cycle, for comparison.
+    import threading
+
+    from .bench_cycle import _raw_worker
+
+    raw_started = time.perf_counter(), time.process_time()
+    _raw_worker(tenant.pk, book.pk)(0, cycles, threading.Barrier(1))
+    raw_wall, raw_cpu = time.perf_counter() - raw_started[0], time.process_time() - raw_started[1]
+    per = 1000 / cycles
+    print(
+        f"services: {wall * per:.2f} ms wall and {cpu * per:.2f} ms client CPU per cycle, {statements['n'] / cycles:.1f} statements"
+    )
+    print(f"raw SQL:  {raw_wall * per:.2f} ms wall and {raw_cpu * per:.2f} ms client CPU per cycle")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
