@@ -4,9 +4,11 @@ import secrets
 from datetime import timedelta
 
 import factory
+import pytest
 from django.utils import timezone
 
 from books.models import Code, CouponBook, Reservation
+from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from tenants.models import Tenant
 
@@ -94,3 +96,13 @@ def rows_snapshot() -> dict[str, list[dict]]:
 
     models = (Tenant, CouponBook, Code, BookUser, Reservation, Event, Redemption, Job)
     return {model._meta.label: list(model.objects.order_by("pk").values()) for model in models}
+
+
+def refused(error_code: str, call, /, **kwargs) -> ApplicationError:
+    """Given a call that must break a rule: it raises `error_code` and leaves every row as it was."""
+    before = rows_snapshot()
+    with pytest.raises(ApplicationError) as caught:
+        call(**kwargs)
+    assert caught.value.code == error_code, caught.value
+    assert rows_snapshot() == before
+    return caught.value

@@ -14,6 +14,7 @@ from books.factories import (
     CouponBookFactory,
     ReservationFactory,
     SharedBookFactory,
+    refused,
     rows_snapshot,
 )
 from books.models import BookUser, Code, CouponBook, Event, Reservation
@@ -28,23 +29,12 @@ from books.services.codes import (
     reservations_expire,
 )
 from core.actors import Actor
-from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from redemptions.services import code_redeem
 
 pytestmark = pytest.mark.django_db
 
 NOW = timezone.now
-
-
-def refused(error_code: str, call, /, **kwargs) -> ApplicationError:
-    """Given a call that must break a rule: it raises `error_code` and leaves every row as it was."""
-    before = rows_snapshot()
-    with pytest.raises(ApplicationError) as caught:
-        call(**kwargs)
-    assert caught.value.code == error_code, caught.value
-    assert rows_snapshot() == before
-    return caught.value
 
 
 def events_of(code: Code) -> list[str]:

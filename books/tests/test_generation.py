@@ -4,23 +4,12 @@ import re
 
 import pytest
 
-from books.factories import CodeFactory, CouponBookFactory, rows_snapshot
+from books.factories import CodeFactory, CouponBookFactory, refused
 from books.models import Code, Event
 from books.patterns import DEFAULT_CHARSET, pattern_parse
 from books.services.code_creation import codes_generate, codes_upload, generation_request
-from core.exceptions import ApplicationError
 
 pytestmark = pytest.mark.django_db
-
-
-def refused(error_code: str, call, /, **kwargs) -> ApplicationError:
-    """Given a call that must break a rule: it raises `error_code` and leaves every row as it was."""
-    before = rows_snapshot()
-    with pytest.raises(ApplicationError) as caught:
-        call(**kwargs)
-    assert caught.value.code == error_code, caught.value
-    assert rows_snapshot() == before
-    return caught.value
 
 
 def stored_codes(book) -> list[str]:

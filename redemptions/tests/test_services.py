@@ -8,26 +8,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
+from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 from books.models import Code, CouponBook, Event, Reservation
 from books.services.books import book_update
 from books.services.codes import code_lock, code_unlock
 from core.actors import Actor
-from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from redemptions.services import code_redeem, redemption_reverse
 
 pytestmark = pytest.mark.django_db
-
-
-def refused(error_code: str, call, /, **kwargs) -> ApplicationError:
-    """Given a call that must break a rule: it raises `error_code` and leaves every row as it was."""
-    before = rows_snapshot()
-    with pytest.raises(ApplicationError) as caught:
-        call(**kwargs)
-    assert caught.value.code == error_code, caught.value
-    assert rows_snapshot() == before
-    return caught.value
 
 
 # --- Redeem ---------------------------------------------------------------------------------------------------
