@@ -7,6 +7,7 @@ the (tenant, code) unique index) with confirmed actions: void, unassign, release
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -37,6 +38,10 @@ from .selectors import book_stats, code_history
 from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_update
 from .services.code_creation import CreationResult, generation_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
+
+
+class _DryRun(Exception):
+    """Rolls back a service call made only to validate a form."""
 
 
 def job_url(job: Job) -> str:
@@ -142,14 +147,43 @@ class CouponBookAdmin(TenantScopedAdmin):
 
     # --- saving through the services ----------------------------------------------------------------------
 
-    def save_model(self, request, obj, form, change):
+    def _book_save(self, request, obj, form, change) -> CouponBook:
         values = {field: form.cleaned_data[field] for field in EDITABLE_FIELDS if field in form.cleaned_data}
         if change:
             changed = {field: values[field] for field in form.changed_data if field in values}
-            book = book_update(book=obj, **changed) if changed else obj
-        else:
-            tenant = obj.tenant if sees_all_tenants(request) else request_tenant(request)
-            book = book_create(tenant=tenant, **values)
+            return book_update(book=obj, **changed) if changed else obj
+        tenant = (form.cleaned_data.get("tenant") or obj.tenant) if sees_all_tenants(request) else request_tenant(request)
+        return book_create(tenant=tenant, **values)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """The form runs the save through the services once, rolled back, while it validates.
+
+        So a rule that only the service knows (uses_per_code below a code's redemptions, say) comes back as an
+        error on the form, with what the user typed kept, instead of a message over a reloaded, emptied page.
+        """
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        model_admin = self
+
+        class ServiceCheckedForm(form_class):
+            def clean(self):
+                cleaned = super().clean()
+                if self.errors:
+                    return cleaned
+                try:
+                    with transaction.atomic():
+                        model_admin._book_save(request, self.instance, self, change)
+                        raise _DryRun
+                except _DryRun:
+                    pass
+                except ApplicationError as exc:
+                    field = exc.details.get("field")
+                    self.add_error(field if field in self.fields else None, exc.message)
+                return cleaned
+
+        return ServiceCheckedForm
+
+    def save_model(self, request, obj, form, change):
+        book = self._book_save(request, obj, form, change)
         for field in CouponBook._meta.concrete_fields:
             setattr(obj, field.attname, getattr(book, field.attname))
         obj._state.adding = False

@@ -336,3 +336,35 @@ def test_events_and_reservations_lists_are_scoped_and_open(client, tenant, other
     assert "EVT-MINE" in events and "EVT-THEIRS" not in events
     reservations = client.get(reverse("admin:books_reservation_changelist")).content.decode()
     assert "holder-mine" in reservations and "holder-theirs" not in reservations
+
+
+def test_a_save_the_service_refuses_shows_the_form_again_with_the_input_kept(client, book):
+    """Given a code redeemed twice, lowering uses_per_code to 1 is refused on the form, not after a reload."""
+    book.uses_per_code = 3
+    book.save()
+    code = CodeFactory(book=book, code="TWICE-USED", redeemed_count=2)
+    logged_in(client, book.tenant, Role.MARKETING)
+    url = reverse("admin:books_couponbook_change", args=[book.pk])
+    form = client.get(url).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "tenant"}
+    data.update(
+        name="Renamed while refused",
+        uses_per_code="1",
+        valid_from_0="",
+        valid_from_1="",
+        valid_until_0="",
+        valid_until_1="",
+        product_ids="[]",
+        requires_assignment="on",
+    )
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200  # the form again, not a redirect
+    page = response.content.decode()
+    assert "cannot go below that" in page
+    assert 'value="Renamed while refused"' in page
+    book.refresh_from_db()
+    code.refresh_from_db()
+    assert (book.name, book.uses_per_code, code.max_uses) != ("Renamed while refused", 1, 1)
+    assert book.uses_per_code == 3
