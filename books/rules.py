@@ -4,6 +4,7 @@ Each check raises ApplicationError with the rule's stable code; validate catches
 reason. Callers that change data run these only after taking their row locks (never on data read before them).
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -49,48 +50,61 @@ def code_holder_check(*, book: CouponBook, code: Code, user_id: str) -> None:
         )
 
 
-def code_use_left_check(*, code: Code, now: datetime, exclude_reservation: Reservation | None = None) -> None:
+@dataclass(frozen=True)
+class UseCounts:
+    """What the use rules count, read together (see use_counts)."""
+
+    code_held: int  # the code's active reservations
+    user_redeemed: int  # the user's standing redemptions in the book
+    user_held: int  # the user's active reservations in the book
+
+
+def use_counts(*, code: Code, user_id: str, now: datetime) -> UseCounts:
+    """The counts behind "a use left" and the per-user redemption limit, in ONE statement, so in one snapshot.
+
+    One snapshot matters: a redeem with a token (which takes no user lock) turns a hold into a redemption in one
+    commit, and separate counts could each miss it, letting the user past the limit
+    (books/tests/test_concurrency.py reproduces it). Written as SQL because the ORM form (Subquery annotations)
+    cost more Python to compile than the query takes to run (bench/profile_cycle.py, README "Performance");
+    the partial indexes reservation_code_active_idx, redemption_user_idx and reservation_user_active_idx serve it.
+    """
+    from redemptions.models import Redemption
+
+    reservations, active = Reservation._meta.db_table, Reservation.Status.ACTIVE
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT
+                (SELECT COUNT(*) FROM {reservations} WHERE code_id = %s AND status = %s AND expires_at > %s),
+                (SELECT COUNT(*) FROM {Redemption._meta.db_table}
+                 WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL),
+                (SELECT COUNT(*) FROM {reservations} WHERE book_id = %s AND user_id = %s AND status = %s AND expires_at > %s)""",
+            [code.pk, active, now, code.book_id, user_id, code.book_id, user_id, active, now],
+        )
+        return UseCounts(*cursor.fetchone())
+
+
+def code_use_left_check(*, code: Code, counts: UseCounts) -> None:
     """A use must be left beyond the other active reservations (redemptions + active holds <= uses)."""
     if code.max_uses is None:
         return
     left = code.max_uses - code.redeemed_count
     if left <= 0:
         raise ApplicationError("code_exhausted", "Every use of this code has been redeemed.", {"code": code.code})
-    held = code.reservations.filter(active_reservations(now=now))
-    if exclude_reservation is not None:
-        held = held.exclude(pk=exclude_reservation.pk)
-    if held.count() >= left:
+    if counts.code_held >= left:
         raise ApplicationError(
             "code_locked", "The uses left on this code are reserved by a checkout in progress.", {"code": code.code}
         )
 
 
-def user_redemption_limit_check(*, book: CouponBook, user_id: str, now: datetime) -> None:
+def user_redemption_limit_check(*, book: CouponBook, counts: UseCounts) -> None:
     """The user's standing redemptions plus active holds in the book stay under max_redemptions_per_user."""
     if book.max_redemptions_per_user is None:
         return
-    from redemptions.models import Redemption
-
-    # Both counts in ONE statement, so in one snapshot: a redeem with a token (which does not take the user's
-    # lock) turns a hold into a redemption in one commit, and two separate counts could each miss it, letting
-    # the user past the limit (books/tests/test_concurrency.py reproduces it). Written as SQL because the ORM
-    # form (two Subquery annotations) cost about 2 ms of Python per lock to compile, more than the query itself
-    # (bench/profile_cycle.py); the partial indexes redemption_user_idx and reservation_user_active_idx serve it.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT
-                (SELECT COUNT(*) FROM {Redemption._meta.db_table}
-                 WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL),
-                (SELECT COUNT(*) FROM {Reservation._meta.db_table}
-                 WHERE book_id = %s AND user_id = %s AND status = %s AND expires_at > %s)""",
-            [book.pk, user_id, book.pk, user_id, Reservation.Status.ACTIVE, now],
-        )
-        redeemed, held = cursor.fetchone()
-    if redeemed + held >= book.max_redemptions_per_user:
+    if counts.user_redeemed + counts.user_held >= book.max_redemptions_per_user:
         raise ApplicationError(
             "user_redemption_limit_reached",
             f"This user has used this book {book.max_redemptions_per_user} time(s), its limit.",
-            {"limit": book.max_redemptions_per_user, "redeemed": redeemed, "reserved": held},
+            {"limit": book.max_redemptions_per_user, "redeemed": counts.user_redeemed, "reserved": counts.user_held},
         )
 
 

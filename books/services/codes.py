@@ -158,13 +158,16 @@ def code_lock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, tt
     return reservation
 
 
-def reservation_rules_check(*, code: Code, user_id: str, now: datetime, exclude_reservation: Reservation | None = None) -> None:
+def reservation_rules_check(*, code: Code, user_id: str, now: datetime) -> None:
     """Every rule for taking a new use of a code (lock, or redeem without a token). Run under the locks."""
     book = code.book
     rules.code_holder_check(book=book, code=code, user_id=user_id)
     rules.book_open_check(book=book, code=code, now=now)
-    rules.code_use_left_check(code=code, now=now, exclude_reservation=exclude_reservation)
-    rules.user_redemption_limit_check(book=book, user_id=user_id, now=now)
+    if code.max_uses is None and book.max_redemptions_per_user is None:
+        return  # nothing to count: unlimited uses, no per-user limit
+    counts = rules.use_counts(code=code, user_id=user_id, now=now)
+    rules.code_use_left_check(code=code, counts=counts)
+    rules.user_redemption_limit_check(book=book, counts=counts)
 
 
 @transaction.atomic
