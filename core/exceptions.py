@@ -16,7 +16,6 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_codes": 400,
     "empty_upload": 400,
     "duplicate_codes": 409,
-    "product_required": 400,
     "parse_error": 400,
     # 401: no credentials, or bad ones
     "not_authenticated": 401,
