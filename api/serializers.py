@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from books.inputs import MAX_USER_ID_LENGTH
 from books.models import Code, CouponBook, Reservation
+from books.services.books import EDITABLE_FIELDS
 from core.models import Job
 from redemptions.models import Redemption
 
@@ -100,25 +101,8 @@ class BookOutput(serializers.ModelSerializer):
 
     class Meta:
         model = CouponBook
-        fields = [
-            "id",
-            "name",
-            "description",
-            "status",
-            "discount_type",
-            "discount_value",
-            "currency",
-            "product_ids",
-            "valid_from",
-            "valid_until",
-            "max_codes_per_user",
-            "max_redemptions_per_user",
-            "uses_per_code",
-            "requires_assignment",
-            "lock_ttl_seconds",
-            "created_at",
-            "updated_at",
-        ]
+        # The service's editable fields, so the API shows exactly what it lets a caller change.
+        fields = ["id", *EDITABLE_FIELDS, "created_at", "updated_at"]
 
 
 class CodeCountsOutput(serializers.Serializer):
