@@ -2,7 +2,7 @@
 
 Both live in a temporary directory on free ports and are torn down at the end, so a check may stop its database in
 the middle of a run without touching the machine's shared servers. PostgreSQL comes from the system binaries
-(PG_BIN, default /usr/lib/postgresql/15/bin); as root, they run as the `postgres` system user, because initdb and
+(PG_BIN, default the newest /usr/lib/postgresql/<version>/bin); as root, they run as the `postgres` system user, because initdb and
 the server refuse to run as root.
 """
 
@@ -14,7 +14,18 @@ import tempfile
 import time
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """PG_BIN, else the newest /usr/lib/postgresql/<version>/bin (Debian's layout), else 15's."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
+    return versions[-1].parent if versions else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def free_port() -> int:
