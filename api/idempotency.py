@@ -23,6 +23,8 @@ from .principals import Principal
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 REPLAY_HEADER = "Idempotent-Replayed"
+# The keys the schema documents: printable ASCII, no space at either end (HTTP strips those anyway).
+KEY_PATTERN = rf"^[!-~](?:[ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
 
 
 def request_fingerprint(request) -> str:
@@ -54,7 +56,7 @@ def clean_key(value: str) -> str:
         raise ApplicationError(
             "invalid_input",
             f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
-            {"header": HEADER},
+            {"field": HEADER},
         )
     return value
 

@@ -15,7 +15,9 @@ from core.models import Job
 from redemptions.models import Redemption
 
 from .filters import MAX_YEAR, MIN_YEAR
+from .schema import USE_RULES, ErrorBody
 from .models import EndUserSigningKey
+from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
 TTL_MIN, TTL_MAX = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
@@ -65,13 +67,19 @@ class AccessTokenOutput(serializers.Serializer):
 class SigningKeyInput(serializers.Serializer):
     name = StrictCharField(max_length=200)
     algorithm = serializers.ChoiceField(choices=EndUserSigningKey.Algorithm.choices)
-    key = StrictCharField(max_length=16_384, trim_whitespace=False, help_text="The HS256 secret or the RS256 public key (PEM).")
+    key = StrictCharField(
+        min_length=MIN_HS256_SECRET,
+        max_length=16_384,
+        trim_whitespace=False,
+        help_text=f"The HS256 secret ({MIN_HS256_SECRET} characters or more) or the RS256 public key (PEM).",
+    )
 
 
 class SigningKeyOutput(serializers.ModelSerializer):
     class Meta:
         model = EndUserSigningKey
         fields = ["kid", "name", "algorithm", "is_active", "created_at", "revoked_at"]
+        read_only_fields = fields
 
 
 # --- Books ----------------------------------------------------------------------------------------------------
@@ -181,11 +189,11 @@ class AssignInput(serializers.Serializer):
     user_id = user_id_field()
 
 
-USER_ID_HELP = "Required for an API client; an end user's token acts for its own `sub` (another value is refused)."
+USER_ID_HELP = "The customer. An end user's token may name only its own `sub` (or leave it out: it is the `sub`)."
 
 
 class LockInput(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False, allow_null=True)
 
 
@@ -198,7 +206,7 @@ class ReservationOutput(serializers.ModelSerializer):
 
 
 class UnlockInput(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
 
 
@@ -207,7 +215,7 @@ class UnlockOutput(serializers.Serializer):
 
 
 class RedeemInput(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
     order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
@@ -215,14 +223,20 @@ class RedeemInput(serializers.Serializer):
 
 
 class ValidateQuery(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
+# What validate answers as `reason`: `ok`, or the code of the rule a redeem would break now.
+VALIDATION_REASONS = ["ok", *USE_RULES, "product_not_eligible"]
+
+
 class ValidationOutput(serializers.Serializer):
     valid = serializers.BooleanField()
-    reason = serializers.CharField(help_text="`ok`, or the error code a redeem would answer with now.")
+    reason = serializers.ChoiceField(
+        choices=VALIDATION_REASONS, help_text="`ok`, or the error code a redeem would answer with now."
+    )
     message = serializers.CharField()
     discount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
 
@@ -296,6 +310,12 @@ class PeriodBoundField(serializers.Field):
         return value.isoformat()
 
 
+class QueryBooleanField(serializers.BooleanField):
+    """A boolean filter: left out, it filters nothing (DRF reads a boolean missing from a form as false)."""
+
+    default_empty_html = serializers.empty
+
+
 class RedemptionQuery(serializers.Serializer):
     book = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
     user_id = user_id_field(required=False)
@@ -303,7 +323,7 @@ class RedemptionQuery(serializers.Serializer):
     to = PeriodBoundField(
         end=True, required=False, help_text="End: a date (inclusive, whole day) or a date and time (exclusive)."
     )
-    reversed = serializers.BooleanField(required=False, allow_null=True, default=None)
+    reversed = QueryBooleanField(required=False, help_text="true: only reversed ones; false: only standing ones.")
 
     def get_fields(self):
         fields = super().get_fields()
@@ -318,8 +338,28 @@ class ReverseInput(serializers.Serializer):
 # --- Jobs -----------------------------------------------------------------------------------------------------
 
 
+@extend_schema_field(ErrorBody)
+class JobErrorField(serializers.JSONField):
+    """The stored error of a failed job, passed on whole (its details keep every key)."""
+
+
+class JobResultOutput(serializers.Serializer):
+    """What a finished job reports; which keys are present depends on its kind and status."""
+
+    created = serializers.IntegerField(required=False, help_text="generate, upload: codes created.")
+    warnings = serializers.ListField(child=serializers.CharField(), required=False, help_text="generate: warnings.")
+    skipped = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="upload: duplicates skipped (the first 100)."
+    )
+    skipped_count = serializers.IntegerField(required=False, help_text="upload: duplicates skipped.")
+    rows = serializers.IntegerField(required=False, help_text="export: rows written.")
+    filename = serializers.CharField(required=False, help_text="export: the workbook's file name.")
+    error = JobErrorField(required=False, help_text="failed: the error, in the API's error shape.")
+
+
 class JobOutput(serializers.ModelSerializer):
     done = serializers.SerializerMethodField()
+    result = JobResultOutput(read_only=True)
     download_url = serializers.SerializerMethodField()
 
     class Meta:

@@ -1,35 +1,35 @@
 """Jobs: the status and progress of long work (bulk generation and upload, large exports), and export files."""
 
 from django.http import FileResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from core.exceptions import ApplicationError
 from core.models import Job
 from core.selectors import job_get
 
-from ..schema import errors
+from ..schema import XLSX, binary_response, errors
 from ..serializers import JobOutput
 from .base import ApiView
-from .redemptions import XLSX
 
 
 class JobDetailView(ApiView):
     error_codes = errors("job_not_found")
 
-    @extend_schema(tags=["jobs"], summary="A job's status and progress", responses={200: JobOutput})
+    @extend_schema(operation_id="job_get", tags=["jobs"], summary="A job's status and progress", responses={200: JobOutput})
     def get(self, request, job_id):
         return Response(JobOutput(job_get(tenant=self.tenant, job_id=job_id), context={"request": request}).data)
 
 
 class JobFileView(ApiView):
+    binary_download = True
     error_codes = errors("job_not_found")
 
     @extend_schema(
+        operation_id="job_file_download",
         tags=["jobs"],
         summary="Download the file of a finished export job",
-        responses={(200, XLSX): OpenApiResponse(OpenApiTypes.BINARY, description="The workbook.")},
+        responses=binary_response("The workbook (sent as an attachment)."),
     )
     def get(self, request, job_id):
         job = job_get(tenant=self.tenant, job_id=job_id)

@@ -1,8 +1,7 @@
 """The redemption log: list, Excel export, reversal (refund)."""
 
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from core.models import Job
@@ -13,11 +12,10 @@ from redemptions.services import redemption_reverse
 
 from ..idempotency import idempotent
 from ..pagination import RedemptionCursorPagination
-from ..schema import errors
+from ..schema import XLSX, binary_response, errors
 from ..serializers import JobOutput, RedemptionOutput, RedemptionQuery, ReverseInput
 from .base import ApiView
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class _RedemptionQueryMixin:
@@ -39,6 +37,7 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
     queryset = Redemption.objects.none()  # for the schema; requests use the selector
 
     @extend_schema(
+        operation_id="redemptions_list",
         tags=["redemptions"],
         summary="The redemption log",
         parameters=[RedemptionQuery],
@@ -50,16 +49,15 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
 
 
 class RedemptionExportView(_RedemptionQueryMixin, ApiView):
+    binary_download = True
     @extend_schema(
+        operation_id="redemptions_export",
         tags=["redemptions"],
         summary="Export the redemption log as an Excel workbook",
         description="Same filters as the list. A small export answers the workbook at once; a large one answers "
         "202 with a job whose `download_url` serves the file once it has succeeded.",
         parameters=[RedemptionQuery],
-        responses={
-            (200, XLSX): OpenApiResponse(OpenApiTypes.BINARY, description="The workbook."),
-            202: JobOutput,
-        },
+        responses={**binary_response("The workbook (sent as an attachment)."), 202: JobOutput},
     )
     def get(self, request):
         result = export_request(tenant=self.tenant, queryset=self.redemptions(), actor=self.actor)
@@ -75,6 +73,7 @@ class RedemptionReverseView(ApiView):
     error_codes = errors("redemption_not_found", "redemption_already_reversed")
 
     @extend_schema(
+        operation_id="redemption_reverse",
         tags=["redemptions"],
         summary="Reverse a redemption (a refund)",
         description="The use returns to the code; the redemption stays in the log, marked reversed.",
