@@ -14,9 +14,7 @@ def _page_size(paginator, request) -> int:
     if raw is None:
         return paginator.page_size
     if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= paginator.max_page_size):
-        raise ValidationError(
-            {paginator.page_size_query_param: [f"Use a whole number from 1 to {paginator.max_page_size}."]}
-        )
+        raise ValidationError({paginator.page_size_query_param: [f"Use a whole number from 1 to {paginator.max_page_size}."]})
     return int(raw)
 
 

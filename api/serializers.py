@@ -15,8 +15,8 @@ from core.models import Job
 from redemptions.models import Redemption
 
 from .filters import MAX_YEAR, MIN_YEAR
-from .schema import USE_RULES, ErrorBody
 from .models import EndUserSigningKey
+from .schema import USE_RULES, ErrorBody
 from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]

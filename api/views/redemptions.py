@@ -17,7 +17,6 @@ from ..serializers import JobOutput, RedemptionOutput, RedemptionQuery, ReverseI
 from .base import ApiView
 
 
-
 class _RedemptionQueryMixin:
     def redemptions(self):
         query = self.parse(RedemptionQuery, self.request.query_params)
@@ -50,6 +49,7 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
 
 class RedemptionExportView(_RedemptionQueryMixin, ApiView):
     binary_download = True
+
     @extend_schema(
         operation_id="redemptions_export",
         tags=["redemptions"],
