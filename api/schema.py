@@ -31,12 +31,13 @@ from drf_spectacular.drainage import warn
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 
 from core.exceptions import ERROR_STATUS
 
+from .examples import ERROR_EXAMPLES, SERVER_ERROR
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER
 
@@ -117,7 +118,7 @@ REPLAYED_HEADER_PARAMETER = OpenApiParameter(
     name=REPLAY_HEADER,
     type={"type": "string", "enum": ["true"]},
     location=OpenApiParameter.HEADER,
-    response=True,
+    response=[200, 201, 202],
     required=False,
     description="Present (`true`) when this answer is the stored answer of an earlier request with the same Idempotency-Key.",
 )
@@ -233,14 +234,20 @@ class ApiAutoSchema(AutoSchema):
             if key in responses:
                 continue
             listed = ", ".join(f"`{code}`" for code in by_status[status])
+            example = ERROR_EXAMPLES.get(status)
+            examples = [OpenApiExample(example["error"]["code"], value=example)] if example else []
             responses[key] = self._get_response_for_code(
-                OpenApiResponse(ErrorOutput, description=f"Error codes: {listed}."), key, direction=direction
+                OpenApiResponse(ErrorOutput, description=f"Error codes: {listed}.", examples=examples), key, direction=direction
             )
             if status in (429, 503):
                 responses[key]["headers"] = dict(RETRY_AFTER)
         listed = ", ".join(f"`{code}` ({ERROR_STATUS[code]})" for code in DEFAULT_ERRORS)
         responses["default"] = self._get_response_for_code(
-            OpenApiResponse(ErrorOutput, description=f"Any other error, in the same shape: {listed}."),
+            OpenApiResponse(
+                ErrorOutput,
+                description=f"Any other error, in the same shape: {listed}.",
+                examples=[OpenApiExample("server_error", value=SERVER_ERROR)],
+            ),
             "default",
             direction=direction,
         )

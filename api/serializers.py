@@ -4,7 +4,6 @@ from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -153,7 +152,7 @@ class CreationOutput(serializers.Serializer):
 
 class UploadJsonInput(serializers.Serializer):
     codes = serializers.ListField(
-        child=StrictCharField(max_length=200, allow_blank=True, trim_whitespace=False), max_length=MAX_CODES
+        child=StrictCharField(max_length=200, allow_blank=True, trim_whitespace=False), min_length=1, max_length=MAX_CODES
     )
     skip_duplicates = serializers.BooleanField(default=False)
 
@@ -275,7 +274,18 @@ class RedemptionOutput(serializers.ModelSerializer):
         ]
 
 
-@extend_schema_field(OpenApiTypes.STR)
+# Years the filter accepts (MIN_YEAR to MAX_YEAR), as the schema's patterns say it.
+_YEAR = r"(?!0000|0001|9999)[0-9]{4}"
+
+
+@extend_schema_field(
+    {
+        "anyOf": [
+            {"type": "string", "format": "date", "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"},
+            {"type": "string", "format": "date-time", "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}[T ]"},
+        ]
+    }
+)
 class PeriodBoundField(serializers.Field):
     """A date (YYYY-MM-DD, a whole day in the tenant's time zone) or an ISO 8601 date and time."""
 

@@ -2,7 +2,6 @@
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.filters import OrderingFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -13,7 +12,8 @@ from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_request
 from books.services.codes import code_assign_random
 
-from ..filters import BookFilter, CodeFilter
+from .. import examples
+from ..filters import BookFilter, CodeFilter, StrictOrderingFilter
 from ..idempotency import idempotent
 from ..pagination import CodeCursorPagination, PagePagination
 from ..parsers import ApiJSONParser
@@ -50,7 +50,7 @@ class BookListView(ApiView):
     idempotent = True
     pagination_class = PagePagination
     serializer_class = BookOutput
-    filter_backends = [*ApiView.filter_backends, OrderingFilter]
+    filter_backends = [*ApiView.filter_backends, StrictOrderingFilter]
     filterset_class = BookFilter
     ordering_fields = ["name", "created_at", "updated_at", "status", "valid_from", "valid_until"]
     ordering = ["-created_at", "-id"]
@@ -66,7 +66,12 @@ class BookListView(ApiView):
         return self.get_paginated_response(BookOutput(page, many=True).data)
 
     @extend_schema(
-        operation_id="book_create", tags=["books"], summary="Create a coupon book", request=BookInput, responses={201: BookOutput}
+        operation_id="book_create",
+        examples=examples.BOOK_CREATE,
+        tags=["books"],
+        summary="Create a coupon book",
+        request=BookInput,
+        responses={201: BookOutput},
     )
     def post(self, request):
         data = self.parse(BookInput, request.data)
@@ -81,7 +86,9 @@ class BookDetailView(ApiView):
         "DELETE": errors("book_not_found"),
     }
 
-    @extend_schema(operation_id="book_get", tags=["books"], summary="A coupon book", responses={200: BookOutput})
+    @extend_schema(
+        operation_id="book_get", examples=examples.BOOK_GET, tags=["books"], summary="A coupon book", responses={200: BookOutput}
+    )
     def get(self, request, book_id):
         return Response(BookOutput(book_get(tenant=self.tenant, book_id=book_id)).data)
 
@@ -138,6 +145,7 @@ class CodesGenerateView(ApiView):
 
     @extend_schema(
         operation_id="codes_generate",
+        examples=examples.GENERATE,
         tags=["codes"],
         summary="Generate random codes",
         description=f"Up to {settings.COUPONS['SYNC_CODES_LIMIT']:,} codes answer 201 at once; more answer 202 with the job.",
@@ -164,6 +172,7 @@ class CodesUploadView(ApiView):
 
     @extend_schema(
         operation_id="codes_upload",
+        examples=examples.UPLOAD,
         tags=["codes"],
         summary="Upload codes (JSON list, or a CSV/XLSX file)",
         description="A JSON body `{codes: [...]}` or a multipart `file` (CSV or XLSX, codes in the first column, an "
@@ -216,6 +225,7 @@ class BookAssignView(ApiView):
 
     @extend_schema(
         operation_id="code_assign_random",
+        examples=examples.ASSIGN_RANDOM,
         tags=["assignment"],
         summary="Assign a random free code of the book to a user",
         request=AssignInput,

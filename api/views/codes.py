@@ -9,6 +9,7 @@ from books.services.codes import code_assign, code_lock, code_unlock
 from core.exceptions import ApplicationError
 from redemptions.services import code_redeem
 
+from .. import examples
 from ..idempotency import idempotent
 from ..pagination import PagePagination
 from ..permissions import IsApiClientOrEndUser, user_id_for, with_end_user_id
@@ -57,6 +58,7 @@ class CodeAssignView(_CodeView):
 
     @extend_schema(
         operation_id="code_assign",
+        examples=examples.ASSIGN_NAMED,
         tags=["assignment"],
         summary="Assign this code to a user",
         description="200 whether it was assigned now or was already this user's.",
@@ -80,6 +82,7 @@ class CodeLockView(_CodeView):
 
     @extend_schema(
         operation_id="code_lock",
+        examples=examples.LOCK,
         tags=["checkout"],
         summary="Lock (reserve) one use of the code for a user",
         request=LockInput,
@@ -105,6 +108,7 @@ class CodeUnlockView(_CodeView):
 
     @extend_schema(
         operation_id="code_unlock",
+        examples=examples.UNLOCK,
         tags=["checkout"],
         summary="Release the user's lock on the code",
         description="With `token`, that reservation; without, every active one of the user on this code. "
@@ -145,6 +149,7 @@ class CodeRedeemView(_CodeView):
 
     @extend_schema(
         operation_id="code_redeem",
+        examples=examples.REDEEM,
         tags=["checkout"],
         summary="Redeem the code",
         description="With the lock's `token`, consumes that reservation; without one, locks and redeems at once "
@@ -179,6 +184,7 @@ class CodeValidateView(_CodeView):
 
     @extend_schema(
         operation_id="code_validate",
+        examples=examples.VALIDATE,
         tags=["checkout"],
         summary="Would a redeem succeed now? (changes nothing)",
         parameters=[ValidateQuery],

@@ -8,6 +8,7 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from core.selectors import job_get
 
+from .. import examples
 from ..schema import XLSX, binary_response, errors
 from ..serializers import JobOutput
 from .base import ApiView
@@ -16,7 +17,13 @@ from .base import ApiView
 class JobDetailView(ApiView):
     error_codes = errors("job_not_found")
 
-    @extend_schema(operation_id="job_get", tags=["jobs"], summary="A job's status and progress", responses={200: JobOutput})
+    @extend_schema(
+        operation_id="job_get",
+        examples=examples.JOB_GET,
+        tags=["jobs"],
+        summary="A job's status and progress",
+        responses={200: JobOutput},
+    )
     def get(self, request, job_id):
         return Response(JobOutput(job_get(tenant=self.tenant, job_id=job_id), context={"request": request}).data)
 

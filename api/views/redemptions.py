@@ -10,6 +10,7 @@ from redemptions.models import Redemption
 from redemptions.selectors import redemptions_of_tenant
 from redemptions.services import redemption_reverse
 
+from .. import examples
 from ..idempotency import idempotent
 from ..pagination import RedemptionCursorPagination
 from ..schema import XLSX, binary_response, errors
@@ -74,6 +75,7 @@ class RedemptionReverseView(ApiView):
 
     @extend_schema(
         operation_id="redemption_reverse",
+        examples=examples.REVERSE,
         tags=["redemptions"],
         summary="Reverse a redemption (a refund)",
         description="The use returns to the code; the redemption stays in the log, marked reversed.",
