@@ -9,6 +9,7 @@ error runs again (nothing was changed the first time).
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
@@ -52,10 +53,10 @@ def request_fingerprint(request) -> str:
 
 
 def clean_key(value: str) -> str:
-    if not 1 <= len(value) <= MAX_KEY_LENGTH or not value.isascii() or not value.isprintable():
+    if not re.fullmatch(KEY_PATTERN, value):
         raise ApplicationError(
             "invalid_input",
-            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, with no space at either end.",
             {"field": HEADER},
         )
     return value

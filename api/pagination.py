@@ -2,6 +2,8 @@
 (codes of a book, redemptions), which never count millions of rows. A bad page, page size or cursor is bad input
 (400), never silently replaced by a default: the schema's bounds are the server's."""
 
+from django.core.paginator import EmptyPage
+from django.core.paginator import Paginator as DjangoPaginator
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -24,7 +26,21 @@ def _bounded(parameters: list[dict], bounds: dict[str, dict]) -> list[dict]:
     return parameters
 
 
+class _PastTheEndPaginator(DjangoPaginator):
+    """A page past the last one is empty (200, `results: []`), as a client paging until `next` is null expects;
+    Django would raise EmptyPage (DRF's 404)."""
+
+    def validate_number(self, number):
+        try:
+            return super().validate_number(number)
+        except EmptyPage:
+            if int(number) > 1:
+                return int(number)
+            raise
+
+
 class PagePagination(PageNumberPagination):
+    django_paginator_class = _PastTheEndPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500

@@ -34,6 +34,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictDecimalField(serializers.DecimalField):
+    """A decimal, never an empty string (DRF reads "" as null where null is allowed; the schema's pattern does not)."""
+
+    def validate_empty_values(self, data):
+        if isinstance(data, str) and not data.strip():
+            self.fail("invalid")
+        return super().validate_empty_values(data)
+
+
 def user_id_field(**kwargs) -> serializers.CharField:
     return StrictCharField(max_length=MAX_USER_ID_LENGTH, **kwargs)
 
@@ -89,7 +98,7 @@ class BookInput(serializers.Serializer):
     description = StrictCharField(max_length=5000, allow_blank=True, required=False)
     status = serializers.ChoiceField(choices=CouponBook.Status.choices, required=False)
     discount_type = serializers.ChoiceField(choices=CouponBook.DiscountType.choices, required=False)
-    discount_value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
+    discount_value = StrictDecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
     currency = StrictCharField(max_length=3, allow_blank=True, required=False)
     product_ids = serializers.ListField(
         child=StrictCharField(max_length=255), max_length=10_000, required=False, help_text="Empty: every product."
@@ -217,13 +226,13 @@ class RedeemInput(serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
     order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
+    amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
 class ValidateQuery(serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
