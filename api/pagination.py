@@ -70,6 +70,7 @@ class PagePagination(PageNumberPagination):
         properties["count"]["example"] = 120
         properties["next"]["example"] = f"{EXAMPLE_BASE}books/?page=3&page_size=50"
         properties["previous"]["example"] = f"{EXAMPLE_BASE}books/?page=1&page_size=50"
+        page["required"] = list(properties)  # every key is always there (next and previous may be null)
         return page
 
 
@@ -106,6 +107,7 @@ class _Cursor(CursorPagination):
         properties = page["properties"]
         properties["next"]["example"] = f"{EXAMPLE_BASE}redemptions/?cursor=cD0yMDI2LTAzLTE0KzA5JTNBMzA%3D"
         properties["previous"]["example"] = f"{EXAMPLE_BASE}redemptions/?cursor=cj0xJnA9MjAyNi0wMy0xNQ%3D%3D"
+        page["required"] = list(properties)
         return page
 
 
