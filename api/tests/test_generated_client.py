@@ -69,7 +69,16 @@ def test_the_generated_client_is_typed_and_runs_a_whole_campaign(live_server, te
     generate_client(f"{live_server.url}/api/schema/", tmp_path)
 
     typed = run(
-        [sys.executable, "-m", "mypy", "--config-file", str(CLIENTS / "mypy.ini"), "--no-incremental", "example_campaign.py"],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(CLIENTS / "mypy.ini"),
+            "--cache-dir",
+            str(tmp_path / "mypy"),
+            "example_campaign.py",
+        ],
         cwd=CLIENTS,
         extra_env={"MYPYPATH": str(tmp_path)},
     )
