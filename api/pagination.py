@@ -7,6 +7,7 @@ from django.core.paginator import Paginator as DjangoPaginator
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 EXAMPLE_BASE = "https://coupons.example.com/api/v1/"
 
@@ -56,6 +57,15 @@ class PagePagination(PageNumberPagination):
             return super().paginate_queryset(queryset, request, view)
         except NotFound as exc:
             raise ValidationError({self.page_query_param: [str(exc.detail)]}) from None
+
+    def get_previous_link(self):
+        if self.page.number > self.page.paginator.num_pages > 0:
+            # Past the end: the way back is the last page.
+            url = self.request.build_absolute_uri()
+            if self.page.paginator.num_pages == 1:
+                return remove_query_param(url, self.page_query_param)
+            return replace_query_param(url, self.page_query_param, self.page.paginator.num_pages)
+        return super().get_previous_link()
 
     def get_schema_operation_parameters(self, view):
         return _bounded(

@@ -207,6 +207,7 @@ def test_the_server_refuses_exactly_what_the_schema_forbids(api, active_book, ma
     assert api.get(books, {"page_size": "500"}).status_code == 200
     past_the_end = api.get(books, {"page": "40"})
     assert past_the_end.status_code == 200 and past_the_end.json()["results"] == [] and past_the_end.json()["count"] == 1
+    assert past_the_end.json()["previous"] == "http://testserver/api/v1/books/" and past_the_end.json()["next"] is None
     assert_error(api.get(f"/api/v1/books/{active_book.pk}/codes/", {"page_size": "1001"}), 400, "invalid_input")
     assert_error(api.get(books, {"ordering": "tenant"}), 400, "invalid_input")
     assert api.get(books, {"ordering": "-name"}).status_code == 200
