@@ -157,6 +157,14 @@ def binary_response(description: str) -> dict:
     return {(200, XLSX, BINARY): OpenApiResponse(OpenApiTypes.BINARY, description=description)}
 
 
+def workbook_content_type(request) -> str:
+    """The XLSX type, or application/octet-stream for a client that accepts only that (both are declared)."""
+    django_request = getattr(request, "_request", request)
+    if not django_request.accepts(XLSX) and django_request.accepts(BINARY):
+        return BINARY
+    return XLSX
+
+
 class ApiAutoSchema(AutoSchema):
     """The conventions of the module docstring, applied to every operation."""
 

@@ -9,7 +9,7 @@ from core.models import Job
 from core.selectors import job_get
 
 from .. import examples
-from ..schema import XLSX, binary_response, errors
+from ..schema import binary_response, errors, workbook_content_type
 from ..serializers import JobOutput
 from .base import ApiView
 
@@ -43,4 +43,4 @@ class JobFileView(ApiView):
         if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
             raise ApplicationError("job_not_found", "This job has no file to download (yet).", {"job": job.pk})
         name = job.file.name.rsplit("/", 1)[-1]
-        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=XLSX)
+        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=workbook_content_type(request))

@@ -13,7 +13,7 @@ from redemptions.services import redemption_reverse
 from .. import examples
 from ..idempotency import idempotent
 from ..pagination import RedemptionCursorPagination
-from ..schema import XLSX, binary_response, errors
+from ..schema import binary_response, errors, workbook_content_type
 from ..serializers import JobOutput, RedemptionOutput, RedemptionQuery, ReverseInput
 from .base import ApiView
 
@@ -64,7 +64,7 @@ class RedemptionExportView(_RedemptionQueryMixin, ApiView):
         result = export_request(tenant=self.tenant, queryset=self.redemptions(), actor=self.actor)
         if isinstance(result, Job):
             return Response(JobOutput(result, context={"request": request}).data, status=202)
-        response = HttpResponse(result.content, content_type=XLSX)
+        response = HttpResponse(result.content, content_type=workbook_content_type(request))
         response["Content-Disposition"] = f'attachment; filename="{result.filename}"'
         return response
 
