@@ -67,6 +67,13 @@ def invalid_input_details(details: dict, message: str) -> dict:
     return {**context, "field": errors[0]["field"], "errors": errors}
 
 
+def invalid_input_message(errors: list[dict[str, str]]) -> str:
+    if len(errors) > 1:
+        return f"{len(errors)} inputs are invalid; see details.errors."
+    field, text = errors[0]["field"], errors[0]["message"]
+    return f"{field}: {text}" if field else text
+
+
 def _message(detail: object) -> str:
     if isinstance(detail, list) and detail:
         return _message(detail[0])
@@ -114,11 +121,7 @@ def _handle(exc: Exception) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         errors = field_errors(exc.detail) or [{"field": "", "message": "The request is invalid."}]
         details = {"field": errors[0]["field"], "errors": errors}
-        message = (
-            f"{errors[0]['field'] or 'The request'}: {errors[0]['message']}"
-            if len(errors) == 1
-            else (f"{len(errors)} inputs are invalid; see details.errors.")
-        )
+        message = invalid_input_message(errors)
     else:
         details = {}
         message = _message(exc.detail)
