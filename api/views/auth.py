@@ -102,6 +102,8 @@ class SigningKeyDetailView(ApiView):
         operation_id="end_user_key_revoke",
         tags=["end-user keys"],
         summary="Revoke an end-user signing key",
+        description="The key stays on record, inactive: the answer is the key with `is_active` false and "
+        "`revoked_at` set. Tokens signed with it are refused from now on.",
         responses={200: SigningKeyOutput},
     )
     def delete(self, request, kid):
