@@ -188,6 +188,17 @@ class ApiAutoSchema(AutoSchema):
             parameters.append(CONTENT_DISPOSITION_PARAMETER)
         return parameters
 
+    def _get_filter_parameters(self):
+        # django-filter's max_length is refused by the server (400): the schema says it too.
+        parameters = super()._get_filter_parameters()
+        filterset = getattr(self.view, "filterset_class", None)
+        filters = filterset.base_filters if filterset is not None else {}
+        for parameter in parameters:
+            max_length = getattr(filters.get(parameter["name"]), "extra", {}).get("max_length")
+            if max_length is not None:
+                parameter["schema"]["maxLength"] = max_length
+        return parameters
+
     def get_paginated_name(self, serializer_name: str) -> str:
         # drf-spectacular keeps the first component registered under a name: a page by number and a page by
         # cursor of the same items must not share one.

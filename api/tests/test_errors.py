@@ -210,6 +210,9 @@ def test_the_server_refuses_exactly_what_the_schema_forbids(api, active_book, ma
     assert past_the_end.json()["previous"] == "http://testserver/api/v1/books/" and past_the_end.json()["next"] is None
     assert_error(api.get(f"/api/v1/books/{active_book.pk}/codes/", {"page_size": "1001"}), 400, "invalid_input")
     assert_error(api.get(books, {"ordering": "tenant"}), 400, "invalid_input")
+    codes = f"/api/v1/books/{active_book.pk}/codes/"
+    assert_error(api.get(codes, {"user_id": "u" * 256}), 400, "invalid_input")
+    assert api.get(codes, {"user_id": "u" * 255}).status_code == 200
     assert api.get(books, {"ordering": "-name"}).status_code == 200
     assert_error(api.get("/api/v1/redemptions/", {"reversed": "null"}), 400, "invalid_input")
     assert api.get("/api/v1/redemptions/", {"from": "2026-03-01", "to": "2026-03-31T12:00:00Z"}).status_code == 200

@@ -161,6 +161,8 @@ def test_inputs_carry_the_constraints_the_server_enforces(schema):
     listing = {p["name"]: p for p in schema["paths"]["/api/v1/redemptions/"]["get"]["parameters"]}
     assert "nullable" not in listing["reversed"]["schema"]
     assert [variant["format"] for variant in listing["from"]["schema"]["anyOf"]] == ["date", "date-time"]
+    book_codes = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/books/{book_id}/codes/"]["get"]["parameters"]}
+    assert book_codes["user_id"]["maxLength"] == 255
     ordering = next(p for p in schema["paths"]["/api/v1/books/"]["get"]["parameters"] if p["name"] == "ordering")
     assert {"name", "-created_at"} <= set(ordering["schema"]["enum"])
 
