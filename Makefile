@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint migrate bench scale-check
+.PHONY: install run test lint migrate bench scale-check client
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=/path/to/python3.11")'
@@ -40,3 +40,11 @@ bench: $(STAMP)
 ## PostgreSQL stopped for a few seconds mid-run, then the invariants checked; non-zero exit when one breaks.
 scale-check: $(STAMP)
 	$(PY) scripts/scale_check.py
+
+## The Python client of the integrator API, generated from the OpenAPI schema with openapi-python-client into
+## clients/python/ (a build artifact, not committed; `pip install clients/python`). Fails on any generator warning.
+client: $(STAMP)
+	@mkdir -p var
+	$(PY) manage.py spectacular --validate --fail-on-warn --format openapi-json --file var/openapi.json
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/openapi-python-client generate --path var/openapi.json \
+		--config clients/openapi-python-client.yaml --meta setup --output-path clients/python --overwrite --fail-on-warning

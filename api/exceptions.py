@@ -12,6 +12,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from core.exceptions import ERROR_STATUS, ApplicationError
 
@@ -32,6 +33,45 @@ DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
 
 def error_body(code: str, message: str, details: object = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
+
+
+def field_errors(detail: object, path: str = "") -> list[dict[str, str]]:
+    """DRF's nested validation errors as a flat list of {"field": path, "message"}: `codes.3`, `product_ids.0`."""
+    if isinstance(detail, dict):
+        found = []
+        for key, value in detail.items():
+            name = "" if key == api_settings.NON_FIELD_ERRORS_KEY else str(key)
+            found += field_errors(value, f"{path}.{name}" if path and name else path or name)
+        return found
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return [{"field": path, "message": str(item)} for item in detail]
+        found = []
+        for index, item in enumerate(detail):
+            if item:  # a list serializer's valid items answer {}
+                found += field_errors(item, f"{path}.{index}" if path else str(index))
+        return found
+    return [{"field": path, "message": str(detail)}]
+
+
+def invalid_input_details(details: dict, message: str) -> dict:
+    """The documented details of invalid_input: `field` (the first invalid input) and `errors` (each of them).
+
+    A service's ApplicationError names its field in `field` (or several in `fields`); its other context stays.
+    """
+    if isinstance(details.get("errors"), list):
+        return details
+    fields = details.get("fields") if isinstance(details.get("fields"), list) else [details.get("field", "")]
+    errors = [{"field": str(field), "message": message} for field in fields] or [{"field": "", "message": message}]
+    context = {key: value for key, value in details.items() if key not in ("field", "fields")}
+    return {**context, "field": errors[0]["field"], "errors": errors}
+
+
+def invalid_input_message(errors: list[dict[str, str]]) -> str:
+    if len(errors) > 1:
+        return f"{len(errors)} inputs are invalid; see details.errors."
+    field, text = errors[0]["field"], errors[0]["message"]
+    return f"{field}: {text}" if field else text
 
 
 def _message(detail: object) -> str:
@@ -61,7 +101,8 @@ def _handle(exc: Exception) -> Response | None:
         headers = {}
         if exc.status == 503:
             headers["Retry-After"] = "5"
-        return Response(exc.as_dict(), status=exc.status, headers=headers)
+        details = invalid_input_details(exc.details, exc.message) if exc.code == "invalid_input" else exc.details
+        return Response(error_body(exc.code, exc.message, details), status=exc.status, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -71,14 +112,16 @@ def _handle(exc: Exception) -> Response | None:
             error_body("request_too_large", "The request body is too large.", {}), status=ERROR_STATUS["request_too_large"]
         )
     elif isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
-        return Response(error_body("invalid_input", "The request has too many fields or files.", {}), status=400)
+        message = "The request has too many fields or files."
+        return Response(error_body("invalid_input", message, invalid_input_details({}, message)), status=400)
     if not isinstance(exc, exceptions.APIException):
         return None
     code = next((code for cls, code in DRF_CODES if isinstance(exc, cls)), "invalid_input")
     headers = {}
     if isinstance(exc, exceptions.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        message = "The request is invalid; see details."
+        errors = field_errors(exc.detail) or [{"field": "", "message": "The request is invalid."}]
+        details = {"field": errors[0]["field"], "errors": errors}
+        message = invalid_input_message(errors)
     else:
         details = {}
         message = _message(exc.detail)

@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
 
 from books.models import Code, CouponBook
 
@@ -50,3 +51,34 @@ class CodeFilter(django_filters.FilterSet):
     class Meta:
         model = Code
         fields = ["state", "user_id"]
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """`ordering`: one of the view's `ordering_fields`, `-` for descending; anything else is refused (400),
+    where DRF would silently ignore it. The schema lists the choices as an enum. Several fields, comma-separated,
+    are accepted too (`status,-created_at`)."""
+
+    def get_ordering(self, request, queryset, view):
+        raw = request.query_params.get(self.ordering_param)
+        if raw is None:
+            return self.get_default_ordering(view)
+        allowed = self.choices(view)
+        fields = [part.strip() for part in raw.split(",")]
+        if not all(field in allowed for field in fields):
+            raise ValidationError({self.ordering_param: [f"Use one of: {', '.join(allowed)}."]})
+        return fields
+
+    @staticmethod
+    def choices(view) -> list[str]:
+        return [f"{sign}{field}" for field in view.ordering_fields for sign in ("", "-")]
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": "The order of the list: a field, `-` in front for descending.",
+                "schema": {"type": "string", "enum": self.choices(view)},
+            }
+        ]

@@ -9,6 +9,7 @@ error runs again (nothing was changed the first time).
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
@@ -23,6 +24,8 @@ from .principals import Principal
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 REPLAY_HEADER = "Idempotent-Replayed"
+# The keys the schema documents: printable ASCII, no space at either end (HTTP strips those anyway).
+KEY_PATTERN = rf"^[!-~](?:[ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
 
 
 def request_fingerprint(request) -> str:
@@ -50,11 +53,11 @@ def request_fingerprint(request) -> str:
 
 
 def clean_key(value: str) -> str:
-    if not 1 <= len(value) <= MAX_KEY_LENGTH or not value.isascii() or not value.isprintable():
+    if not re.fullmatch(KEY_PATTERN, value):
         raise ApplicationError(
             "invalid_input",
-            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
-            {"header": HEADER},
+            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, with no space at either end.",
+            {"field": HEADER},
         )
     return value
 

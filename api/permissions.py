@@ -1,5 +1,7 @@
 """Who may call what: API clients may call every endpoint; an end user only the lifecycle calls on their codes."""
 
+from collections.abc import Mapping
+
 from rest_framework.permissions import BasePermission
 
 from core.exceptions import ApplicationError
@@ -35,3 +37,14 @@ def user_id_for(request, value: object) -> object:
     if value not in (None, "") and (not isinstance(value, str) or value.strip() != principal.user_id):
         raise ApplicationError("permission_denied", "An end-user token may act only for its own user id.", {"field": "user_id"})
     return principal.user_id
+
+
+def with_end_user_id(request, data: object) -> object:
+    """The input of a lifecycle call, with an end user's own id filled in when they left `user_id` out.
+
+    The schema requires `user_id` (an API client must send it); an end user's token already names its user.
+    """
+    principal: Principal = request.user
+    if principal.is_end_user and isinstance(data, Mapping) and "user_id" not in data:
+        return {**{key: data.get(key) for key in data}, "user_id": principal.user_id}
+    return data

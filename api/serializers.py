@@ -4,7 +4,6 @@ from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -16,6 +15,8 @@ from redemptions.models import Redemption
 
 from .filters import MAX_YEAR, MIN_YEAR
 from .models import EndUserSigningKey
+from .schema import USE_RULES, ErrorBody
+from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
 TTL_MIN, TTL_MAX = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
@@ -31,6 +32,15 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictDecimalField(serializers.DecimalField):
+    """A decimal, never an empty string (DRF reads "" as null where null is allowed; the schema's pattern does not)."""
+
+    def validate_empty_values(self, data):
+        if isinstance(data, str) and not data.strip():
+            self.fail("invalid")
+        return super().validate_empty_values(data)
 
 
 def user_id_field(**kwargs) -> serializers.CharField:
@@ -65,13 +75,19 @@ class AccessTokenOutput(serializers.Serializer):
 class SigningKeyInput(serializers.Serializer):
     name = StrictCharField(max_length=200)
     algorithm = serializers.ChoiceField(choices=EndUserSigningKey.Algorithm.choices)
-    key = StrictCharField(max_length=16_384, trim_whitespace=False, help_text="The HS256 secret or the RS256 public key (PEM).")
+    key = StrictCharField(
+        min_length=MIN_HS256_SECRET,
+        max_length=16_384,
+        trim_whitespace=False,
+        help_text=f"The HS256 secret ({MIN_HS256_SECRET} characters or more) or the RS256 public key (PEM).",
+    )
 
 
 class SigningKeyOutput(serializers.ModelSerializer):
     class Meta:
         model = EndUserSigningKey
         fields = ["kid", "name", "algorithm", "is_active", "created_at", "revoked_at"]
+        read_only_fields = fields
 
 
 # --- Books ----------------------------------------------------------------------------------------------------
@@ -82,7 +98,7 @@ class BookInput(serializers.Serializer):
     description = StrictCharField(max_length=5000, allow_blank=True, required=False)
     status = serializers.ChoiceField(choices=CouponBook.Status.choices, required=False)
     discount_type = serializers.ChoiceField(choices=CouponBook.DiscountType.choices, required=False)
-    discount_value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
+    discount_value = StrictDecimalField(max_digits=12, decimal_places=2, min_value=0, required=False)
     currency = StrictCharField(max_length=3, allow_blank=True, required=False)
     product_ids = serializers.ListField(
         child=StrictCharField(max_length=255), max_length=10_000, required=False, help_text="Empty: every product."
@@ -145,7 +161,7 @@ class CreationOutput(serializers.Serializer):
 
 class UploadJsonInput(serializers.Serializer):
     codes = serializers.ListField(
-        child=StrictCharField(max_length=200, allow_blank=True, trim_whitespace=False), max_length=MAX_CODES
+        child=StrictCharField(max_length=200, allow_blank=True, trim_whitespace=False), min_length=1, max_length=MAX_CODES
     )
     skip_duplicates = serializers.BooleanField(default=False)
 
@@ -181,11 +197,11 @@ class AssignInput(serializers.Serializer):
     user_id = user_id_field()
 
 
-USER_ID_HELP = "Required for an API client; an end user's token acts for its own `sub` (another value is refused)."
+USER_ID_HELP = "The customer. An end user's token may name only its own `sub` (or leave it out: it is the `sub`)."
 
 
 class LockInput(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False, allow_null=True)
 
 
@@ -198,7 +214,7 @@ class ReservationOutput(serializers.ModelSerializer):
 
 
 class UnlockInput(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
 
 
@@ -207,22 +223,28 @@ class UnlockOutput(serializers.Serializer):
 
 
 class RedeemInput(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
+    user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
     order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
+    amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
 class ValidateQuery(serializers.Serializer):
-    user_id = user_id_field(required=False, help_text=USER_ID_HELP)
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    user_id = user_id_field(help_text=USER_ID_HELP)
+    amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
+
+
+# What validate answers as `reason`: `ok`, or the code of the rule a redeem would break now.
+VALIDATION_REASONS = ["ok", *USE_RULES, "product_not_eligible"]
 
 
 class ValidationOutput(serializers.Serializer):
     valid = serializers.BooleanField()
-    reason = serializers.CharField(help_text="`ok`, or the error code a redeem would answer with now.")
+    reason = serializers.ChoiceField(
+        choices=VALIDATION_REASONS, help_text="`ok`, or the error code a redeem would answer with now."
+    )
     message = serializers.CharField()
     discount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
 
@@ -261,7 +283,18 @@ class RedemptionOutput(serializers.ModelSerializer):
         ]
 
 
-@extend_schema_field(OpenApiTypes.STR)
+# Years the filter accepts (MIN_YEAR to MAX_YEAR), as the schema's patterns say it.
+_YEAR = r"(?!0000|0001|9999)[0-9]{4}"
+
+
+@extend_schema_field(
+    {
+        "anyOf": [
+            {"type": "string", "format": "date", "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"},
+            {"type": "string", "format": "date-time", "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}[T ]"},
+        ]
+    }
+)
 class PeriodBoundField(serializers.Field):
     """A date (YYYY-MM-DD, a whole day in the tenant's time zone) or an ISO 8601 date and time."""
 
@@ -296,6 +329,12 @@ class PeriodBoundField(serializers.Field):
         return value.isoformat()
 
 
+class QueryBooleanField(serializers.BooleanField):
+    """A boolean filter: left out, it filters nothing (DRF reads a boolean missing from a form as false)."""
+
+    default_empty_html = serializers.empty
+
+
 class RedemptionQuery(serializers.Serializer):
     book = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
     user_id = user_id_field(required=False)
@@ -303,7 +342,7 @@ class RedemptionQuery(serializers.Serializer):
     to = PeriodBoundField(
         end=True, required=False, help_text="End: a date (inclusive, whole day) or a date and time (exclusive)."
     )
-    reversed = serializers.BooleanField(required=False, allow_null=True, default=None)
+    reversed = QueryBooleanField(required=False, help_text="true: only reversed ones; false: only standing ones.")
 
     def get_fields(self):
         fields = super().get_fields()
@@ -318,8 +357,28 @@ class ReverseInput(serializers.Serializer):
 # --- Jobs -----------------------------------------------------------------------------------------------------
 
 
+@extend_schema_field(ErrorBody)
+class JobErrorField(serializers.JSONField):
+    """The stored error of a failed job, passed on whole (its details keep every key)."""
+
+
+class JobResultOutput(serializers.Serializer):
+    """What a finished job reports; which keys are present depends on its kind and status."""
+
+    created = serializers.IntegerField(required=False, help_text="generate, upload: codes created.")
+    warnings = serializers.ListField(child=serializers.CharField(), required=False, help_text="generate: warnings.")
+    skipped = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="upload: duplicates skipped (the first 100)."
+    )
+    skipped_count = serializers.IntegerField(required=False, help_text="upload: duplicates skipped.")
+    rows = serializers.IntegerField(required=False, help_text="export: rows written.")
+    filename = serializers.CharField(required=False, help_text="export: the workbook's file name.")
+    error = JobErrorField(required=False, help_text="failed: the error, in the API's error shape.")
+
+
 class JobOutput(serializers.ModelSerializer):
     done = serializers.SerializerMethodField()
+    result = JobResultOutput(read_only=True)
     download_url = serializers.SerializerMethodField()
 
     class Meta:

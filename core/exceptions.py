@@ -67,6 +67,15 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
+def id_detail(value: object) -> int | None:
+    """An object's id as error details give it: always an integer, or null when the caller's value is not one."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if 0 <= number < 2**63 else None
+
+
 class ApplicationError(Exception):
     """A rule of the service was broken; `code` is stable and documented, `message` is for people."""
 

@@ -1,6 +1,6 @@
 """Reads of jobs."""
 
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, id_detail
 
 from .models import Job
 from .services import job_progress
@@ -10,6 +10,6 @@ def job_get(*, tenant, job_id: object) -> Job:
     try:
         job = Job.objects.get(tenant=tenant, pk=int(job_id))
     except (Job.DoesNotExist, TypeError, ValueError):
-        raise ApplicationError("job_not_found", "No such job.", {"job": str(job_id)[:64]}) from None
+        raise ApplicationError("job_not_found", "No such job.", {"job": id_detail(job_id)}) from None
     job.progress_done = job_progress(job=job)
     return job

@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "core.models.Job.Status",
         "ErrorCodeEnum": "api.schema.ERROR_CODES",
         "ActorTypeEnum": "core.actors.ACTOR_KIND_CHOICES",
+        "JobKindEnum": "core.models.Job.Kind",
+        "ValidationReasonEnum": "api.serializers.VALIDATION_REASONS",
     },
 }
 

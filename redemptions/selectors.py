@@ -4,7 +4,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
 
 from .models import Redemption
@@ -14,7 +14,7 @@ def redemption_get(*, tenant: Tenant, redemption_id: object) -> Redemption:
     try:
         return Redemption.objects.select_related("code", "book").get(tenant=tenant, pk=int(redemption_id))
     except (Redemption.DoesNotExist, TypeError, ValueError):
-        raise ApplicationError("redemption_not_found", "No such redemption.", {"redemption": str(redemption_id)[:64]}) from None
+        raise ApplicationError("redemption_not_found", "No such redemption.", {"redemption": id_detail(redemption_id)}) from None
 
 
 def redemptions_of_tenant(

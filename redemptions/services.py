@@ -10,7 +10,7 @@ from books.models import Code, Event, Reservation
 from books.services.codes import book_user_lock_if_limited, code_find, code_row_lock, reservation_rules_check
 from books.services.events import event_record
 from core.actors import Actor
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
 
 from .models import Redemption
@@ -129,7 +129,7 @@ def redemption_reverse(*, tenant: Tenant, redemption_id: object, actor: Actor, r
     try:
         redemption = Redemption.objects.select_related("code").get(tenant=tenant, pk=int(redemption_id))
     except (Redemption.DoesNotExist, TypeError, ValueError):
-        raise ApplicationError("redemption_not_found", "No such redemption.", {"redemption": str(redemption_id)[:64]}) from None
+        raise ApplicationError("redemption_not_found", "No such redemption.", {"redemption": id_detail(redemption_id)}) from None
     code = code_row_lock(redemption.code)  # lock order: code, then redemption
     redemption = lock_objects.redemption_lock_qs().get(pk=redemption.pk)
     if redemption.reversed_at is not None:

@@ -111,4 +111,12 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     if code is not None:
         assert body["error"]["code"] == code, body
+    details = body["error"]["details"]
+    assert isinstance(details, dict), body
+    if body["error"]["code"] == "invalid_input":
+        # The documented shape: the first invalid input's path, and each invalid input with its message.
+        errors = details["errors"]
+        assert errors and all(set(error) == {"field", "message"} for error in errors), body
+        assert all(isinstance(error["field"], str) and error["message"] for error in errors), body
+        assert details["field"] == errors[0]["field"], body
     return body["error"]

@@ -182,3 +182,85 @@ def test_the_500_handler_answers_json_under_api_and_503_for_a_database_error(rf)
     assert crashed.status_code == 500 and json.loads(crashed.content)["error"]["code"] == "server_error"
     missing = not_found(rf.get("/api/v1/nope/"))
     assert missing.status_code == 404 and json.loads(missing.content)["error"]["code"] == "not_found"
+
+
+def test_invalid_input_details_name_each_field_path_with_a_message(api, active_book):
+    response = api.post(f"/api/v1/books/{active_book.pk}/codes/upload/", {"codes": ["OK-CODE-1", 7, "OK-2", 8]}, format="json")
+    error = assert_error(response, 400, "invalid_input")
+    assert error["details"]["field"] == "codes.1"
+    assert [entry["field"] for entry in error["details"]["errors"]] == ["codes.1", "codes.3"]
+
+    response = api.post("/api/v1/codes/ANY-CODE/redeem/", {"user_id": "u1", "amount": "many"}, format="json")
+    error = assert_error(response, 400, "invalid_input")
+    assert error["details"] == {"field": "amount", "errors": [{"field": "amount", "message": "A valid number is required."}]}
+    assert error["message"] == "amount: A valid number is required."
+
+    response = api.post("/api/v1/books/", {"discount_value": "-1"}, format="json")
+    error = assert_error(response, 400, "invalid_input")
+    assert {entry["field"] for entry in error["details"]["errors"]} == {"name", "discount_value"}
+
+
+def test_a_service_refusal_of_input_has_the_same_details_shape(api, active_book):
+    # The service (not the serializer) checks that an RS256 key is an RSA public key.
+    response = api.post("/api/v1/end-user-keys/", {"name": "k", "algorithm": "RS256", "key": "not a PEM key " * 4}, format="json")
+    error = assert_error(response, 400, "invalid_input")
+    assert error["details"]["field"] == "key"
+    upload = f"/api/v1/books/{active_book.pk}/codes/upload/"
+    response = api.post(upload, {"codes": ["A1B2"]}, format="json", HTTP_IDEMPOTENCY_KEY="x" * 256)
+    assert assert_error(response, 400, "invalid_input")["details"]["field"] == "Idempotency-Key"
+
+
+def test_ids_in_error_details_are_integers(api, active_book):
+    assert assert_error(api.get("/api/v1/books/987654/"), 404, "book_not_found")["details"] == {"book": 987654}
+    assert assert_error(api.get("/api/v1/jobs/987654/"), 404, "job_not_found")["details"] == {"job": 987654}
+    response = api.post("/api/v1/redemptions/987654/reverse/", {}, format="json")
+    assert assert_error(response, 404, "redemption_not_found")["details"] == {"redemption": 987654}
+    active_book.status = "paused"
+    active_book.save(update_fields=["status"])
+    response = api.post(f"/api/v1/books/{active_book.pk}/assign/", {"user_id": "u1"}, format="json")
+    assert assert_error(response, 409, "book_not_active")["details"]["book"] == active_book.pk
+
+
+def test_the_server_refuses_exactly_what_the_schema_forbids(api, active_book, make_code):
+    make_code(user_id="u1")
+    books = "/api/v1/books/"
+    for bad in ("0", "-1", "x", "1.5", ""):
+        assert_error(api.get(books, {"page": bad}), 400, "invalid_input")
+    for bad in ("0", "501", "null", "x", ""):
+        assert_error(api.get(books, {"page_size": bad}), 400, "invalid_input")
+    assert api.get(books, {"page_size": "500"}).status_code == 200
+    past_the_end = api.get(books, {"page": "40"})
+    assert past_the_end.status_code == 200 and past_the_end.json()["results"] == [] and past_the_end.json()["count"] == 1
+    assert past_the_end.json()["previous"] == "http://testserver/api/v1/books/" and past_the_end.json()["next"] is None
+    assert_error(api.get(f"/api/v1/books/{active_book.pk}/codes/", {"page_size": "1001"}), 400, "invalid_input")
+    assert_error(api.get(books, {"ordering": "tenant"}), 400, "invalid_input")
+    codes = f"/api/v1/books/{active_book.pk}/codes/"
+    assert_error(api.get(codes, {"user_id": "u" * 256}), 400, "invalid_input")
+    assert api.get(codes, {"user_id": "u" * 255}).status_code == 200
+    assert api.get(books, {"ordering": "-name"}).status_code == 200
+    assert_error(api.get("/api/v1/redemptions/", {"reversed": "null"}), 400, "invalid_input")
+    assert api.get("/api/v1/redemptions/", {"from": "2026-03-01", "to": "2026-03-31T12:00:00Z"}).status_code == 200
+    assert_error(api.get("/api/v1/redemptions/", {"from": "March"}), 400, "invalid_input")
+
+    upload = f"/api/v1/books/{active_book.pk}/codes/upload/"
+    assert assert_error(api.post(upload, {"codes": []}, format="json"), 400)["details"]["field"] == "codes"
+    for amount in ("", ".", "1.234"):
+        response = api.post("/api/v1/codes/ANY-CODE/redeem/", {"user_id": "u1", "amount": amount}, format="json")
+        assert assert_error(response, 400, "invalid_input")["details"]["field"] == "amount"
+    for path in ("lock", "unlock", "redeem"):
+        response = api.post(f"/api/v1/codes/ANY-CODE/{path}/", {}, format="json")
+        assert assert_error(response, 400, "invalid_input")["details"]["field"] == "user_id"
+    assert assert_error(api.get("/api/v1/codes/ANY-CODE/validate/"), 400)["details"]["field"] == "user_id"
+    short_key = {"name": "k", "algorithm": "HS256", "key": "k" * 31}
+    assert assert_error(api.post("/api/v1/end-user-keys/", short_key, format="json"), 400)["details"]["field"] == "key"
+    for key in ("", " padded", "\u00e9t\u00e9", "k" * 256):
+        response = api.post(upload, {"codes": ["A1B2"]}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+        assert_error(response, 400, "invalid_input")
+
+
+def test_an_end_user_may_leave_out_their_own_user_id(end_user, make_code):
+    code = make_code(user_id=end_user.user_id)
+    assert end_user.post(f"/api/v1/codes/{code.code}/lock/", {}, format="json").status_code == 201
+    assert end_user.get(f"/api/v1/codes/{code.code}/validate/").json()["valid"] is True
+    response = end_user.post(f"/api/v1/codes/{code.code}/lock/", {"user_id": "mallory"}, format="json")
+    assert_error(response, 403, "permission_denied")

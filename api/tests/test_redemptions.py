@@ -63,6 +63,14 @@ def test_export_answers_a_workbook_of_the_filtered_rows(api, log, active_book):
     assert log["jan"].code.code in text and log["feb"].code.code in text and log["mar"].code.code not in text
 
 
+def test_a_client_that_accepts_only_octet_stream_gets_the_workbook_as_that_type(api, log, active_book):
+    # Both media types are declared in the schema: generic clients read application/octet-stream as bytes.
+    response = api.get("/api/v1/redemptions/export/", {"book": active_book.pk}, HTTP_ACCEPT="application/octet-stream")
+    assert response.status_code == 200 and response["Content-Type"] == "application/octet-stream"
+    assert load_workbook(io.BytesIO(response.content), read_only=True).worksheets
+    assert api.get("/api/v1/redemptions/export/", HTTP_ACCEPT="*/*")["Content-Type"].endswith("spreadsheetml.sheet")
+
+
 def test_a_large_export_answers_202_with_a_job_that_ends_in_a_download(
     api, other_api, log, settings, tmp_path, eager_celery, django_capture_on_commit_callbacks
 ):

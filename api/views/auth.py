@@ -28,6 +28,7 @@ class _TokenView(ApiView):
 
 class TokenObtainView(_TokenView):
     @extend_schema(
+        operation_id="token_obtain",
         tags=["auth"],
         summary="Exchange client credentials for tokens",
         request=TokenObtainInput,
@@ -41,6 +42,7 @@ class TokenObtainView(_TokenView):
 
 class TokenRefreshView(_TokenView):
     @extend_schema(
+        operation_id="token_refresh",
         tags=["auth"],
         summary="A new access token from a refresh token",
         request=TokenRefreshInput,
@@ -64,12 +66,18 @@ class SigningKeyListView(ApiView):
     def get_queryset(self):
         return EndUserSigningKey.objects.filter(tenant=self.tenant).order_by("-created_at", "-pk")
 
-    @extend_schema(tags=["end-user keys"], summary="List the end-user signing keys", responses={200: SigningKeyOutput(many=True)})
+    @extend_schema(
+        operation_id="end_user_keys_list",
+        tags=["end-user keys"],
+        summary="List the end-user signing keys",
+        responses={200: SigningKeyOutput(many=True)},
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(SigningKeyOutput(page, many=True).data)
 
     @extend_schema(
+        operation_id="end_user_key_register",
         tags=["end-user keys"],
         summary="Register an end-user signing key",
         description="Tokens signed with it must name the returned `kid` in their header and carry `sub` (the end "
@@ -90,6 +98,13 @@ class SigningKeyListView(ApiView):
 class SigningKeyDetailView(ApiView):
     error_codes = ("signing_key_not_found",)
 
-    @extend_schema(tags=["end-user keys"], summary="Revoke an end-user signing key", responses={200: SigningKeyOutput})
+    @extend_schema(
+        operation_id="end_user_key_revoke",
+        tags=["end-user keys"],
+        summary="Revoke an end-user signing key",
+        description="The key stays on record, inactive: the answer is the key with `is_active` false and "
+        "`revoked_at` set. Tokens signed with it are refused from now on.",
+        responses={200: SigningKeyOutput},
+    )
     def delete(self, request, kid):
         return Response(SigningKeyOutput(end_user_key_revoke(tenant=self.tenant, kid=kid)).data)

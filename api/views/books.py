@@ -2,7 +2,6 @@
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.filters import OrderingFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -13,7 +12,8 @@ from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_request
 from books.services.codes import code_assign_random
 
-from ..filters import BookFilter, CodeFilter
+from .. import examples
+from ..filters import BookFilter, CodeFilter, StrictOrderingFilter
 from ..idempotency import idempotent
 from ..pagination import CodeCursorPagination, PagePagination
 from ..parsers import ApiJSONParser
@@ -50,7 +50,7 @@ class BookListView(ApiView):
     idempotent = True
     pagination_class = PagePagination
     serializer_class = BookOutput
-    filter_backends = [*ApiView.filter_backends, OrderingFilter]
+    filter_backends = [*ApiView.filter_backends, StrictOrderingFilter]
     filterset_class = BookFilter
     ordering_fields = ["name", "created_at", "updated_at", "status", "valid_from", "valid_until"]
     ordering = ["-created_at", "-id"]
@@ -60,12 +60,19 @@ class BookListView(ApiView):
     def get_queryset(self):
         return books_of_tenant(tenant=self.tenant)
 
-    @extend_schema(tags=["books"], summary="List coupon books", responses={200: BookOutput(many=True)})
+    @extend_schema(operation_id="books_list", tags=["books"], summary="List coupon books", responses={200: BookOutput(many=True)})
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(BookOutput(page, many=True).data)
 
-    @extend_schema(tags=["books"], summary="Create a coupon book", request=BookInput, responses={201: BookOutput})
+    @extend_schema(
+        operation_id="book_create",
+        examples=examples.BOOK_CREATE,
+        tags=["books"],
+        summary="Create a coupon book",
+        request=BookInput,
+        responses={201: BookOutput},
+    )
     def post(self, request):
         data = self.parse(BookInput, request.data)
         return idempotent(request, lambda key: Response(BookOutput(book_create(tenant=self.tenant, **data)).data, status=201))
@@ -79,11 +86,19 @@ class BookDetailView(ApiView):
         "DELETE": errors("book_not_found"),
     }
 
-    @extend_schema(tags=["books"], summary="A coupon book", responses={200: BookOutput})
+    @extend_schema(
+        operation_id="book_get", examples=examples.BOOK_GET, tags=["books"], summary="A coupon book", responses={200: BookOutput}
+    )
     def get(self, request, book_id):
         return Response(BookOutput(book_get(tenant=self.tenant, book_id=book_id)).data)
 
-    @extend_schema(tags=["books"], summary="Change a coupon book", request=BookInput(partial=True), responses={200: BookOutput})
+    @extend_schema(
+        operation_id="book_update",
+        tags=["books"],
+        summary="Change a coupon book",
+        request=BookInput(partial=True),
+        responses={200: BookOutput},
+    )
     def patch(self, request, book_id):
         book = book_get(tenant=self.tenant, book_id=book_id)
         serializer = BookInput(data=request.data, partial=True)
@@ -91,6 +106,7 @@ class BookDetailView(ApiView):
         return Response(BookOutput(book_update(book=book, **serializer.validated_data)).data)
 
     @extend_schema(
+        operation_id="book_delete",
         tags=["books"],
         summary="Delete (or archive) a coupon book",
         description="A book that has codes or history is archived (200 with the book); one that never had any is deleted (204).",
@@ -106,7 +122,12 @@ class BookDetailView(ApiView):
 class BookStatsView(ApiView):
     error_codes = errors("book_not_found")
 
-    @extend_schema(tags=["books"], summary="Counts by state and redemptions per day", responses={200: BookStatsOutput})
+    @extend_schema(
+        operation_id="book_stats",
+        tags=["books"],
+        summary="Counts by state and redemptions per day",
+        responses={200: BookStatsOutput},
+    )
     def get(self, request, book_id):
         return Response(BookStatsOutput(book_stats(book=book_get(tenant=self.tenant, book_id=book_id))).data)
 
@@ -123,6 +144,8 @@ class CodesGenerateView(ApiView):
     )
 
     @extend_schema(
+        operation_id="codes_generate",
+        examples=examples.GENERATE,
         tags=["codes"],
         summary="Generate random codes",
         description=f"Up to {settings.COUPONS['SYNC_CODES_LIMIT']:,} codes answer 201 at once; more answer 202 with the job.",
@@ -148,6 +171,8 @@ class CodesUploadView(ApiView):
     error_codes = errors("book_not_found", "invalid_codes", "empty_upload", "duplicate_codes", "book_archived")
 
     @extend_schema(
+        operation_id="codes_upload",
+        examples=examples.UPLOAD,
         tags=["codes"],
         summary="Upload codes (JSON list, or a CSV/XLSX file)",
         description="A JSON body `{codes: [...]}` or a multipart `file` (CSV or XLSX, codes in the first column, an "
@@ -184,7 +209,9 @@ class BookCodesView(ApiView):
             return CodeOutput.Meta.model.objects.none()
         return codes_of_book(book=book_get(tenant=self.tenant, book_id=self.kwargs["book_id"]))
 
-    @extend_schema(tags=["codes"], summary="The codes of a book", responses={200: CodeOutput(many=True)})
+    @extend_schema(
+        operation_id="book_codes_list", tags=["codes"], summary="The codes of a book", responses={200: CodeOutput(many=True)}
+    )
     def get(self, request, book_id):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(CodeOutput(page, many=True).data)
@@ -197,7 +224,9 @@ class BookAssignView(ApiView):
     )
 
     @extend_schema(
-        tags=["codes"],
+        operation_id="code_assign_random",
+        examples=examples.ASSIGN_RANDOM,
+        tags=["assignment"],
         summary="Assign a random free code of the book to a user",
         request=AssignInput,
         responses={201: CodeOutput},

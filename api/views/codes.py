@@ -9,10 +9,11 @@ from books.services.codes import code_assign, code_lock, code_unlock
 from core.exceptions import ApplicationError
 from redemptions.services import code_redeem
 
+from .. import examples
 from ..idempotency import idempotent
 from ..pagination import PagePagination
-from ..permissions import IsApiClientOrEndUser, user_id_for
-from ..schema import errors
+from ..permissions import IsApiClientOrEndUser, user_id_for, with_end_user_id
+from ..schema import USE_RULES, errors
 from ..serializers import (
     AssignInput,
     CodeOutput,
@@ -28,20 +29,6 @@ from ..serializers import (
 )
 from .base import ApiView
 
-# Rules a new use of a code must pass (lock, and redeem without a token).
-USE_RULES = (
-    "code_not_assigned_to_user",
-    "code_voided",
-    "book_not_active",
-    "book_not_started",
-    "book_expired",
-    "book_archived",
-    "code_expired",
-    "code_exhausted",
-    "code_locked",
-    "user_redemption_limit_reached",
-)
-
 
 class _CodeView(ApiView):
     # A look-up of an unknown code counts towards the failed look-up throttle (stops guessing).
@@ -51,7 +38,7 @@ class _CodeView(ApiView):
 class CodeDetailView(_CodeView):
     error_codes = errors("code_not_found")
 
-    @extend_schema(tags=["codes"], summary="A code with its state", responses={200: CodeOutput})
+    @extend_schema(operation_id="code_get", tags=["codes"], summary="A code with its state", responses={200: CodeOutput})
     def get(self, request, code):
         return Response(CodeOutput(code_get(tenant=self.tenant, code=code)).data)
 
@@ -70,7 +57,9 @@ class CodeAssignView(_CodeView):
     )
 
     @extend_schema(
-        tags=["codes"],
+        operation_id="code_assign",
+        examples=examples.ASSIGN_NAMED,
+        tags=["assignment"],
         summary="Assign this code to a user",
         description="200 whether it was assigned now or was already this user's.",
         request=AssignInput,
@@ -92,13 +81,15 @@ class CodeLockView(_CodeView):
     error_codes = errors("code_not_found", *USE_RULES)
 
     @extend_schema(
-        tags=["lifecycle"],
+        operation_id="code_lock",
+        examples=examples.LOCK,
+        tags=["checkout"],
         summary="Lock (reserve) one use of the code for a user",
         request=LockInput,
         responses={201: ReservationOutput},
     )
     def post(self, request, code):
-        data = self.parse(LockInput, request.data)
+        data = self.parse(LockInput, with_end_user_id(request, request.data))
         user_id = user_id_for(request, data.get("user_id"))
 
         def run(key):
@@ -116,7 +107,9 @@ class CodeUnlockView(_CodeView):
     error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active", "code_not_assigned_to_user")
 
     @extend_schema(
-        tags=["lifecycle"],
+        operation_id="code_unlock",
+        examples=examples.UNLOCK,
+        tags=["checkout"],
         summary="Release the user's lock on the code",
         description="With `token`, that reservation; without, every active one of the user on this code. "
         "Releasing an expired or released reservation is not an error.",
@@ -124,7 +117,7 @@ class CodeUnlockView(_CodeView):
         responses={200: UnlockOutput},
     )
     def post(self, request, code):
-        data = self.parse(UnlockInput, request.data)
+        data = self.parse(UnlockInput, with_end_user_id(request, request.data))
         user_id = user_id_for(request, data.get("user_id"))
         if request.user.is_end_user:
             # Lock and redeem refuse another user's code in the service; unlock would merely find no hold of
@@ -155,7 +148,9 @@ class CodeRedeemView(_CodeView):
     )
 
     @extend_schema(
-        tags=["lifecycle"],
+        operation_id="code_redeem",
+        examples=examples.REDEEM,
+        tags=["checkout"],
         summary="Redeem the code",
         description="With the lock's `token`, consumes that reservation; without one, locks and redeems at once "
         "under the same rules. Send an Idempotency-Key so a retried request never redeems twice.",
@@ -163,7 +158,7 @@ class CodeRedeemView(_CodeView):
         responses={201: RedemptionOutput},
     )
     def post(self, request, code):
-        data = self.parse(RedeemInput, request.data)
+        data = self.parse(RedeemInput, with_end_user_id(request, request.data))
         user_id = user_id_for(request, data.get("user_id"))
 
         def run(key):
@@ -188,13 +183,15 @@ class CodeValidateView(_CodeView):
     error_codes = errors("code_not_found", "code_not_assigned_to_user")
 
     @extend_schema(
-        tags=["lifecycle"],
+        operation_id="code_validate",
+        examples=examples.VALIDATE,
+        tags=["checkout"],
         summary="Would a redeem succeed now? (changes nothing)",
         parameters=[ValidateQuery],
         responses={200: ValidationOutput},
     )
     def get(self, request, code):
-        data = self.parse(ValidateQuery, request.query_params)
+        data = self.parse(ValidateQuery, with_end_user_id(request, request.query_params))
         user_id = user_id_for(request, data.get("user_id"))
         result = code_validate(
             tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
@@ -213,7 +210,8 @@ class UserCodesView(ApiView):
     error_codes = errors("book_not_found")
 
     @extend_schema(
-        tags=["lifecycle"],
+        operation_id="user_codes_list",
+        tags=["assignment"],
         summary="The codes assigned to a user",
         parameters=[UserCodesQuery],
         responses={200: CodeOutput(many=True)},

@@ -1,8 +1,7 @@
 """The redemption log: list, Excel export, reversal (refund)."""
 
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from core.models import Job
@@ -11,13 +10,12 @@ from redemptions.models import Redemption
 from redemptions.selectors import redemptions_of_tenant
 from redemptions.services import redemption_reverse
 
+from .. import examples
 from ..idempotency import idempotent
 from ..pagination import RedemptionCursorPagination
-from ..schema import errors
+from ..schema import WORKBOOK_TYPES, binary_response, errors, workbook_content_type
 from ..serializers import JobOutput, RedemptionOutput, RedemptionQuery, ReverseInput
 from .base import ApiView
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class _RedemptionQueryMixin:
@@ -39,6 +37,7 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
     queryset = Redemption.objects.none()  # for the schema; requests use the selector
 
     @extend_schema(
+        operation_id="redemptions_list",
         tags=["redemptions"],
         summary="The redemption log",
         parameters=[RedemptionQuery],
@@ -50,24 +49,22 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
 
 
 class RedemptionExportView(_RedemptionQueryMixin, ApiView):
-    produces = XLSX  # Accept: the workbook type is served (api.negotiation)
+    produces = WORKBOOK_TYPES  # Accept: either workbook type is served (api.negotiation)
 
     @extend_schema(
+        operation_id="redemptions_export",
         tags=["redemptions"],
         summary="Export the redemption log as an Excel workbook",
         description="Same filters as the list. A small export answers the workbook at once; a large one answers "
         "202 with a job whose `download_url` serves the file once it has succeeded.",
         parameters=[RedemptionQuery],
-        responses={
-            (200, XLSX): OpenApiResponse(OpenApiTypes.BINARY, description="The workbook."),
-            202: JobOutput,
-        },
+        responses={**binary_response("The workbook (sent as an attachment)."), 202: JobOutput},
     )
     def get(self, request):
         result = export_request(tenant=self.tenant, queryset=self.redemptions(), actor=self.actor)
         if isinstance(result, Job):
             return Response(JobOutput(result, context={"request": request}).data, status=202)
-        response = HttpResponse(result.content, content_type=XLSX)
+        response = HttpResponse(result.content, content_type=workbook_content_type(request))
         response["Content-Disposition"] = f'attachment; filename="{result.filename}"'
         return response
 
@@ -77,6 +74,8 @@ class RedemptionReverseView(ApiView):
     error_codes = errors("redemption_not_found", "redemption_already_reversed")
 
     @extend_schema(
+        operation_id="redemption_reverse",
+        examples=examples.REVERSE,
         tags=["redemptions"],
         summary="Reverse a redemption (a refund)",
         description="The use returns to the code; the redemption stays in the log, marked reversed.",

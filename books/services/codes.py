@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
 
 from .. import lock_objects, rules
@@ -31,7 +31,7 @@ def book_for_update_get(*, tenant: Tenant, book_id: object) -> CouponBook:
     try:
         return CouponBook.objects.get(tenant=tenant, pk=int(book_id))
     except (CouponBook.DoesNotExist, TypeError, ValueError):
-        raise ApplicationError("book_not_found", "No such coupon book.", {"book": str(book_id)[:64]}) from None
+        raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)}) from None
 
 
 def code_find(*, tenant: Tenant, code: object, locked: bool = False) -> Code:
