@@ -296,6 +296,7 @@ class ChaosCheck:
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": "chaos-check-" + "k" * 40,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on 127.0.0.1
             "DJANGO_MEDIA_ROOT": str(self.workdir / "media"),
             "COUPONS_VAR_DIR": str(self.workdir / "var"),
             "COUPONS_EXPIRY_INTERVAL": "5",
@@ -352,6 +353,7 @@ class ChaosCheck:
 
     def accept(self, answer: Answer, kind: str, book_id: int | None, expected: int, phase: str) -> None:
         """A job request's answer: 202 with a job (kept), 201 at once, or a 503 JSON that must leave nothing."""
+        log(f"{phase}: {kind} request answered {answer.status} in {answer.seconds:.2f} s")
         if answer.status == 202:
             self.jobs.append(AcceptedJob(answer.body["id"], kind, book_id, expected, phase))
         elif answer.status == 503:
@@ -545,9 +547,8 @@ class ChaosCheck:
             counts = _counts(window)
             print(f"- {phase}: {end - start:.1f} s, {len(window):,} requests: {counts}")
             if phase == "cache outage":
-                lifecycle = sorted(a.seconds for a in window if a.endpoint in LIFECYCLE)
-                if lifecycle:
-                    print(f"  lifecycle p50 {1000 * lifecycle[len(lifecycle) // 2]:.1f} ms while the cache was away")
+                before = [a for a in answers if a.at < start and a.endpoint in LIFECYCLE]
+                print(f"  lifecycle p50 {_p50(window)} while the cache was away, {_p50(before)} before")
         for endpoint, statuses in sorted(_by_endpoint(answers).items()):
             print(f"- {endpoint}: " + ", ".join(f"{status or 'no answer'}: {n:,}" for status, n in sorted(statuses.items())))
 
@@ -568,6 +569,8 @@ class ChaosCheck:
                 "setup",
                 {"client_id": credentials["client_id"], "client_secret": credentials["client_secret"]},
             )
+            if token.status != 200:
+                raise SystemExit(f"no API token: {token.status} {token.body}; see {self.logs}")
             self.client.token = token.body["access"]
             lifecycle_book = self.book("Lifecycle")
             seeded = self.client.call("POST", f"/api/v1/books/{lifecycle_book}/codes/generate/", "setup", {"count": 8000})
@@ -617,6 +620,11 @@ LIFECYCLE = {"assign", "validate", "lock", "redeem", "unlock"}
 
 def _is_json_error(body: object) -> bool:
     return isinstance(body, dict) and isinstance(body.get("error"), dict) and "code" in body["error"]
+
+
+def _p50(answers: list[Answer]) -> str:
+    seconds = sorted(a.seconds for a in answers if a.endpoint in LIFECYCLE)
+    return f"{1000 * seconds[len(seconds) // 2]:.0f} ms" if seconds else "n/a"
 
 
 def _counts(answers: list[Answer]) -> str:
