@@ -251,40 +251,64 @@ class SweepResult:
     send_failures: int = 0
 
 
-def jobs_sweep() -> SweepResult:
-    """Take back running jobs whose lease ran out, and re-send pending jobs that waited too long.
+def _job_take_back(*, job: Job, now, max_attempts: int, result: SweepResult) -> bool:
+    """Put a job whose lease ran out back to pending, or fail it after its last run. Inside a transaction.
 
-    Every change is a conditional UPDATE checked by its row count, so a second sweeper, or a worker renewing
-    its lease at the same moment, never makes a job change twice.
+    The row is locked first with SKIP LOCKED: a row locked by someone else belongs to a live transaction, most
+    often the job's own work (which may update its row, e.g. to set its total), so it is left alone rather than
+    waited for. A worker that is really gone holds no lock (PostgreSQL ends its transaction with the connection).
     """
-    result = SweepResult()
-    now = timezone.now()
-    max_attempts = _jobs_setting("MAX_ATTEMPTS")
-    expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
-    for job in expired.only("pk", "attempts", "worker", "lease_expires_at"):
-        still_expired = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts, lease_expires_at__lt=now)
-        lost = f"the worker running it ({job.worker or 'unknown'}) stopped renewing its lease at {job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
-        if job.attempts >= max_attempts:
-            if still_expired.update(
-                status=Job.Status.FAILED,
-                finished_at=now,
-                lease_expires_at=None,
-                error=f"Run {job.attempts} of {max_attempts} ended without finishing: {lost}. Nothing of it was kept; "
-                "it was not started again.",
-            ):
-                result.failed += 1
-                logger.warning("job %s failed: its worker was lost %s times", job.pk, job.attempts)
-        elif still_expired.update(
+    owned = (
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts, lease_expires_at__lt=now)
+        .values_list("pk", flat=True)
+    )
+    if owned.first() is None:
+        return False
+    row = Job.objects.filter(pk=job.pk)
+    lost = (
+        f"the worker running it ({job.worker or 'unknown'}) stopped renewing its lease at "
+        f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    if job.attempts >= max_attempts:
+        row.update(
+            status=Job.Status.FAILED,
+            finished_at=now,
+            lease_expires_at=None,
+            error=f"Run {job.attempts} of {max_attempts} ended without finishing: {lost}. Nothing of it was kept; "
+            "it was not started again.",
+        )
+        result.failed += 1
+        logger.warning("job %s failed: its worker was lost %s times", job.pk, job.attempts)
+    else:
+        row.update(
             status=Job.Status.PENDING,
             lease_expires_at=None,
             worker="",
             done=0,
             enqueued_at=None,
             error=f"Run {job.attempts} ended without finishing ({lost}); nothing of it was kept, and it runs again.",
-        ):
-            result.requeued += 1
-            cache_delete(_progress_key(job.pk))
-            logger.warning("job %s taken back after its worker was lost; it runs again", job.pk)
+        )
+        result.requeued += 1
+        logger.warning("job %s taken back after its worker was lost; it runs again", job.pk)
+    return True
+
+
+def jobs_sweep() -> SweepResult:
+    """Take back running jobs whose lease ran out, and re-send pending jobs that waited too long.
+
+    A job is taken back under its row lock (skipping rows others hold) and re-sent after a conditional UPDATE,
+    so a second sweeper, or a worker renewing its lease at the same moment, never makes a job change twice.
+    """
+    result = SweepResult()
+    now = timezone.now()
+    max_attempts = _jobs_setting("MAX_ATTEMPTS")
+    expired = Job.objects.filter(status=Job.Status.RUNNING, lease_expires_at__lt=now)
+    for job in expired.only("pk", "attempts", "worker", "lease_expires_at"):
+        with transaction.atomic():
+            if not _job_take_back(job=job, now=now, max_attempts=max_attempts, result=result):
+                continue
+        cache_delete(_progress_key(job.pk))
     resend_before = now - timedelta(seconds=_jobs_setting("RESEND_AFTER_SECONDS"))
     waiting = Job.objects.filter(status=Job.Status.PENDING).filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend_before))
     for job in waiting.only("pk", "task", "enqueued_at"):

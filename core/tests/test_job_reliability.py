@@ -8,6 +8,7 @@
 """
 
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -183,6 +184,44 @@ def test_a_job_with_a_live_lease_is_left_alone(book, local_cache):
 # --- Exactly once, with real concurrency (PostgreSQL) ----------------------------------------------------------
 
 
+@contextmanager
+def _row_locked_elsewhere(job: Job):
+    """The job's row locked by another connection's open transaction (as the job's own work may hold it)."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        try:
+            with transaction.atomic():
+                list(Job.objects.select_for_update().filter(pk=job.pk))
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_leaves_alone_an_expired_job_whose_row_a_live_transaction_holds(local_cache, broker_unreachable):
+    # Given: the lease ran out, but the job's work holds its row (a live worker that could not renew)
+    job = job_claim(job_id=_generation_job(CouponBookFactory(tenant=TenantFactory())).pk)
+    _lease_runs_out(job)
+    # When
+    with _row_locked_elsewhere(job):
+        skipped = jobs_sweep()
+    taken_back = jobs_sweep()  # once the transaction has ended
+    # Then
+    assert (skipped.requeued, taken_back.requeued) == (0, 1)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_run_that_lost_its_job_keeps_nothing_so_the_work_is_done_once(local_cache, broker_unreachable):
@@ -237,24 +276,9 @@ def test_the_heartbeat_renews_the_lease_skips_a_locked_row_and_notices_a_lost_jo
     row = Job.objects.get(pk=job.pk)
     assert row.lease_expires_at > timezone.now() + timedelta(seconds=30) and row.done == 7
     # A row locked by another transaction (the work's final update): skipped, not waited for, not lost
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_lock():
-        try:
-            with transaction.atomic():
-                list(Job.objects.select_for_update().filter(pk=job.pk))
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_lock)
-    holder.start()
-    locked.wait(10)
-    heartbeat.done = 9
-    heartbeat.beat()
-    release.set()
-    holder.join()
+    with _row_locked_elsewhere(job):
+        heartbeat.done = 9
+        heartbeat.beat()
     assert Job.objects.get(pk=job.pk).done == 7 and not heartbeat.lost
     # The sweeper took the job back: the next beat notices, and the run's next progress report stops it
     Job.objects.filter(pk=job.pk).update(status=Job.Status.PENDING)
