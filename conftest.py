@@ -6,6 +6,9 @@ from django.db import connection
 from books.factories import CouponBookFactory, TenantFactory
 from core.actors import Actor
 
+# On CI a skipped test fails the run unless it is allow-listed (pytest_skip_policy.py, .ci/allowed_skips.txt).
+pytest_plugins = ["pytest_skip_policy"]
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `postgres` need real row locks; on SQLite they are skipped (CI always runs PostgreSQL)."""

@@ -56,7 +56,7 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     "answer; the same key with another body answers 422 idempotency_key_mismatch.",
 )
 
-ALWAYS = ("invalid_input", "throttled", "service_unavailable")
+ALWAYS = ("invalid_input", "not_acceptable", "throttled", "service_unavailable")
 AUTHENTICATED = ("not_authenticated", "authentication_failed", "permission_denied")
 WITH_BODY = ("parse_error", "request_too_large", "unsupported_media_type")
 

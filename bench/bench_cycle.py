@@ -1,9 +1,10 @@
 """Benchmark 3a: the assign -> lock -> redeem cycle with 16 concurrent clients, through the services, against the
 same statements issued as raw SQL on psycopg 3 (target: the services reach at least 40% of raw throughput).
 
-The raw side issues the statements the services need (per-user row lock, limit counts, the SKIP LOCKED claim,
-the conditional updates, the event and redemption inserts), each step in its own transaction as in the
-services, but without the ORM's extra look-ups and re-reads: it is the floor the service layer is measured on.
+The raw side issues the very statements the services issue for a cycle, one for one (the same tables, rows, locks
+and joins; BEGIN and COMMIT included), each step in its own transaction as in the services, without the ORM: it is
+the floor the service layer is measured on. Before timing, one cycle of each is recorded and the two statement
+sequences are compared shape for shape; the benchmark stops if they differ.
 """
 
 import multiprocessing
@@ -90,102 +91,161 @@ def _service_worker(tenant, book):
     return worker
 
 
+# The raw side's statements, one for one with what the services issue for a cycle (BEGIN and COMMIT included): the
+# same tables, rows, columns, locks and joins, without the ORM. run() checks the two sequences match before timing.
+CLAIM = (
+    "SELECT * FROM books_code WHERE book_id = %(book)s AND state = 'free' AND shuffle >= %(start)s "
+    "ORDER BY shuffle LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
+)
+CLAIM_WRAPPED = CLAIM.replace("shuffle >= ", "shuffle < ")
+ASSIGN = [
+    "SELECT * FROM books_couponbook WHERE id = %(book)s AND tenant_id = %(tenant)s LIMIT 21",
+    (
+        "INSERT INTO books_bookuser (book_id, user_id) VALUES (%(book)s, %(user)s) "
+        "ON CONFLICT (book_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id RETURNING id"
+    ),
+    "SELECT count(*) FROM books_code WHERE book_id = %(book)s AND user_id = %(user)s AND NOT state = 'voided'",
+    CLAIM,
+    (
+        "UPDATE books_code SET state = 'assigned', user_id = %(user)s, assigned_at = now() "
+        "WHERE id = %(code_id)s AND state = 'free'"
+    ),
+    (
+        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
+        "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, NULL, 'assigned', %(user)s, 'system', 'bench', "
+        "'{\"random\": true}', now()) RETURNING id"
+    ),
+]
+LOCK = [
+    (
+        "SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON c.book_id = b.id "
+        "WHERE c.code = %(code)s AND c.tenant_id = %(tenant)s ORDER BY c.id LIMIT 1"
+    ),
+    ASSIGN[1],
+    (
+        "SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON c.book_id = b.id WHERE c.id = %(code_id)s "
+        "LIMIT 21 FOR NO KEY UPDATE OF c"
+    ),
+    (
+        "SELECT (SELECT count(*) FROM books_reservation WHERE code_id = %(code_id)s AND status = 'active' "
+        "AND expires_at > now()), (SELECT count(*) FROM redemptions_redemption WHERE book_id = %(book)s "
+        "AND user_id = %(user)s AND reversed_at IS NULL), (SELECT count(*) FROM books_reservation "
+        "WHERE book_id = %(book)s AND user_id = %(user)s AND status = 'active' AND expires_at > now())"
+    ),
+    (
+        "INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, created_at, expires_at, "
+        "ended_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(user)s, %(token)s, 'active', now(), %(expires)s, NULL) "
+        "RETURNING id"
+    ),
+    (
+        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
+        "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, 'locked', %(user)s, 'system', "
+        "'bench', '{}', now()) RETURNING id"
+    ),
+]
+REDEEM = [
+    (
+        "SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON c.book_id = b.id "
+        "WHERE c.code = %(code)s AND c.tenant_id = %(tenant)s ORDER BY c.id LIMIT 1 FOR NO KEY UPDATE OF c"
+    ),
+    (
+        "SELECT * FROM books_reservation WHERE code_id = %(code_id)s AND token = %(token)s AND user_id = %(user)s "
+        "ORDER BY id LIMIT 1 FOR NO KEY UPDATE OF books_reservation"
+    ),
+    ("UPDATE books_reservation SET status = 'consumed', ended_at = now() WHERE id = %(reservation_id)s AND status = 'active'"),
+    (
+        "UPDATE books_code SET redeemed_count = redeemed_count + 1, state = 'redeemed' "
+        "WHERE id = %(code_id)s AND redeemed_count < max_uses"
+    ),
+    (
+        "INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, redeemed_at, order_ref, "
+        "amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, reversed_at, reversal_reason, "
+        "reversed_by_type, reversed_by_id) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, %(user)s, now(), "
+        "'', 10, '', 1, '', 'system', 'bench', '', NULL, '', '', '') RETURNING id"
+    ),
+    (
+        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
+        "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, 'redeemed', %(user)s, 'system', "
+        "'bench', %(event_data)s, now()) RETURNING id"
+    ),
+]
+
+
+def _raw_cycle(conn, tenant_id: int, book_id: int, user: str, log: list[str] | None = None) -> None:
+    """One assign -> lock -> redeem as raw SQL, on an autocommit connection with explicit BEGIN and COMMIT."""
+    values = {"tenant": tenant_id, "book": book_id, "user": user, "start": secrets.randbits(63)}
+
+    def execute(sql: str):
+        if log is not None:
+            log.append(sql)
+        cursor = conn.execute(sql, values if "%(" in sql else None)
+        return cursor.fetchone() if cursor.description else None
+
+    def step(statements) -> None:
+        for sql in ["BEGIN", *statements, "COMMIT"]:
+            row = execute(sql)
+            if sql == CLAIM:
+                # As the service: from a random point of the shuffle order, wrapping round to its start.
+                row = row or execute(CLAIM_WRAPPED)
+                values["code_id"], values["code"] = row[0], row[3]
+            elif sql.startswith("INSERT INTO books_reservation"):
+                values["reservation_id"] = row[0]
+            elif sql.startswith("INSERT INTO redemptions_redemption"):
+                values["event_data"] = f'{{"redemption": {row[0]}, "order_ref": ""}}'
+
+    step(ASSIGN)
+    values.update(token=secrets.token_urlsafe(24), expires=_in_five_minutes())
+    step(LOCK)
+    step(REDEEM)
+
+
 def _raw_worker(tenant_id: int, book_id: int):
     def worker(index: int, cycles: int, barrier) -> None:
         with raw_connection() as conn:
+            conn.autocommit = True
             barrier.wait()
             for i in range(cycles):
-                user = f"raw-{index}-{i}"
-                with conn.transaction():  # assign
-                    conn.execute(
-                        "INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user]
-                    )
-                    conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
-                    conn.execute(
-                        "SELECT count(*) FROM books_code WHERE book_id = %s AND user_id = %s AND state <> 'voided'",
-                        [book_id, user],
-                    )
-                    start = secrets.randbits(63)
-                    row = (
-                        conn.execute(
-                            "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle >= %s "
-                            "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
-                            [book_id, start],
-                        ).fetchone()
-                        or conn.execute(
-                            "SELECT id, code FROM books_code WHERE book_id = %s AND state = 'free' AND shuffle < %s "
-                            "ORDER BY shuffle LIMIT 1 FOR UPDATE SKIP LOCKED",
-                            [book_id, start],
-                        ).fetchone()
-                    )
-                    code_id = row[0]
-                    conn.execute(
-                        "UPDATE books_code SET state = 'assigned', user_id = %s, assigned_at = now() WHERE id = %s AND state = 'free'",
-                        [user, code_id],
-                    )
-                    conn.execute(
-                        "INSERT INTO books_event (tenant_id, book_id, code_id, kind, user_id, actor_type, actor_id, data, created_at) "
-                        "VALUES (%s, %s, %s, 'assigned', %s, 'system', 'bench', '{}', now())",
-                        [tenant_id, book_id, code_id, user],
-                    )
-                token = secrets.token_urlsafe(24)
-                with conn.transaction():  # lock
-                    conn.execute(
-                        "INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user]
-                    )
-                    conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
-                    conn.execute("SELECT * FROM books_code WHERE id = %s FOR UPDATE", [code_id])
-                    conn.execute(
-                        "SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()",
-                        [code_id],
-                    )
-                    conn.execute(
-                        "SELECT count(*) FROM redemptions_redemption WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL",
-                        [book_id, user],
-                    )
-                    conn.execute(
-                        "SELECT count(*) FROM books_reservation WHERE book_id = %s AND user_id = %s AND status = 'active' AND expires_at > now()",
-                        [book_id, user],
-                    )
-                    reservation_id = conn.execute(
-                        "INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, created_at, expires_at) "
-                        "VALUES (%s, %s, %s, %s, %s, 'active', now(), %s) RETURNING id",
-                        [tenant_id, book_id, code_id, user, token, _in_five_minutes()],
-                    ).fetchone()[0]
-                    conn.execute(
-                        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, created_at) "
-                        "VALUES (%s, %s, %s, %s, 'locked', %s, 'system', 'bench', '{}', now())",
-                        [tenant_id, book_id, code_id, reservation_id, user],
-                    )
-                with conn.transaction():  # redeem with the token
-                    conn.execute("SELECT * FROM books_code WHERE id = %s FOR UPDATE", [code_id])
-                    conn.execute(
-                        "SELECT * FROM books_reservation WHERE code_id = %s AND token = %s AND user_id = %s FOR UPDATE",
-                        [code_id, token, user],
-                    )
-                    conn.execute(
-                        "UPDATE books_reservation SET status = 'consumed', ended_at = now() WHERE id = %s AND status = 'active'",
-                        [reservation_id],
-                    )
-                    conn.execute(
-                        "UPDATE books_code SET redeemed_count = redeemed_count + 1, "
-                        "state = CASE WHEN max_uses <= redeemed_count + 1 THEN 'redeemed' ELSE state END "
-                        "WHERE id = %s AND redeemed_count < max_uses",
-                        [code_id],
-                    )
-                    redemption_id = conn.execute(
-                        "INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, redeemed_at, order_ref, "
-                        "amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, reversal_reason, reversed_by_type, "
-                        "reversed_by_id) VALUES (%s, %s, %s, %s, %s, now(), '', 10, '', 1, '', 'system', 'bench', '', '', '', '') RETURNING id",
-                        [tenant_id, book_id, code_id, reservation_id, user],
-                    ).fetchone()[0]
-                    conn.execute(
-                        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, created_at) "
-                        "VALUES (%s, %s, %s, %s, 'redeemed', %s, 'system', 'bench', %s, now())",
-                        [tenant_id, book_id, code_id, reservation_id, user, f'{{"redemption": {redemption_id}}}'],
-                    )
+                _raw_cycle(conn, tenant_id, book_id, f"raw-{index}-{i}")
 
     return worker
+
+
+def statement_shape(sql: str) -> tuple[str, str, bool, bool]:
+    """What a statement does, whichever way it is spelt: verb, first table, row lock, SKIP LOCKED."""
+    words = sql.replace('"', "").replace("(", " ").split()
+    verb = words[0].upper()
+    table = ""
+    for keyword in ("FROM", "INTO", "UPDATE"):
+        if keyword in words[1:] or (keyword == "UPDATE" and verb == "UPDATE"):
+            position = 0 if keyword == "UPDATE" and verb == "UPDATE" else words.index(keyword, 1)
+            table = words[position + 1].split(".")[0]
+            break
+    return verb, table, "FOR NO KEY UPDATE" in sql, "SKIP LOCKED" in sql
+
+
+def _statements_compare(tenant, book) -> int:
+    """One cycle each way, recorded: the two statement sequences must match shape for shape. Returns their length."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from books.services.codes import code_assign_random, code_lock
+    from core.actors import Actor
+    from redemptions.services import code_redeem
+
+    actor = Actor.system("bench")
+    with CaptureQueriesContext(connection) as captured:
+        code = code_assign_random(tenant=tenant, book_id=book.pk, user_id="shape-svc", actor=actor)
+        reservation = code_lock(tenant=tenant, code=code.code, user_id="shape-svc", actor=actor)
+        code_redeem(tenant=tenant, code=code.code, user_id="shape-svc", token=reservation.token, actor=actor, amount="10")
+    service = [statement_shape(query["sql"]) for query in captured.captured_queries]
+    raw_log: list[str] = []
+    with raw_connection() as conn:
+        conn.autocommit = True
+        _raw_cycle(conn, tenant.pk, book.pk, "shape-raw", log=raw_log)
+    raw = [statement_shape(sql) for sql in raw_log]
+    if service != raw:
+        raise AssertionError(f"the raw side's statements differ from the services':\nservices {service}\nraw      {raw}")
+    return len(service)
 
 
 def _in_five_minutes():
@@ -203,7 +263,8 @@ def run() -> Result:
     tables_truncate()
     tenant = TenantFactory()
     book = CouponBookFactory(tenant=tenant)
-    codes_generate(book=book, count=2 * cycles, actor=Actor.system("bench"))
+    codes_generate(book=book, count=2 * cycles + 2, actor=Actor.system("bench"))
+    statements = _statements_compare(tenant, book)
     raw_seconds, raw_cpu, raw_busy = _run_clients(_raw_worker(tenant.pk, book.pk), cycles)
     service_seconds, service_cpu, service_busy = _run_clients(_service_worker(tenant, book), cycles)
     raw_rate, service_rate = cycles / raw_seconds, cycles / service_seconds
@@ -217,9 +278,11 @@ def run() -> Result:
         target=">= 0.40 of raw",
         ok=ratio >= 0.40,
         notes=[
+            f"both sides issue the same {statements} statements per cycle (BEGIN and COMMIT included), checked shape "
+            "for shape (verb, table, row lock, SKIP LOCKED) on one recorded cycle of each",
             f"client CPU per cycle: services {service_cpu:.1f} ms, raw SQL {raw_cpu:.1f} ms; machine busy "
             f"{service_busy:.0%} and {raw_busy:.0%}; the rest of each cycle's CPU ({cores} cores) is PostgreSQL's "
             f"and the system's: services {cores * service_busy * 1000 / service_rate - service_cpu:.1f} ms, "
-            f"raw {cores * raw_busy * 1000 / raw_rate - raw_cpu:.1f} ms"
+            f"raw {cores * raw_busy * 1000 / raw_rate - raw_cpu:.1f} ms",
         ],
     )

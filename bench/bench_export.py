@@ -1,6 +1,10 @@
 """Benchmark 5: export N redemptions to Excel through redemptions.exports, against a raw openpyxl write-only workbook
 of the same rows read with a raw psycopg cursor. Each side runs in a fresh process of its own, which reports its
-time and its peak resident memory (targets: at most 1.3x the raw time, peak under 250 MB)."""
+time and its peak resident memory (targets: at most 1.3x the raw time, peak under 250 MB).
+
+SPEC asks for memory "flat whatever the row count", so the service also exports a tenant with ten times fewer
+rows: flat means both peaks are under 250 MB and ten times the rows raise the peak by at most FLAT_GROWTH.
+"""
 
 import json
 import os
@@ -13,6 +17,9 @@ from pathlib import Path
 from .common import Result, raw_connection, scale, tables_truncate, timed
 
 ROOT = Path(__file__).resolve().parent.parent
+# Ten times the rows may raise the service's peak memory by at most this share (the interpreter, Django and
+# openpyxl's fixed cost dominate a flat profile; a profile that grows with the rows grows far more).
+FLAT_GROWTH = 0.25
 RAW_SQL = """
     SELECT r.id, r.redeemed_at, r.book_id, b.name, c.code, r.user_id, r.order_ref, r.product_id, r.amount, r.discount,
            r.currency, r.actor_type, r.actor_id, r.reversed_at, r.reversal_reason, r.reversed_by_type, r.reversed_by_id
@@ -125,25 +132,39 @@ def _child_main(side: str, tenant_id: int, path: str) -> None:
     print(json.dumps({"seconds": times["seconds"], "peak_mb": peak_mb, "rows": rows}))
 
 
-def run() -> Result:
+def run() -> list[Result]:
     n = scale(1_000_000)
+    small = max(1, n // 10)
     tables_truncate()
     tenant_id = _seed(n)
+    small_tenant_id = _seed(small)
     with tempfile.TemporaryDirectory() as folder:
         raw = _child("raw", tenant_id, f"{folder}/raw.xlsx")
         service = _child("service", tenant_id, f"{folder}/service.xlsx")
         size_mb = Path(f"{folder}/service.xlsx").stat().st_size / 1e6
+        tenth = _child("service", small_tenant_id, f"{folder}/small.xlsx")
     assert service["rows"] == raw["rows"] == n, (service, raw, n)
+    assert tenth["rows"] == small, (tenth, small)
     ratio = service["seconds"] / raw["seconds"]
-    ok = ratio <= 1.3 and service["peak_mb"] < 250
-    return Result(
-        name=f"export {n:,} redemptions to Excel ({size_mb:.0f} MB)",
-        figure=f"{service['seconds']:.1f} s, peak {service['peak_mb']:.0f} MB",
-        baseline=f"raw openpyxl {raw['seconds']:.1f} s, peak {raw['peak_mb']:.0f} MB",
-        ratio=ratio,
-        target="<= 1.3x, peak < 250 MB",
-        ok=ok,
-    )
+    growth = service["peak_mb"] / tenth["peak_mb"] - 1
+    return [
+        Result(
+            name=f"export {n:,} redemptions to Excel ({size_mb:.0f} MB)",
+            figure=f"{service['seconds']:.1f} s, peak {service['peak_mb']:.0f} MB",
+            baseline=f"raw openpyxl {raw['seconds']:.1f} s, peak {raw['peak_mb']:.0f} MB",
+            ratio=ratio,
+            target="<= 1.3x, peak < 250 MB",
+            ok=ratio <= 1.3 and service["peak_mb"] < 250,
+        ),
+        Result(
+            name=f"export memory: {small:,} against {n:,} redemptions",
+            figure=f"peak {tenth['peak_mb']:.0f} MB -> {service['peak_mb']:.0f} MB ({growth:+.0%})",
+            baseline=f"raw openpyxl at {n:,}: peak {raw['peak_mb']:.0f} MB",
+            ratio=service["peak_mb"] / tenth["peak_mb"],
+            target=f"flat: both < 250 MB, 10x the rows <= +{FLAT_GROWTH:.0%}",
+            ok=max(service["peak_mb"], tenth["peak_mb"]) < 250 and growth <= FLAT_GROWTH,
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
-"""Benchmark 4: 64 concurrent redeemers of ONE shared code with 1,000 uses, through the services, against the
-same statements as raw SQL: throughput, p50/p99 latency, and zero oversell checked in the database afterwards."""
+"""Benchmark 4: 64 concurrent redeemers of ONE shared code (SPEC: 100,000 uses, scaled by BENCH_SCALE), no token,
+through the services, against the hot-row limit measured in the same run: a raw `UPDATE ... SET n = n + 1` plus
+one insert per transaction on one row, 64 clients, until the same number of uses is spent.
+
+SPEC's target: at least 0.5 of that limit, p99 under 300 ms, and no oversell (checked in the database afterwards).
+"""
 
 import threading
 import time
@@ -69,52 +73,27 @@ def _service_attempt(tenant, code_value):
     return attempt
 
 
-def _raw_attempt(tenant_id: int, book_id: int, code_id: int):
+def _hot_row_attempt(uses: int):
+    """The hot-row limit: one row's counter raised by one UPDATE, plus one insert, per transaction."""
+    with raw_connection() as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_hot_row, bench_hot_log")
+        conn.execute("CREATE TABLE bench_hot_row (id int PRIMARY KEY, n int NOT NULL)")
+        conn.execute("CREATE TABLE bench_hot_log (id bigserial PRIMARY KEY, row_id int NOT NULL, at timestamptz NOT NULL)")
+        conn.execute("INSERT INTO bench_hot_row VALUES (1, 0)")
+        conn.commit()
     local = threading.local()
 
     def attempt(index: int, i: int) -> bool:
         if not hasattr(local, "conn"):
             local.conn = raw_connection()
         conn = local.conn
-        user = f"raw-{index}-{i}"
         with conn.transaction():
-            conn.execute("INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [book_id, user])
-            conn.execute("SELECT id FROM books_bookuser WHERE book_id = %s AND user_id = %s FOR UPDATE", [book_id, user])
-            row = conn.execute("SELECT redeemed_count, max_uses FROM books_code WHERE id = %s FOR UPDATE", [code_id]).fetchone()
-            held = conn.execute(
-                "SELECT count(*) FROM books_reservation WHERE code_id = %s AND status = 'active' AND expires_at > now()",
-                [code_id],
-            ).fetchone()[0]
-            if row[0] + held >= row[1]:
+            if conn.execute("UPDATE bench_hot_row SET n = n + 1 WHERE id = 1 AND n < %s RETURNING n", [uses]).fetchone() is None:
                 return False
-            conn.execute(
-                "SELECT count(*) FROM redemptions_redemption WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL",
-                [book_id, user],
-            )
-            conn.execute(
-                "SELECT count(*) FROM books_reservation WHERE book_id = %s AND user_id = %s AND status = 'active' AND expires_at > now()",
-                [book_id, user],
-            )
-            conn.execute(
-                "UPDATE books_code SET redeemed_count = redeemed_count + 1, "
-                "state = CASE WHEN max_uses <= redeemed_count + 1 THEN 'redeemed' ELSE state END "
-                "WHERE id = %s AND redeemed_count < max_uses",
-                [code_id],
-            )
-            redemption_id = conn.execute(
-                "INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, user_id, redeemed_at, order_ref, amount, product_id, "
-                "discount, currency, actor_type, actor_id, idempotency_key, reversal_reason, reversed_by_type, reversed_by_id) "
-                "VALUES (%s, %s, %s, %s, now(), '', 10, '', 1, '', 'system', 'bench', '', '', '', '') RETURNING id",
-                [tenant_id, book_id, code_id, user],
-            ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO books_event (tenant_id, book_id, code_id, kind, user_id, actor_type, actor_id, data, created_at) "
-                "VALUES (%s, %s, %s, 'redeemed', %s, 'system', 'bench', %s, now())",
-                [tenant_id, book_id, code_id, user, f'{{"redemption": {redemption_id}}}'],
-            )
+            conn.execute("INSERT INTO bench_hot_log (row_id, at) VALUES (1, now())")
         return True
 
-    return attempt, local
+    return attempt
 
 
 def _shared_code(uses: int, value: str):
@@ -132,12 +111,14 @@ def run() -> Result:
     from books.models import Code
     from redemptions.models import Redemption
 
-    uses = scale(1000)
+    uses = scale(100_000)
     tables_truncate()
-    tenant, book = _shared_code(uses, "RAWHOT")
-    code = Code.objects.get(book=book)
-    attempt, _ = _raw_attempt(tenant.pk, book.pk, code.pk)
-    raw_seconds, raw_latencies, raw_ok = _hammer(attempt)
+    raw_seconds, raw_latencies, raw_ok = _hammer(_hot_row_attempt(uses))
+    with raw_connection() as conn:
+        raw_stored = conn.execute("SELECT count(*) FROM bench_hot_log").fetchone()[0]
+        conn.execute("DROP TABLE bench_hot_row, bench_hot_log")
+        conn.commit()
+    assert raw_ok == raw_stored == uses, (raw_ok, raw_stored, uses)
 
     tenant, book = _shared_code(uses, "SVCHOT")
     service_seconds, latencies, service_ok = _hammer(_service_attempt(tenant, "svchot"))
@@ -145,15 +126,19 @@ def run() -> Result:
     stored = Redemption.objects.filter(book=book).count()
     oversold = stored > uses or code.redeemed_count != stored or service_ok != uses
     service_rate, raw_rate = uses / service_seconds, uses / raw_seconds
-    ok = not oversold and raw_ok == uses
+    ratio = service_rate / raw_rate
+    p99 = percentile(latencies, 99)
     return Result(
-        name=f"{REDEEMERS} redeemers of one code with {uses:,} uses",
+        name=f"{REDEEMERS} redeemers of one code with {uses:,} uses, no token",
         figure=(
-            f"{service_rate:,.0f} redemptions/s, p50 {median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms; "
+            f"{service_rate:,.0f} redemptions/s, p50 {median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; "
             f"{stored:,} stored, {'OVERSOLD' if oversold else 'no oversell'}"
         ),
-        baseline=f"raw SQL {raw_rate:,.0f}/s, p99 {percentile(raw_latencies, 99) * 1000:.0f} ms",
-        ratio=service_rate / raw_rate,
-        target="zero oversell",
-        ok=ok,
+        baseline=(
+            f"hot-row limit (UPDATE n = n + 1 and one insert, {REDEEMERS} clients) {raw_rate:,.0f}/s, "
+            f"p99 {percentile(raw_latencies, 99) * 1000:.0f} ms"
+        ),
+        ratio=ratio,
+        target=">= 0.5 of the hot-row limit, p99 < 300 ms, no oversell",
+        ok=ratio >= 0.5 and p99 < 0.300 and not oversold,
     )

@@ -1,11 +1,15 @@
 """Benchmark 2: upload a CSV of N codes through the service (parse, normalise, duplicate checks, insert), against a
-raw COPY of the same rows into the same table and indexes. Both start from an empty codes table."""
+raw COPY of the same rows into the same table and indexes. Both start from an empty codes table.
+
+SPEC: "upload a 1,000,000-line file in at most 1.25x" the raw COPY."""
 
 import tempfile
 from pathlib import Path
 
 from .bench_generate import raw_copy_seconds
 from .common import Result, scale, tables_truncate, timed
+
+TARGET = 1.25
 
 
 def run() -> Result:
@@ -30,11 +34,18 @@ def run() -> Result:
     assert result.created == n, (result.created, n)
     times["raw"] = raw_copy_seconds(book=book, expected=n)
     ratio = times["service"] / times["raw"]
-    return Result(
+    result = Result(
         name=f"upload a {n:,}-line CSV ({size_mb:.0f} MB)",
         figure=f"{times['service']:.2f} s ({n / times['service']:,.0f} codes/s)",
         baseline=f"raw COPY {times['raw']:.2f} s",
         ratio=ratio,
-        target="<= 2.0x (as generation)",
-        ok=ratio <= 2.0,
+        target=f"<= {TARGET}x",
+        ok=ratio <= TARGET,
     )
+    if not result.ok:
+        over = times["service"] - TARGET * times["raw"]
+        result.notes.append(
+            f"missed by {ratio - TARGET:.2f}x ({over:.2f} s over the {TARGET}x budget); the service's extra time over "
+            "COPY is parsing the file and normalising and checking every code in Python"
+        )
+    return result

@@ -1,9 +1,9 @@
 """`make chaos`: SPEC's reliability contract shown by killing the real processes, under traffic.
 
-Everything it kills is its own: two private redis-servers on free loopback ports (one the cache, one the
-broker, both without persistence, so a restart starts empty), gunicorn, two Celery workers and beat, against a
-fresh PostgreSQL database `coupons_chaos` on the usual server (PostgreSQL itself is never stopped here; the
-scale check does that). Lifecycle traffic (assign, lock, redeem or unlock, validate) runs from start to end.
+Everything it kills is its own (scripts/private_services.py): two private redis-servers on free loopback ports
+(one the cache, one the broker, both without persistence, so a restart starts empty), gunicorn, two Celery
+workers and beat, against a private PostgreSQL cluster (never stopped here; the scale check does that).
+Lifecycle traffic (assign, lock, redeem or unlock, validate) runs from start to end.
 
 1. The cache is lost: its redis-server is killed (SIGKILL) for a while, then started again, empty. The lifecycle
    must keep answering (no 5xx at all), /healthz must say "cache unavailable" with a 200, then "ok" again
@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from invariants import invariants_broken
+from private_services import PrivatePostgres, PrivateRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -59,59 +59,6 @@ LEASE, SWEEP, RESEND = 12, 4, 10
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RedisServer:
-    """A private redis-server without persistence: killed, it loses everything; started again, it is empty."""
-
-    def __init__(self, name: str, workdir: Path) -> None:
-        self.name, self.port, self.dir = name, free_port(), workdir / name
-        self.dir.mkdir()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-            start_new_session=True,
-        )
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if (
-                subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True).stdout.strip()
-                == "PONG"
-            ):
-                return
-            time.sleep(0.1)
-        raise SystemExit(f"private redis-server {self.name} on port {self.port} did not start")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
 
 
 class Stack:
@@ -286,13 +233,14 @@ class ChaosCheck:
         self.logs = ROOT / "var" / "chaos-check"
         shutil.rmtree(self.logs, ignore_errors=True)
         self.logs.mkdir(parents=True)
-        self.cache = RedisServer("cache", self.workdir)
-        self.broker = RedisServer("broker", self.workdir)
+        self.postgres = PrivatePostgres()
+        self.cache = PrivateRedis()
+        self.broker = PrivateRedis()
         self.env = {
             **os.environ,
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-            "REDIS_URL": self.cache.url,
-            "CELERY_BROKER_URL": self.broker.url,
+            "DATABASE_URL": f"{self.postgres.url}/{DB_NAME}",
+            "REDIS_URL": self.cache.url(0),
+            "CELERY_BROKER_URL": self.broker.url(0),
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": "chaos-check-" + "k" * 40,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -325,9 +273,11 @@ class ChaosCheck:
         return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
 
     def prepare(self) -> dict:
-        psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
-        subprocess.run([*psql, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"], check=True)
-        subprocess.run([*psql, f"CREATE DATABASE {DB_NAME}"], check=True)
+        import psycopg
+
+        self.postgres.start()
+        with psycopg.connect(f"{self.postgres.url}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {DB_NAME}")
         self.manage("migrate", "--noinput")
         self.manage("create_tenant", "chaos", "--name", "Chaos check", "--timezone", "UTC")
         return json.loads(self.manage("create_api_client", "chaos", "chaos-check", "--json"))
@@ -347,7 +297,7 @@ class ChaosCheck:
     def db(self):
         import psycopg
 
-        return psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB_NAME}", autocommit=True)
+        return psycopg.connect(f"{self.postgres.url}/{DB_NAME}", autocommit=True)
 
     # --- job requests --------------------------------------------------------------------------------------
 
@@ -554,9 +504,33 @@ class ChaosCheck:
 
     def run(self) -> int:
         try:
-            log(f"private redis-servers: cache :{self.cache.port}, broker :{self.broker.port}; database {DB_NAME}")
-            self.cache.start()
-            self.broker.start()
+            self.drive()
+            self.check_answers()
+            print("\nJobs accepted during the run")
+            with self.db() as conn:
+                self.check_jobs(conn)
+                self.problems.extend(invariants_broken(conn))
+        finally:
+            self.cache.destroy()
+            self.broker.destroy()
+            self.postgres.destroy()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        for note in self.notes:
+            print(f"- note: {note}")
+        if self.problems:
+            print(f"\nCONTRACT BROKEN (logs in {self.logs}):")
+            for problem in self.problems:
+                print(f"- {problem}")
+            return 1
+        print(
+            "\nThe reliability contract held: no 5xx but 503 JSON, the lifecycle served without the cache, every job ended whole."
+        )
+        return 0
+
+    def drive(self) -> None:
+        """The stack up, the traffic on, the three losses, the wait for the jobs; the stack down again."""
+        try:
+            log(f"private redis-servers: cache :{self.cache.port}, broker :{self.broker.port}; PostgreSQL :{self.postgres.port}")
             credentials = self.prepare()
             self.stack.start_web()
             self.stack.start_worker()
@@ -594,25 +568,6 @@ class ChaosCheck:
             time.sleep(LOCK_TTL + 2 * int(self.env["COUPONS_EXPIRY_INTERVAL"]) + 2)  # beat marks the last holds expired
         finally:
             self.stack.stop_all()
-            self.cache.kill()
-            self.broker.kill()
-        self.check_answers()
-        print("\nJobs accepted during the run")
-        with self.db() as conn:
-            self.check_jobs(conn)
-            self.problems.extend(invariants_broken(conn))
-        for note in self.notes:
-            print(f"- note: {note}")
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.problems:
-            print(f"\nCONTRACT BROKEN (logs in {self.logs}):")
-            for problem in self.problems:
-                print(f"- {problem}")
-            return 1
-        print(
-            "\nThe reliability contract held: no 5xx but 503 JSON, the lifecycle served without the cache, every job ended whole."
-        )
-        return 0
 
 
 LIFECYCLE = {"assign", "validate", "lock", "redeem", "unlock"}

@@ -1,8 +1,10 @@
 """`make scale-check`: the service as several processes against one PostgreSQL and one Redis, under mixed traffic,
 with PostgreSQL stopped for a few seconds in the middle; then the invariants are checked in the database.
 
-Topology started here: two gunicorn instances (127.0.0.1:8101 and :8102), two Celery workers and one beat, all
-sharing the database `coupons_scale` and Redis dbs 8 (broker) and 9 (cache). Traffic: client threads that each
+Topology started here: a private PostgreSQL cluster and a private Redis (scripts/private_services.py: temporary
+directories, free ports; the machine's shared servers are never touched), two gunicorn instances on free ports, two
+Celery workers and one beat, all sharing the database `coupons_scale` of that cluster and Redis dbs 0 (broker) and
+1 (cache). Traffic: client threads that each
 pick an instance at random and run assign -> lock -> redeem / unlock / abandon on a book of unique codes, and
 redeem-without-token on one hot shared code, for a bounded time. Every request has a 10 s timeout (a hang is a
 failure). Exit status 1 when an invariant breaks.
@@ -22,17 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from invariants import invariants_broken
+from private_services import PrivatePostgres, PrivateRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 BIN = ROOT / ".venv" / "bin"
-PORTS = (8101, 8102)
+PORTS = (free_port(), free_port())
 DB_NAME = "coupons_scale"
+# DATABASE_URL, CELERY_BROKER_URL and REDIS_URL are set in main(), once the private servers are up.
 ENV = {
     **os.environ,
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/8",
-    "REDIS_URL": "redis://127.0.0.1:6379/9",
     "DJANGO_DEBUG": "false",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "COUPONS_EXPIRY_INTERVAL": "5",
@@ -51,7 +52,6 @@ TIMEOUT = 10
 LOCK_TTL = 10
 HOT_USES = 300
 HOT_USER_LIMIT = 2
-PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else "15"
 
 
 def log(message: str) -> None:
@@ -62,25 +62,12 @@ def manage(*args: str) -> str:
     return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=ENV, check=True, capture_output=True, text=True).stdout
 
 
-def pg(action: str) -> None:
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main", action, *(["-m", "fast"] if action == "stop" else [])],
-        check=True,
-    )
+def prepare(postgres: PrivatePostgres) -> dict:
+    """The database in the private cluster, the tenant and an API client."""
+    import psycopg
 
-
-def pg_ready() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0
-
-
-def prepare() -> dict:
-    """A fresh database and Redis dbs, the tenant, an API client and the two books."""
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"], check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
-    subprocess.run(["redis-cli", "-n", "8", "flushdb"], check=True, capture_output=True)
-    subprocess.run(["redis-cli", "-n", "9", "flushdb"], check=True, capture_output=True)
+    with psycopg.connect(f"{postgres.url}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
     manage("migrate", "--noinput")
     manage("create_tenant", "scale", "--name", "Scale check", "--timezone", "UTC")
     client = json.loads(manage("create_api_client", "scale", "scale-check", "--json"))
@@ -258,12 +245,12 @@ def api(method: str, path: str, token: str | None, payload: dict) -> dict:
         return json.loads(response.read())
 
 
-def check(client: dict, traffic: Traffic, outage: tuple[float, float]) -> list[str]:
+def check(postgres: PrivatePostgres, traffic: Traffic, outage: tuple[float, float]) -> list[str]:
     """Every invariant, read straight from PostgreSQL. Returns the broken ones."""
     import psycopg
 
     problems: list[str] = []
-    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB_NAME}") as conn:
+    with psycopg.connect(f"{postgres.url}/{DB_NAME}") as conn:
 
         def one(sql: str) -> int:
             return conn.execute(sql).fetchone()[0]
@@ -293,7 +280,8 @@ def check(client: dict, traffic: Traffic, outage: tuple[float, float]) -> list[s
         by_endpoint[a.endpoint][a.status] += 1
     print("\nScale check summary")
     print(
-        f"- topology: gunicorn x2 (ports {PORTS[0]}, {PORTS[1]}, 3 workers each), Celery workers x2, beat x1, one PostgreSQL, one Redis"
+        f"- topology: gunicorn x2 (ports {PORTS[0]}, {PORTS[1]}, 3 workers each), Celery workers x2, beat x1, "
+        "one (private) PostgreSQL, one (private) Redis"
     )
     print(
         f"- traffic: {CLIENTS} clients for {DURATION:.0f} s, {len(answers):,} requests; PostgreSQL stopped for {end - start:.1f} s"
@@ -314,10 +302,23 @@ def _is_json_error(body: dict | None) -> bool:
 
 
 def main() -> int:
-    if not pg_ready():
-        pg("start")
-    log("preparing database coupons_scale")
-    client = prepare()
+    started = time.time()
+    log("starting a private PostgreSQL cluster and a private Redis")
+    postgres = PrivatePostgres()
+    redis = PrivateRedis()
+    try:
+        postgres.start()
+        ENV.update(DATABASE_URL=f"{postgres.url}/{DB_NAME}", CELERY_BROKER_URL=redis.url(0), REDIS_URL=redis.url(1))
+        return run(postgres)
+    finally:
+        postgres.destroy()
+        redis.destroy()
+        log(f"scale check took {time.time() - started:.0f} s")
+
+
+def run(postgres: PrivatePostgres) -> int:
+    log(f"preparing database {DB_NAME} on port {postgres.port}")
+    client = prepare(postgres)
     processes = start_processes()
     outage = (0.0, 0.0)
     try:
@@ -365,10 +366,10 @@ def main() -> int:
         time.sleep(DURATION / 2 - OUTAGE_SECONDS / 2)
         log("stopping PostgreSQL")
         stop_started = time.time()
-        pg("stop")
+        postgres.stop()
         time.sleep(OUTAGE_SECONDS)
-        pg("start")
-        while not pg_ready():
+        postgres.start()
+        while not postgres.ready():
             time.sleep(0.2)
         outage = (stop_started, time.time())
         log(f"PostgreSQL back after {outage[1] - outage[0]:.1f} s")
@@ -377,10 +378,10 @@ def main() -> int:
         log("traffic done; waiting for the beat task to mark the last expired reservations")
         time.sleep(LOCK_TTL + 2 * int(ENV["COUPONS_EXPIRY_INTERVAL"]) + 3)
     finally:
-        if not pg_ready():
-            pg("start")
+        if not postgres.ready():
+            postgres.start()
         stop_processes(processes)
-    problems = check(client, traffic, outage)
+    problems = check(postgres, traffic, outage)
     if problems:
         print("\nINVARIANTS BROKEN:")
         for problem in problems:

@@ -33,10 +33,34 @@ def test_another_media_type_answers_415(api):
     assert_error(response, 415, "unsupported_media_type")
 
 
-def test_an_accept_header_we_cannot_serve_still_gets_json(api):
-    response = api.get("/api/v1/books/", HTTP_ACCEPT="application/xml")
+def test_an_accept_header_we_cannot_serve_answers_406_json(api):
+    assert_error(api.get("/api/v1/books/", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
+    assert_error(api.post("/api/v1/books/", {"name": "x"}, format="json", HTTP_ACCEPT="text/csv"), 406, "not_acceptable")
+    for accept in ("application/json", "application/*", "*/*", "text/html,application/xhtml+xml,*/*;q=0.8"):
+        response = api.get("/api/v1/books/", HTTP_ACCEPT=accept)
+        assert response.status_code == 200, accept
+        assert response["Content-Type"].startswith("application/json")
+
+
+def test_the_export_serves_an_accept_header_naming_the_workbook_and_refuses_others(api):
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    response = api.get("/api/v1/redemptions/export/", HTTP_ACCEPT=xlsx)
     assert response.status_code == 200
-    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Type"] == xlsx
+    assert_error(api.get("/api/v1/redemptions/export/", HTTP_ACCEPT="text/csv"), 406, "not_acceptable")
+
+
+def test_an_unexpected_fault_in_a_request_answers_500_json(api, monkeypatch):
+    """A bug reached by a real request (not the handler called by hand) answers the JSON server_error."""
+    from api.views import books
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(books.BookListView, "get", crash)
+    api.raise_request_exception = False  # as in production: the handler answers instead of the test raising
+    response = api.get("/api/v1/books/")
+    assert_error(response, 500, "server_error")
 
 
 def test_nul_bytes_in_json_strings_answer_400(api, active_book):

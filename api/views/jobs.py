@@ -24,6 +24,7 @@ class JobDetailView(ApiView):
 
 
 class JobFileView(ApiView):
+    produces = XLSX  # Accept: the workbook type is served (api.negotiation)
     error_codes = errors("job_not_found")
 
     @extend_schema(

@@ -50,6 +50,8 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
 
 
 class RedemptionExportView(_RedemptionQueryMixin, ApiView):
+    produces = XLSX  # Accept: the workbook type is served (api.negotiation)
+
     @extend_schema(
         tags=["redemptions"],
         summary="Export the redemption log as an Excel workbook",

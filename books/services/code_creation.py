@@ -244,26 +244,39 @@ def codes_upload(
     raise AssertionError("unreachable")
 
 
+def _insert_all(*, book: CouponBook, codes: list[str], progress: Progress | None) -> None:
+    for start in range(0, len(codes), BATCH):
+        codes_insert(book=book, codes=codes[start : start + BATCH])
+        if progress:
+            progress(start + len(codes[start : start + BATCH]))
+
+
 def _codes_upload_once(
     *, book, codes: list[str], actor: Actor, skip_duplicates: bool, progress: Progress | None
 ) -> CreationResult:
     with transaction.atomic():
         book = _book_writable_check(book)
         repeated = [code for code, seen in Counter(codes).items() if seen > 1]
-        stored = _existing(book.tenant_id, list(dict.fromkeys(codes)))
-        duplicates = list(dict.fromkeys(repeated + sorted(stored)))
-        if duplicates and not skip_duplicates:
-            raise ApplicationError(
-                "duplicate_codes",
-                f"{len(duplicates):,} code(s) are repeated in the upload or exist already; nothing was imported. "
-                "Send skip_duplicates to import the others.",
-                {"codes": duplicates[:LISTED_DUPLICATES], "count": len(duplicates)},
-            )
-        fresh = [code for code in dict.fromkeys(codes) if code not in stored]
-        for start in range(0, len(fresh), BATCH):
-            codes_insert(book=book, codes=fresh[start : start + BATCH])
-            if progress:
-                progress(start + len(fresh[start : start + BATCH]))
+        unique = list(dict.fromkeys(codes))
+        duplicates: list[str] = []
+        fresh = unique
+        # Optimistic, as generation: in the usual upload no code is stored yet, and the unique index on
+        # (tenant, code) proves it while the rows go in. Only an upload that clashes (rolled back to the savepoint)
+        # pays for looking its codes up, to list the duplicates or to skip them (measured: the look-up of every
+        # code made a 1,000,000-code upload 1.5x a raw COPY).
+        if repeated or not _insert_batch_all(book=book, codes=unique, progress=progress):
+            stored = _existing(book.tenant_id, unique)
+            duplicates = list(dict.fromkeys(repeated + sorted(stored)))
+            if duplicates and not skip_duplicates:
+                raise ApplicationError(
+                    "duplicate_codes",
+                    f"{len(duplicates):,} code(s) are repeated in the upload or exist already; nothing was imported. "
+                    "Send skip_duplicates to import the others.",
+                    {"codes": duplicates[:LISTED_DUPLICATES], "count": len(duplicates)},
+                )
+            fresh = [code for code in unique if code not in stored]
+            # A clash now is another upload storing one of these codes since the look-up: codes_upload retries.
+            _insert_all(book=book, codes=fresh, progress=progress)
         if fresh:
             event_record(
                 book=book,
@@ -273,6 +286,16 @@ def _codes_upload_once(
                 data={"count": len(fresh), "skipped": len(duplicates)},
             )
     return CreationResult(created=len(fresh), skipped=duplicates[:LISTED_DUPLICATES], skipped_count=len(duplicates))
+
+
+def _insert_batch_all(*, book: CouponBook, codes: list[str], progress: Progress | None) -> bool:
+    """Insert every code in a savepoint; False (and nothing inserted) when one clashes with a stored code."""
+    try:
+        with transaction.atomic():
+            _insert_all(book=book, codes=codes, progress=progress)
+    except IntegrityError:
+        return False
+    return True
 
 
 # --- Requests that may become jobs --------------------------------------------------------------------------

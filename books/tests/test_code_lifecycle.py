@@ -61,19 +61,30 @@ def test_assign_random_gives_a_free_code_and_records_the_event(tenant, book):
     assert event.data == {"random": True}
 
 
-def test_assign_random_does_not_follow_insertion_order(tenant, actor):
+def deciles_hit(positions: list[int], size: int) -> int:
+    """How many tenths of an order of `size` rows the positions fall in."""
+    return len({position * 10 // size for position in positions})
+
+
+def test_assign_random_picks_across_the_whole_book_in_any_order(tenant, actor):
+    """40 of 200 codes assigned at random land in most tenths of both the upload order and the shuffle order.
+
+    A walk from the start of either order would put all 40 in its first two tenths. For uniform picks, hitting
+    fewer than 8 of the 10 tenths has a probability of about 1e-5 at most (union bound over the 120 choices of
+    3 empty tenths: 120 x C(140, 40) / C(200, 40)).
+    """
     # Given: 200 codes uploaded in a known order
     book = CouponBookFactory(tenant=tenant, max_codes_per_user=None)
     created = [f"ORDER{n:03d}" for n in range(200)]
     codes_upload(book=book, codes=created, actor=actor)
-    # When: 20 are assigned
-    assigned = [code_assign_random(tenant=tenant, book_id=book.pk, user_id=f"u{n}", actor=actor).code for n in range(20)]
-    # Then: 20 distinct codes, not the first (nor the last) 20 created
-    assert len(set(assigned)) == 20
-    assert assigned != created[:20]
-    assert set(assigned) != set(created[:20])
-    assert set(assigned) != set(created[-20:])
-    assert Code.objects.filter(book=book, state=Code.State.ASSIGNED).count() == 20
+    shuffle_order = list(Code.objects.filter(book=book).order_by("shuffle", "pk").values_list("code", flat=True))
+    # When: 40 are assigned, one call each
+    assigned = [code_assign_random(tenant=tenant, book_id=book.pk, user_id=f"u{n}", actor=actor).code for n in range(40)]
+    # Then: 40 distinct codes, spread over both orders
+    assert len(set(assigned)) == 40
+    assert deciles_hit([created.index(code) for code in assigned], 200) >= 8
+    assert deciles_hit([shuffle_order.index(code) for code in assigned], 200) >= 8
+    assert Code.objects.filter(book=book, state=Code.State.ASSIGNED).count() == 40
 
 
 def test_assign_random_never_picks_a_voided_or_assigned_code(tenant, book, actor):

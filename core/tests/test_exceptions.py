@@ -4,6 +4,8 @@ import pytest
 
 from core.exceptions import ERROR_STATUS, ApplicationError
 
+from .documented_errors import documented_error_statuses
+
 # Every error code SPEC "Rules" names, with the status it must answer.
 RULE_CODES = {
     "book_exhausted": 409,
@@ -26,20 +28,11 @@ def test_the_rule_codes_of_the_spec_answer_409(code, status):
     assert ApplicationError(code, "m").status == status
 
 
-@pytest.mark.parametrize(
-    ("code", "status"),
-    [
-        ("invalid_input", 400),
-        ("empty_upload", 400),
-        ("pattern_space_too_small", 400),
-        ("code_not_found", 404),
-        ("redemption_not_found", 404),
-        ("code_not_assigned_to_user", 403),
-        ("duplicate_codes", 409),
-    ],
-)
-def test_status_of_other_codes(code, status):
-    assert ApplicationError(code, "m").status == status
+def test_the_codes_and_statuses_are_those_the_readme_documents():
+    documented = documented_error_statuses()
+    assert sorted(ERROR_STATUS) == sorted(documented)
+    for code, status in documented.items():
+        assert ApplicationError(code, "m").status == status, code
 
 
 def test_error_carries_code_message_details_and_its_json_shape():

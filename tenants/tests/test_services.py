@@ -140,7 +140,9 @@ def test_api_client_create_returns_the_secret_once_and_stores_only_its_hash(tena
     assert client.last_used_at is None
     # Each client gets its own id and secret.
     other = api_client_create(tenant=tenant, name="Checkout")
-    assert (other.client.client_id, other.secret) != (client.client_id, issued.secret)
+    assert other.client.client_id != client.client_id
+    assert other.secret != issued.secret
+    assert not check_password(other.secret, client.secret_hash)
 
 
 @pytest.mark.parametrize("name", ["", "   "])
@@ -170,4 +172,5 @@ def test_a_revoked_client_no_longer_authenticates(tenant):
     stored = ApiClient.objects.get(pk=issued.client.pk)
     assert (stored.is_active, stored.revoked_at is not None) == (False, True)
     assert api_client_authenticate(client_id=issued.client.client_id, secret=issued.secret) is None
+    stored.refresh_from_db()  # read after the attempt: a refused client's use is not recorded
     assert stored.last_used_at is None
