@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint migrate bench scale-check client
+.PHONY: install run test lint migrate bench scale-check chaos client
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=/path/to/python3.11")'
@@ -40,6 +40,12 @@ bench: $(STAMP)
 ## PostgreSQL stopped for a few seconds mid-run, then the invariants checked; non-zero exit when one breaks.
 scale-check: $(STAMP)
 	$(PY) scripts/scale_check.py
+
+## SPEC's reliability contract by killing real processes: private redis-servers (cache, broker), gunicorn, Celery
+## workers and beat under traffic; kills the cache, the broker (started again empty) and a worker mid-job; checks
+## no 500, the lifecycle served without the cache, every job ended whole, the invariants. Non-zero exit on a break.
+chaos: $(STAMP)
+	$(PY) scripts/chaos_check.py
 
 ## The Python client of the integrator API, generated from the OpenAPI schema with openapi-python-client into
 ## clients/python/ (a build artifact, not committed; `pip install clients/python`). Fails on any generator warning.

@@ -16,7 +16,22 @@ class JobAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_display = ("id", "kind", "status", "tenant", "book", "progress", "created_at", "finished_at")
     list_filter = ("kind", "status", "tenant")
     list_select_related = ("tenant", "book")
-    fields = ("tenant", "kind", "status", "book", "total", "done", "error", "created_at", "started_at", "finished_at")
+    fields = (
+        "tenant",
+        "kind",
+        "status",
+        "book",
+        "total",
+        "done",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        # Who runs it and since when: a job taken back from a lost worker shows its runs and the reason in `error`.
+        "attempts",
+        "worker",
+        "lease_expires_at",
+    )
     change_form_template = "admin/core/job/change_form.html"
 
     def get_readonly_fields(self, request, obj=None):

@@ -1,4 +1,9 @@
-"""Jobs: long-running work (bulk generation, bulk upload, large exports) with status and progress."""
+"""Jobs: long-running work (bulk generation, bulk upload, large exports) with status and progress.
+
+The row is the truth about a job; a broker message is only a wake-up call. A worker that runs a job holds a
+lease on its row and renews it while it works; the beat sweeper (core.services.jobs_sweep) takes back a job
+whose lease ran out (its worker vanished) and re-sends a pending job whose message never came.
+"""
 
 from django.db import models
 
@@ -30,10 +35,24 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The Celery task that runs the job (its registered name): the sweeper re-sends it by this name.
+    task = models.CharField(max_length=100, blank=True)
+    # When a wake-up message was last handed to the broker; null when the broker refused it (sent again at the
+    # sweeper's next run).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # Runs started so far; a run proves it still owns the job by this number when it finishes.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # While running: the worker's lease, renewed by its heartbeat. Past it, the worker is taken for lost.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host and process id of the worker running it")
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant", "-created_at"], name="job_tenant_created_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="job_tenant_created_idx"),
+            # The sweeper's scan: only unfinished jobs, a handful of rows however many jobs have ever run.
+            models.Index(fields=["status"], name="job_unfinished_idx", condition=models.Q(status__in=["pending", "running"])),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(done__lte=models.F("total")) | models.Q(total=0), name="job_done_lte_total"

@@ -159,8 +159,51 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True  # tasks report through the database (jobs, reservations), not a result store
-CELERY_TASK_ACKS_LATE = True  # a task lost with its worker runs again; every task is idempotent
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# --- Celery: lost workers and a lost broker ----------------------------------------------------------------
+# A job's row is the truth and its message only a wake-up call (core/services.py): a worker running a job holds
+# a lease on the row (COUPONS_JOBS below) and the beat sweeper takes the job back when the lease runs out. The
+# settings here only decide how fast a *message* comes back; they are tuned together with that lease:
+# - acks late: a message is acknowledged when its task ends, so one whose worker died is delivered again rather
+#   than lost. Every task is idempotent (a job's claim lets one run at a time; expiry and purges are
+#   conditional updates), so a second delivery is harmless.
+# - reject on worker lost: when a pool process is killed (SIGKILL, out of memory) its parent hands the message
+#   back to the broker at once instead of acknowledging it. A job's message delivered again while the job's
+#   lease still holds does nothing (the job is running), so a task that kills its worker cannot loop: the
+#   sweeper restarts such a job at most COUPONS_JOBS["MAX_ATTEMPTS"] times.
+# - visibility timeout (Redis transport): an unacknowledged message of a worker that vanished whole (machine
+#   lost) is delivered again after this long; kombu's default is an hour. Jobs do not wait for it (the lease,
+#   60 s, brings them back sooner); beat's own tasks do, and a job running longer than it only gets a second
+#   delivery that finds the job claimed. Five minutes.
+# - a short connect timeout and a short publish retry: a dead broker costs a request about a second, not a
+#   hang; the job is already committed and the sweeper sends its message later.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "300")),
+        "socket_connect_timeout": 2,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# Workers wait for a lost broker as long as it takes (the default gives up after 100 tries and exits), and
+# keep a running job going meanwhile: its result is in the database, not in the broker.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Job leases and the sweeper (core/services.py). A running job's worker renews its lease every HEARTBEAT
+# seconds; a lease not renewed for LEASE seconds means the worker is gone. Beat sweeps every SWEEP seconds, so
+# a job of a dead worker runs again (or fails, after MAX_ATTEMPTS runs) within LEASE + SWEEP seconds: 90 s by
+# default. A pending job whose message was refused by the broker is sent again at the next sweep; one whose
+# message was accepted but lost (the broker restarted empty) after RESEND_AFTER seconds without a worker
+# taking it. A second message for a job that is busy or done costs a look-up and nothing else.
+COUPONS_JOBS = {
+    "LEASE_SECONDS": int(os.environ.get("COUPONS_JOB_LEASE_SECONDS", "60")),
+    "HEARTBEAT_SECONDS": max(1, int(os.environ.get("COUPONS_JOB_LEASE_SECONDS", "60")) // 4),
+    "RESEND_AFTER_SECONDS": int(os.environ.get("COUPONS_JOB_RESEND_SECONDS", "60")),
+    "MAX_ATTEMPTS": 3,
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -171,6 +214,12 @@ CELERY_BEAT_SCHEDULE = {
     "expire-reservations": {
         "task": "books.tasks.expire_reservations",
         "schedule": timedelta(seconds=int(os.environ.get("COUPONS_EXPIRY_INTERVAL", "30"))),
+    },
+    # Takes back jobs whose worker vanished (lease ran out) and re-sends jobs whose message never came
+    # (core.services.jobs_sweep). Every 30 seconds: with the 60 s lease, a dead worker's job restarts within 90 s.
+    "sweep-jobs": {
+        "task": "core.tasks.sweep_jobs",
+        "schedule": timedelta(seconds=int(os.environ.get("COUPONS_JOB_SWEEP_INTERVAL", "30"))),
     },
 }
 

@@ -283,9 +283,9 @@ def export_request(*, tenant: Tenant, queryset, actor: Actor) -> ExportFile | Jo
         job = job_create(
             tenant=tenant,
             kind=Job.Kind.EXPORT,
+            task=run_export_job,
             actor=actor,
             total=count,
             params={"query": export_query_dump(rows), "filename": filename},
         )
-        transaction.on_commit(lambda: run_export_job.delay(job.pk))
     return job

@@ -75,11 +75,14 @@ class PrivatePostgres:
 
 
 class PrivateRedis:
-    """A `redis-server` on a free port that keeps nothing on disk."""
+    """A `redis-server` on a free port that keeps nothing on disk: killed and started again, it is empty."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="coupons-redis-"))
         self.port = free_port()
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -105,6 +108,12 @@ class PrivateRedis:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"the private redis-server on port {self.port} did not come up")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost machine: no goodbye to the clients, everything in memory gone."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def url(self, db: int) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"

@@ -100,7 +100,7 @@ def _database_down(execute, sql, params, many, context):
 def test_healthz_reports_the_database():
     response = APIClient().get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json()["database"] == "ok"
 
 
 def test_healthz_answers_503_when_the_database_is_down():

@@ -1,20 +1,34 @@
-"""GET /healthz: is the database reachable? 200 when it answers, 503 when it does not."""
+"""GET /healthz: each dependency reported on its own: {"status", "database", "cache", "broker"}.
 
-from django.db import connection
+The database is the only one the service cannot work without: 503 (with Retry-After) when it is down. A lost
+cache or broker is "degraded", still 200: the lifecycle keeps working (throttles and job progress fall back,
+jobs wait in their rows for the broker), and a load balancer must not take every web process out for it.
+"""
+
+from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from core.middleware import DATABASE_ERRORS
+from core.dependencies import broker_ok, cache_ok, database_ok
+
+
+def _state(ok: bool) -> str:
+    return "ok" if ok else "unavailable"
 
 
 @require_GET
 def healthz(request) -> JsonResponse:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DATABASE_ERRORS:
-        response = JsonResponse({"status": "unavailable", "database": "unavailable"}, status=503)
-        response["Retry-After"] = "5"
-        return response
-    return JsonResponse({"status": "ok", "database": "ok"})
+    database, cache, broker = database_ok(), cache_ok(), broker_ok()
+    if not database:
+        status = "unavailable"
+    elif cache and broker:
+        status = "ok"
+    else:
+        status = "degraded"
+    response = JsonResponse(
+        {"status": status, "database": _state(database), "cache": _state(cache), "broker": _state(broker)},
+        status=200 if database else 503,
+    )
+    if not database:
+        response["Retry-After"] = str(settings.API_UNAVAILABLE_RETRY_AFTER)
+    return response

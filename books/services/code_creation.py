@@ -317,12 +317,12 @@ def generation_request(
         job = job_create(
             tenant=book.tenant,
             kind=Job.Kind.GENERATE,
+            task=run_generation_job,
             actor=actor,
             total=count,
             book=book,
             params={"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings},
         )
-        transaction.on_commit(lambda: run_generation_job.delay(job.pk))
     return job
 
 
@@ -342,6 +342,7 @@ def upload_request(
         job = job_create(
             tenant=book.tenant,
             kind=Job.Kind.UPLOAD,
+            task=run_upload_job,
             actor=actor,
             total=len(normalized),
             book=book,
@@ -349,5 +350,4 @@ def upload_request(
         )
         # The list travels in the job's file (shared media storage), not in the broker message.
         job.file.save(f"upload-{job.pk}.txt", ContentFile("\n".join(normalized).encode()), save=True)
-        transaction.on_commit(lambda: run_upload_job.delay(job.pk))
     return job

@@ -2,6 +2,7 @@
 
 import pytest
 
+from books.tasks import run_generation_job, run_upload_job
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
@@ -19,22 +20,33 @@ def local_cache(settings):
 
 @pytest.fixture
 def job(tenant, book):
-    return job_create(tenant=tenant, kind=Job.Kind.GENERATE, actor=Actor.system("t"), total=10, book=book)
+    return job_create(
+        tenant=tenant, kind=Job.Kind.GENERATE, task=run_generation_job, actor=Actor.system("t"), total=10, book=book
+    )
 
 
 def test_job_create_stores_a_pending_job(tenant, book):
     job = job_create(
-        tenant=tenant, kind=Job.Kind.UPLOAD, actor=Actor(kind=Actor.STAFF, id="4"), total=7, book=book, params={"a": 1}
+        tenant=tenant,
+        kind=Job.Kind.UPLOAD,
+        task=run_upload_job,
+        actor=Actor(kind=Actor.STAFF, id="4"),
+        total=7,
+        book=book,
+        params={"a": 1},
     )
     job.refresh_from_db()
     assert (job.status, job.total, job.done, job.params) == (Job.Status.PENDING, 7, 0, {"a": 1})
     assert (job.actor_type, job.actor_id, job.tenant_id, job.book_id) == ("staff", "4", tenant.pk, book.pk)
+    assert (job.task, job.attempts, job.lease_expires_at) == ("books.tasks.run_upload_job", 0, None)
+    assert job.enqueued_at is not None
     assert not job.is_finished
 
 
 def test_a_job_is_claimed_once(job):
     claimed = job_claim(job_id=job.pk)
     assert claimed.status == Job.Status.RUNNING and claimed.started_at is not None
+    assert claimed.attempts == 1 and claimed.lease_expires_at > claimed.started_at and claimed.worker
     assert job_claim(job_id=job.pk) is None
 
 
