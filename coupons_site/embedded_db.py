@@ -33,6 +33,9 @@ from urllib.parse import quote
 
 DATABASE = "coupons"
 USER = "postgres"
+# The server opens no TCP port; the port only names its socket (.s.PGSQL.5432). Written into every URL so that a
+# PGPORT in the environment cannot send libpq to another socket.
+PORT = 5432
 PID_FILE = "postmaster.pid"
 # Settings of the throw-away test server: durability buys nothing for data that is deleted at the end of the run,
 # and without it every commit of the concurrency tests skips a disk flush.
@@ -51,7 +54,7 @@ def socket_dir(data_dir: Path) -> Path:
 
 def database_url(data_dir: Path, database: str = DATABASE) -> str:
     """The DATABASE_URL of the embedded server whose data is in `data_dir` (no connection is made)."""
-    return f"postgres://{USER}@{quote(str(socket_dir(data_dir)), safe='')}/{database}"
+    return f"postgres://{USER}@{quote(str(socket_dir(data_dir)), safe='')}:{PORT}/{database}"
 
 
 # --- Starting and stopping --------------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ def start(data_dir: Path, *, throwaway: bool = False) -> str:
 def _database_ensure(data_dir: Path) -> None:
     import psycopg
 
-    with psycopg.connect(host=str(socket_dir(data_dir)), user=USER, dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(host=str(socket_dir(data_dir)), port=PORT, user=USER, dbname="postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
 

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Smoke test of `make run` (called at the end of .ci/run): a fresh clone of the current commit, on the embedded
-# defaults (SQLite, filesystem broker: every DATABASE_URL / CELERY_* / REDIS_URL / DJANGO_* variable unset),
-# must serve the admin login page, accept a printed demo login, and run a task in its Celery worker; Ctrl-C
-# (SIGINT to its process group) must then stop everything it started. Bounded in time: it never hangs CI.
+# defaults (embedded PostgreSQL, filesystem broker: every DATABASE_URL / CELERY_* / REDIS_URL / DJANGO_* / PG*
+# variable unset), must serve the admin login page, accept a printed demo login, and run a task in its Celery
+# worker; Ctrl-C (SIGINT to its process group) must then stop everything it started, the embedded PostgreSQL
+# included. Bounded in time: it never hangs CI.
 #
 # SMOKE_REF (default HEAD) is the commit to test: only committed work is in a clone.
 # SMOKE_TIMEOUT (seconds, default 240) bounds the wait for the page; SMOKE_PORT (default 8000) is the port, and
 # when it is taken on this machine a free one is used instead, so a developer's own `make run` is never mistaken
 # for the one under test.
+# SMOKE_NETNS=1 runs make run in a network namespace of its own (unshare --net, as root), with only its own
+# loopback: the machine's PostgreSQL on 127.0.0.1:5432, its Redis and every other server are out of reach, as on
+# a machine that has none. The clone's virtualenv is installed before, outside, since PyPI is out of reach too.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 timeout_s=${SMOKE_TIMEOUT:-240}
 port=${SMOKE_PORT:-8000}
-work=$(mktemp -d "${TMPDIR:-/tmp}/coupons-smoke.XXXXXX")
+# Inside the namespace, the run continues in the folder the outer run prepared (SMOKE_IN_NETNS names it).
+work=${SMOKE_IN_NETNS:-$(mktemp -d "${TMPDIR:-/tmp}/coupons-smoke.XXXXXX")}
 clone=$work/clone
 log=$work/make-run.log
 pgid=""
@@ -60,11 +65,32 @@ fail() {
 }
 
 commit=$(git -C "$repo" rev-parse --verify "${SMOKE_REF:-HEAD}^{commit}")
-if [[ -z ${SMOKE_REF:-} && -n $(git -C "$repo" status --porcelain --untracked-files=no) ]]; then
-    say "note: the work tree has uncommitted changes; only commit ${commit:0:12} is tested"
+if [[ -z ${SMOKE_IN_NETNS:-} ]]; then
+    if [[ -z ${SMOKE_REF:-} && -n $(git -C "$repo" status --porcelain --untracked-files=no) ]]; then
+        say "note: the work tree has uncommitted changes; only commit ${commit:0:12} is tested"
+    fi
+    git clone --quiet "$repo" "$clone"
+    git -C "$clone" checkout --quiet --detach "$commit"
 fi
-git clone --quiet "$repo" "$clone"
-git -C "$clone" checkout --quiet --detach "$commit"
+
+# The project's variables are unset: a fresh machine has none of them (nor libpq's PG* defaults).
+unset_args=()
+for name in $(compgen -e); do
+    case $name in
+        DATABASE_URL | REDIS_URL | DB_CONN_MAX_AGE | CELERY_* | DJANGO_* | COUPONS_* | PYTEST_ADDOPTS | PG*) unset_args+=(-u "$name") ;;
+    esac
+done
+
+if [[ ${SMOKE_NETNS:-0} == 1 && -z ${SMOKE_IN_NETNS:-} ]]; then
+    say "installing the clone's virtualenv, then going on in a network namespace of its own"
+    (cd "$clone" && env "${unset_args[@]}" make install) >"$log" 2>&1 || fail "make install failed"
+    trap - EXIT INT TERM  # the run in the namespace takes over the folder and its cleanup
+    SMOKE_IN_NETNS=$work exec unshare --net -- bash -c 'ip link set lo up && exec bash "$0"' "$0"
+fi
+if [[ -n ${SMOKE_IN_NETNS:-} ]]; then
+    if port_busy 5432; then fail "127.0.0.1:5432 answers inside the network namespace"; fi
+    say "in a network namespace of its own: nothing answers on 127.0.0.1:5432 (the machine's PostgreSQL is out of reach)"
+fi
 
 if port_busy "$port"; then
     taken=$port
@@ -72,14 +98,6 @@ if port_busy "$port"; then
     say "port $taken is in use on this machine; serving on $port instead"
 fi
 url=http://127.0.0.1:$port
-
-# The project's variables are unset: a fresh machine has none of them.
-unset_args=()
-for name in $(compgen -e); do
-    case $name in
-        DATABASE_URL | REDIS_URL | DB_CONN_MAX_AGE | CELERY_* | DJANGO_* | COUPONS_* | PYTEST_ADDOPTS) unset_args+=(-u "$name") ;;
-    esac
-done
 
 say "make run in a fresh clone of ${commit:0:12} ($clone), serving on $url"
 # Job control gives the background job its own process group (pgid = its pid), as a terminal would, and leaves
@@ -102,6 +120,8 @@ done
 [[ $code == 200 ]] || fail "$url/admin/login/ did not answer 200 within $timeout_s s (last status $code)"
 grep -q 'name="password"' "$page" && grep -q csrfmiddlewaretoken "$page" || fail "$url/admin/login/ is not the admin login form"
 say "$url/admin/login/ answers 200 with the login form"
+grep -q '^Embedded PostgreSQL is up' "$log" || fail "make run did not start the embedded PostgreSQL"
+say "make run started the embedded PostgreSQL: $(grep -m1 '^Embedded PostgreSQL is up' "$log")"
 
 # 2. A demo login printed by make run opens the back office.
 password=$(sed -n 's/^ *admin  *password \([^ ]*\).*/\1/p' "$log" | head -n 1)

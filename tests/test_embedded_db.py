@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 def connect(data_dir: Path, dbname: str = embedded_db.DATABASE) -> psycopg.Connection:
-    return psycopg.connect(host=str(embedded_db.socket_dir(data_dir)), user="postgres", dbname=dbname, autocommit=True)
+    return psycopg.connect(
+        host=str(embedded_db.socket_dir(data_dir)), port=embedded_db.PORT, user="postgres", dbname=dbname, autocommit=True
+    )
 
 
 def postmaster_pid(data_dir: Path) -> int:
@@ -61,7 +63,7 @@ def data_dir():
 def test_start_creates_the_cluster_and_database_and_listens_on_no_tcp_port(data_dir):
     url = embedded_db.start(data_dir)
 
-    assert url == f"postgres://postgres@{str(data_dir.resolve()).replace('/', '%2F')}/coupons"
+    assert url == f"postgres://postgres@{str(data_dir.resolve()).replace('/', '%2F')}:5432/coupons"
     with connect(data_dir) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("coupons",)
         assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
@@ -133,7 +135,7 @@ def test_the_throwaway_server_is_removed_after_use_with_the_leftovers_of_a_kille
             leftover_server.wait(timeout=30)
             mine = base / str(os.getpid())
             assert socket_dir == mine.resolve()
-            with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres") as conn:
+            with psycopg.connect(host=str(socket_dir), port=embedded_db.PORT, user="postgres", dbname="postgres") as conn:
                 assert conn.execute("SHOW fsync").fetchone() == ("off",)
             server = psutil.Process(postmaster_pid(mine))
 
@@ -144,11 +146,11 @@ def test_the_throwaway_server_is_removed_after_use_with_the_leftovers_of_a_kille
 def test_database_url_follows_the_socket_directory_the_server_recorded(tmp_path):
     data_dir = tmp_path / "pgdata"
     data_dir.mkdir()
-    assert embedded_db.database_url(data_dir) == f"postgres://postgres@{str(data_dir).replace('/', '%2F')}/coupons"
+    assert embedded_db.database_url(data_dir) == f"postgres://postgres@{str(data_dir).replace('/', '%2F')}:5432/coupons"
 
     # A data directory whose path is too long for a unix socket gets its socket elsewhere, in postmaster.pid.
     (data_dir / "postmaster.pid").write_text("123\n/x\n1700000000\n5432\n/tmp/abc\n\n  1 2\nready\n")
-    assert embedded_db.database_url(data_dir) == "postgres://postgres@%2Ftmp%2Fabc/coupons"
+    assert embedded_db.database_url(data_dir) == "postgres://postgres@%2Ftmp%2Fabc:5432/coupons"
 
 
 @pytest.mark.parametrize(
