@@ -33,8 +33,9 @@ from urllib.parse import quote
 
 DATABASE = "coupons"
 USER = "postgres"
-# The server opens no TCP port; the port only names its socket (.s.PGSQL.5432). Written into every URL so that a
-# PGPORT in the environment cannot send libpq to another socket.
+# The server opens no TCP port; the port only names its socket (.s.PGSQL.5432). It is written into the cluster's
+# postgresql.conf and into every URL: a PGPORT in the environment would otherwise move the server, or libpq, to
+# another socket name.
 PORT = 5432
 PID_FILE = "postmaster.pid"
 # Settings of the throw-away test server: durability buys nothing for data that is deleted at the end of the run,
@@ -129,11 +130,11 @@ def start(data_dir: Path, *, throwaway: bool = False) -> str:
         if _running_postmaster(data_dir) is None:
             _leftovers_clear(data_dir)
         server = pgserver.get_server(data_dir, cleanup_mode=None, start=False)
-        if throwaway and not (data_dir / "PG_VERSION").exists():
+        if not (data_dir / "PG_VERSION").exists():
             server.ensure_pgdata_inited()  # initdb, so that the settings are in place before the first start
             with open(data_dir / "postgresql.conf", "a") as conf:
-                conf.write(THROWAWAY_SETTINGS)
-        server.start()  # initdb the first time; then starts the server, or finds it running
+                conf.write(f"port = {PORT}\n" + (THROWAWAY_SETTINGS if throwaway else ""))
+        server.start()  # starts the server, or finds it running
         if not throwaway:
             _database_ensure(data_dir)
     return database_url(data_dir)

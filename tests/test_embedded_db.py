@@ -123,7 +123,10 @@ def test_a_pid_file_naming_another_live_process_is_not_taken_for_the_server(data
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_the_throwaway_server_is_removed_after_use_with_the_leftovers_of_a_killed_session():
+def test_the_throwaway_server_is_removed_after_use_with_the_leftovers_of_a_killed_session(monkeypatch):
+    # libpq's variables of a developer's shell change nothing: the server's socket name is fixed.
+    monkeypatch.setenv("PGPORT", "1")
+    monkeypatch.setenv("PGHOST", "/nonexistent")
     with pg_folder() as folder:
         base = folder / "pytest-pg"
         leftover = base / str(dead_pid())
