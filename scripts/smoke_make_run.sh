@@ -84,6 +84,7 @@ done
 if [[ ${SMOKE_NETNS:-0} == 1 && -z ${SMOKE_IN_NETNS:-} ]]; then
     say "installing the clone's virtualenv, then going on in a network namespace of its own"
     (cd "$clone" && env "${unset_args[@]}" make install) >"$log" 2>&1 || fail "make install failed"
+    say "the clone's virtualenv is installed"
     trap - EXIT INT TERM  # the run in the namespace takes over the folder and its cleanup
     SMOKE_IN_NETNS=$work exec unshare --net -- bash -c 'ip link set lo up && exec bash "$0"' "$0"
 fi
