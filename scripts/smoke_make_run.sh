@@ -3,7 +3,8 @@
 # defaults (embedded PostgreSQL, filesystem broker: every DATABASE_URL / CELERY_* / REDIS_URL / DJANGO_* / PG*
 # variable unset), must serve the admin login page, accept a printed demo login, and run a task in its Celery
 # worker; Ctrl-C (SIGINT to its process group) must then stop everything it started, the embedded PostgreSQL
-# included. Bounded in time: it never hangs CI.
+# included. A second make run in the same clone must find the first one's data and serve again. Bounded in time:
+# it never hangs CI.
 #
 # SMOKE_REF (default HEAD) is the commit to test: only committed work is in a clone.
 # SMOKE_TIMEOUT (seconds, default 240) bounds the wait for the page; SMOKE_PORT (default 8000) is the port, and
@@ -100,42 +101,72 @@ if port_busy "$port"; then
 fi
 url=http://127.0.0.1:$port
 
-say "make run in a fresh clone of ${commit:0:12} ($clone), serving on $url"
 # Job control gives the background job its own process group (pgid = its pid), as a terminal would, and leaves
 # SIGINT as it is (a non-interactive shell would otherwise start it with SIGINT ignored).
-set -m
-(cd "$clone" && exec env "${unset_args[@]}" RUN_PORT="$port" make run) >"$log" 2>&1 &
-pgid=$!
-set +m
+make_run_start() {
+    set -m
+    (cd "$clone" && exec env "${unset_args[@]}" RUN_PORT="$port" make run) >"$log" 2>&1 &
+    pgid=$!
+    set +m
+}
 
-# 1. The admin login page answers, within the time bound.
-page=$work/login.html
+# The admin login page answers, within the time bound.
+login_page_wait() {
+    local page=$work/login.html code=000
+    while ((SECONDS < deadline)); do
+        group_alive || fail "make run ended before serving $url/admin/login/"
+        code=$(curl -s --max-time 5 -o "$page" -w '%{http_code}' "$url/admin/login/" || true)
+        [[ $code == 200 ]] && break
+        sleep 2
+    done
+    [[ $code == 200 ]] || fail "$url/admin/login/ did not answer 200 within $timeout_s s (last status $code)"
+    grep -q 'name="password"' "$page" && grep -q csrfmiddlewaretoken "$page" || fail "$url/admin/login/ is not the admin login form"
+    say "$url/admin/login/ answers 200 with the login form"
+    grep -q '^Embedded PostgreSQL is up' "$log" || fail "make run did not start the embedded PostgreSQL"
+    say "make run started the embedded PostgreSQL: $(grep -m1 '^Embedded PostgreSQL is up' "$log")"
+}
+
+# A demo login printed by make run opens the back office.
+demo_login_check() {
+    local password jar=$work/cookies csrf after
+    password=$(sed -n 's/^ *admin  *password \([^ ]*\).*/\1/p' "$log" | head -n 1)
+    [[ -n $password ]] || fail "make run printed no password for the demo user 'admin'"
+    rm -f "$jar"
+    curl -s --max-time 10 -c "$jar" -b "$jar" -o /dev/null "$url/admin/login/"
+    csrf=$(awk '$6 == "csrftoken" { print $7 }' "$jar")
+    after=$(curl -s --max-time 10 -c "$jar" -b "$jar" -o /dev/null -w '%{http_code} %{redirect_url}' \
+        -H "Referer: $url/admin/login/" --data-urlencode "csrfmiddlewaretoken=$csrf" \
+        --data-urlencode "username=admin" --data-urlencode "password=$password" --data-urlencode "next=/admin/" \
+        "$url/admin/login/" || true)
+    [[ $after == "302 $url/admin/" ]] || fail "logging in as the demo admin answered '$after', not a redirect to /admin/"
+    say "the demo login 'admin' printed by make run opens the back office"
+}
+
+# Ctrl-C stops everything make run started, the embedded PostgreSQL included (its cwd is in the clone).
+ctrl_c_check() {
+    local left
+    kill -INT -- "-$pgid"
+    for _ in $(seq 1 60); do
+        group_alive || break
+        sleep 0.5
+    done
+    if group_alive; then
+        left=$(ps -eo pid=,pgid=,args= | awk -v g="$pgid" '$2 == g' || true)
+        fail "30 s after SIGINT, processes of make run are still running: $left"
+    fi
+    left=$(clone_processes)
+    [[ -z $left ]] || fail "processes started from the clone outlived make run: $left"
+    wait "$pgid" 2>/dev/null || true
+    say "SIGINT stopped make run and everything it started; nothing is left running"
+}
+
+say "make run in a fresh clone of ${commit:0:12} ($clone), serving on $url"
 deadline=$((SECONDS + timeout_s))
-code=000
-while ((SECONDS < deadline)); do
-    group_alive || fail "make run ended before serving $url/admin/login/"
-    code=$(curl -s --max-time 5 -o "$page" -w '%{http_code}' "$url/admin/login/" || true)
-    [[ $code == 200 ]] && break
-    sleep 2
-done
-[[ $code == 200 ]] || fail "$url/admin/login/ did not answer 200 within $timeout_s s (last status $code)"
-grep -q 'name="password"' "$page" && grep -q csrfmiddlewaretoken "$page" || fail "$url/admin/login/ is not the admin login form"
-say "$url/admin/login/ answers 200 with the login form"
-grep -q '^Embedded PostgreSQL is up' "$log" || fail "make run did not start the embedded PostgreSQL"
-say "make run started the embedded PostgreSQL: $(grep -m1 '^Embedded PostgreSQL is up' "$log")"
-
-# 2. A demo login printed by make run opens the back office.
-password=$(sed -n 's/^ *admin  *password \([^ ]*\).*/\1/p' "$log" | head -n 1)
-[[ -n $password ]] || fail "make run printed no password for the demo user 'admin'"
-jar=$work/cookies
-curl -s --max-time 10 -c "$jar" -b "$jar" -o /dev/null "$url/admin/login/"
-csrf=$(awk '$6 == "csrftoken" { print $7 }' "$jar")
-after=$(curl -s --max-time 10 -c "$jar" -b "$jar" -o /dev/null -w '%{http_code} %{redirect_url}' \
-    -H "Referer: $url/admin/login/" --data-urlencode "csrfmiddlewaretoken=$csrf" \
-    --data-urlencode "username=admin" --data-urlencode "password=$password" --data-urlencode "next=/admin/" \
-    "$url/admin/login/" || true)
-[[ $after == "302 $url/admin/" ]] || fail "logging in as the demo admin answered '$after', not a redirect to /admin/"
-say "the demo login 'admin' printed by make run opens the back office"
+make_run_start
+# 1. The login page, and the embedded PostgreSQL behind it.
+login_page_wait
+# 2. A printed demo login.
+demo_login_check
 
 # 3. The worker runs a task sent through the broker (beat's own first tick comes only after 30 s).
 worker_log=$clone/var/log/celery-worker.log
@@ -150,18 +181,17 @@ done
 grep -q 'beat: Starting' "$clone/var/log/celery-beat.log" 2>/dev/null || fail "Celery beat did not start"
 say "the Celery worker ran books.tasks.expire_reservations; beat is running"
 
-# 4. Ctrl-C stops everything make run started.
-kill -INT -- "-$pgid"
-for _ in $(seq 1 60); do
-    group_alive || break
-    sleep 0.5
-done
-if group_alive; then
-    left=$(ps -eo pid=,pgid=,args= | awk -v g="$pgid" '$2 == g' || true)
-    fail "30 s after SIGINT, processes of make run are still running: $left"
-fi
-left=$(clone_processes)
-[[ -z $left ]] || fail "processes started from the clone outlived make run: $left"
-wait "$pgid" 2>/dev/null || true
-say "SIGINT stopped make run and everything it started; nothing is left running"
+# 4. Ctrl-C stops everything.
+ctrl_c_check
+
+# 5. A second make run reuses the data in var/: the same database, the demo not loaded again.
+log=$work/make-run-2.log
+say "make run again in the same clone"
+deadline=$((SECONDS + timeout_s))
+make_run_start
+login_page_wait
+grep -q 'Demo data is loaded already' "$log" || fail "the second make run did not find the demo data of the first"
+say "the second make run found the data of the first (the demo is not loaded twice)"
+demo_login_check
+ctrl_c_check
 say "OK"
