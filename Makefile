@@ -15,12 +15,14 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-## Set up (virtualenv, packages, database, demo data), print the logins, and serve the site on
-## http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops them all. RUN_HOST / RUN_PORT to change.
+## Set up (virtualenv, packages, the embedded PostgreSQL unless DATABASE_URL is set, demo data), print the logins,
+## and serve the site on http://127.0.0.1:8000 with a Celery worker and beat. Ctrl-C stops them all.
+## RUN_HOST / RUN_PORT to change.
 run: $(STAMP)
 	@bash scripts/run.sh
 
-## Set up and run the test suite (PostgreSQL when DATABASE_URL points at it). PYTEST_ARGS to narrow it.
+## Set up and run the test suite on PostgreSQL: DATABASE_URL's server, else a throw-away embedded one for the run.
+## PYTEST_ARGS to narrow it.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

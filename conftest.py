@@ -1,25 +1,31 @@
-"""Shared fixtures: tenants, actors, books and the PostgreSQL-only marker for concurrency tests."""
+"""Shared fixtures: the session's database server, tenants, actors and books."""
+
+import os
+from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from books.factories import CouponBookFactory, TenantFactory
 from core.actors import Actor
+from coupons_site import embedded_db
 
 # On CI a skipped test fails the run unless it is allow-listed (pytest_skip_policy.py, .ci/allowed_skips.txt).
 pytest_plugins = ["pytest_skip_policy"]
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `postgres` need real row locks; on SQLite they are skipped (CI always runs PostgreSQL)."""
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Without DATABASE_URL the session runs on a throw-away embedded PostgreSQL of its own, started only when a
+    test first needs the database; pytest-django then creates the test database on it. With DATABASE_URL, that
+    server is used, as everywhere."""
+    if os.environ.get("DATABASE_URL"):
+        yield
+        return
     from django.conf import settings
 
-    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL (CI does)")
-    for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+    with embedded_db.throwaway_server(Path(settings.VAR_DIR) / "pytest-pg") as socket_dir:
+        settings.DATABASES["default"]["HOST"] = str(socket_dir)
+        yield
 
 
 @pytest.fixture
@@ -40,11 +46,6 @@ def actor():
 @pytest.fixture
 def book(tenant):
     return CouponBookFactory(tenant=tenant)
-
-
-@pytest.fixture
-def is_postgres():
-    return connection.vendor == "postgresql"
 
 
 # --- Lost dependencies (issue 9): a cache or broker that refuses connections, without stopping a real server ----

@@ -2,8 +2,7 @@
 
 Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption. Every service
 that takes more than one of these takes them in this order, so two transactions can never each hold the lock the
-other waits for (no deadlock). Locks are row locks held to the end of the service's transaction; on SQLite,
-where select_for_update is a no-op, IMMEDIATE transactions serialise writers instead.
+other waits for (no deadlock). Locks are row locks held to the end of the service's transaction.
 
 Every lock is FOR NO KEY UPDATE (no_key=True), the lock PostgreSQL itself takes for an UPDATE that leaves the key
 alone, which is all these services ever do to a locked row. A plain FOR UPDATE would also block the FOR KEY SHARE
@@ -13,7 +12,6 @@ reservation and inserting its event, waited for the code held by a redeem that w
 and PostgreSQL broke the deadlock by failing one of them (books/tests/test_concurrency.py shows it).
 """
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from .models import BookUser, Code, CouponBook, Reservation
@@ -56,10 +54,9 @@ def free_codes_claim_qs(*, book: CouponBook) -> QuerySet[Code]:
     SKIP LOCKED lets N concurrent claimers take N different codes without waiting on each other; a plain
     FOR UPDATE would queue them all on the same first row.
     """
-    qs = Code.objects.filter(book=book, state=Code.State.FREE).order_by("shuffle")
-    if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=True, no_key=True)
-    return qs
+    return (
+        Code.objects.filter(book=book, state=Code.State.FREE).order_by("shuffle").select_for_update(skip_locked=True, no_key=True)
+    )
 
 
 def reservation_lock_qs() -> QuerySet[Reservation]:
@@ -68,11 +65,12 @@ def reservation_lock_qs() -> QuerySet[Reservation]:
 
 def expired_reservations_lock_qs() -> QuerySet[Reservation]:
     """Active reservations, locked without waiting: two expiry runs at once split the rows between them."""
-    qs = Reservation.objects.filter(status=Reservation.Status.ACTIVE).order_by("expires_at", "pk")
-    if connection.features.has_select_for_update_skip_locked:
-        # of=self: the expiry task joins the code and book for its events but must not lock those rows.
-        qs = qs.select_for_update(skip_locked=True, of=("self",), no_key=True)
-    return qs
+    # of=self: the expiry task joins the code and book for its events but must not lock those rows.
+    return (
+        Reservation.objects.filter(status=Reservation.Status.ACTIVE)
+        .order_by("expires_at", "pk")
+        .select_for_update(skip_locked=True, of=("self",), no_key=True)
+    )
 
 
 def redemption_lock_qs():

@@ -178,14 +178,9 @@ class JobHeartbeat:
         lease_until = timezone.now() + timedelta(seconds=_jobs_setting("LEASE_SECONDS"))
         done = min(self.done, job.total)
         try:
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute(self.RENEW_SQL, [lease_until, done, job.pk, Job.Status.RUNNING, job.attempts])
-                    renewed = cursor.rowcount
-            else:  # SQLite (the local default until it goes): one writer at a time, no row locks to skip
-                renewed = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts).update(
-                    lease_expires_at=lease_until, done=done
-                )
+            with connection.cursor() as cursor:
+                cursor.execute(self.RENEW_SQL, [lease_until, done, job.pk, Job.Status.RUNNING, job.attempts])
+                renewed = cursor.rowcount
             if not renewed:
                 # Skipped because the row is locked, or lost? A plain read never waits on the lock.
                 row = Job.objects.filter(pk=job.pk).values("status", "attempts").first()

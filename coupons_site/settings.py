@@ -1,7 +1,7 @@
 """Settings for the coupon service.
 
 Every value that differs per deployment comes from the environment, with a safe local default, so that
-`make run` works on a fresh machine (SQLite, a broker that needs no server) and production only sets variables.
+`make run` works on a fresh machine (embedded PostgreSQL, a broker that needs no server) and production only sets variables.
 """
 
 import os
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import dj_database_url
 
+from coupons_site import embedded_db
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Runtime files of the embedded default (SQLite database, broker folders, uploads, exports).
+# Runtime files of the embedded defaults (PostgreSQL data, broker folders, uploads, exports).
 VAR_DIR = Path(os.environ.get("COUPONS_VAR_DIR", BASE_DIR / "var"))
 
 
@@ -84,30 +86,15 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------------------
-# SQLite by default: WAL lets readers run beside the one writer, IMMEDIATE takes the write lock when a
-# transaction starts (so two services never both read then fail to upgrade), and the busy timeout makes a
-# waiting writer queue instead of failing at once. DATABASE_URL switches to PostgreSQL through psycopg 3.
+# PostgreSQL only, through psycopg 3. Without DATABASE_URL: the embedded server of `make run` (data in
+# var/pgdata, a unix socket, no TCP; coupons_site/embedded_db.py starts it, settings only say where it is).
+# `make test` without DATABASE_URL moves to a throw-away server of its own (conftest.py).
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))}
-    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        # Server-side parameters let psycopg 3 prepare the statements a connection repeats (the hot lock and
-        # redeem queries), sparing PostgreSQL a parse and plan each time.
-        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
-else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "coupons.sqlite3",
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
-    }
+DATABASE_URL = os.environ.get("DATABASE_URL", "") or embedded_db.database_url(VAR_DIR / "pgdata")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))}
+# Server-side parameters let psycopg 3 prepare the statements a connection repeats (the hot lock and redeem
+# queries), sparing PostgreSQL a parse and plan each time.
+DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool("DB_SERVER_SIDE_BINDING", True)
 # Services own their transactions (STYLE.md): a request never wraps them in one big transaction.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: migrate, load the demo data once, then serve the site with a Celery worker and beat beside it.
-# Ctrl-C (SIGINT), SIGTERM, or the end of any of the three processes stops everything this script started.
-# Safe to run again: migrate and seed_demo change nothing the second time, and the data stays in var/.
+# `make run`: start the embedded PostgreSQL (unless DATABASE_URL names a server), migrate, load the demo data once,
+# then serve the site with a Celery worker and beat beside it. Ctrl-C (SIGINT), SIGTERM, or the end of any of the
+# three processes stops everything this script started, the embedded PostgreSQL last.
+# Safe to run again: the database's data stays in var/pgdata, and migrate and seed_demo change nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +19,9 @@ if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
     exit 1
 fi
 
-$PY manage.py migrate --noinput
-echo
-$PY manage.py seed_demo --base-url "http://$HOST:$PORT"
-echo
-
 pids=()
 names=()
+embedded_db=""
 start() {  # start NAME LOGFILE COMMAND...: run a process in the background, remember it
     local name=$1 log=$2
     shift 2
@@ -36,26 +33,41 @@ start() {  # start NAME LOGFILE COMMAND...: run a process in the background, rem
 cleanup() {
     local status=$?
     trap - EXIT INT TERM HUP
-    ((${#pids[@]})) || exit "$status"
-    echo
-    echo "Stopping ${names[*]}..."
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    # Celery's warm shutdown lets a running task finish; after 20 s whatever is left is killed.
-    for _ in $(seq 1 40); do
-        local alive=0 pid
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.5
-    done
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    echo "Stopped."
+    if ((${#pids[@]})); then
+        echo
+        echo "Stopping ${names[*]}..."
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        # Celery's warm shutdown lets a running task finish; after 20 s whatever is left is killed.
+        for _ in $(seq 1 40); do
+            local alive=0 pid
+            for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+            ((alive)) || break
+            sleep 0.5
+        done
+        kill -KILL "${pids[@]}" 2>/dev/null || true
+        wait 2>/dev/null || true
+    fi
+    # PostgreSQL runs in a session of its own (Ctrl-C never reaches it): it is stopped here, after its clients.
+    if [[ -n $embedded_db ]]; then $PY -m coupons_site.embedded_db stop || true; fi
+    ((${#pids[@]})) && echo "Stopped."
     exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP  # the terminal went away
+
+# Without DATABASE_URL, the embedded PostgreSQL (coupons_site/embedded_db.py): started here, or reused when a
+# run that was killed left it running; settings find its socket under var/pgdata.
+if [[ -z ${DATABASE_URL:-} ]]; then
+    embedded_db=1
+    $PY -m coupons_site.embedded_db start
+fi
+
+$PY manage.py migrate --noinput
+echo
+$PY manage.py seed_demo --base-url "http://$HOST:$PORT"
+echo
 
 # The worker runs tasks in threads (no forked children to leave behind); beat is its own process, and there
 # is exactly one of it, as production requires. Their logs go to files so the logins above stay readable.

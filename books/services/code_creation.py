@@ -28,9 +28,9 @@ from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_pa
 from .events import event_record
 
 Progress = Callable[[int], None]
-# Rows per insert and per existence query: large enough to amortise round trips, small enough for SQLite's
-# limit on bound parameters.
-BATCH = 5000 if connection.vendor == "sqlite" else 20000
+# Codes per COPY, per existence query and per generation round: large enough to amortise round trips, small
+# enough to report progress often and keep each statement's parameter list modest.
+BATCH = 20000
 # A generation round that finds no new code this many times in a row means the pattern's space is used up.
 MAX_BARREN_ROUNDS = 20
 # A pattern with at most this many codes is generated from the list of its codes the tenant does not hold yet,
@@ -82,25 +82,16 @@ def _shuffle_keys(count: int) -> list[int]:
 
 
 def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
-    """Insert new free codes into the book. On PostgreSQL through COPY, the fastest bulk path it offers."""
+    """Insert new free codes into the book through COPY, the fastest bulk path PostgreSQL offers."""
     now = timezone.now()
     shuffles = _shuffle_keys(len(codes))
-    if connection.vendor == "postgresql":
-        columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
-        # COPY goes through psycopg's own cursor, past Django's wrapper: wrap_database_errors turns a clash on
-        # the unique index into Django's IntegrityError, which the callers handle.
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            with cursor.cursor.copy(f"COPY {Code._meta.db_table} ({columns}) FROM STDIN") as copy:
-                for code, shuffle in zip(codes, shuffles, strict=True):
-                    copy.write_row((book.tenant_id, book.pk, code, Code.State.FREE, book.uses_per_code, 0, shuffle, now))
-        return
-    Code.objects.bulk_create(
-        [
-            Code(tenant_id=book.tenant_id, book=book, code=code, max_uses=book.uses_per_code, shuffle=shuffle, created_at=now)
-            for code, shuffle in zip(codes, shuffles, strict=True)
-        ],
-        batch_size=BATCH,
-    )
+    columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
+    # COPY goes through psycopg's own cursor, past Django's wrapper: wrap_database_errors turns a clash on the
+    # unique index into Django's IntegrityError, which the callers handle.
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {Code._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for code, shuffle in zip(codes, shuffles, strict=True):
+                copy.write_row((book.tenant_id, book.pk, code, Code.State.FREE, book.uses_per_code, 0, shuffle, now))
 
 
 def _insert_batch(*, book: CouponBook, codes: list[str]) -> bool:

@@ -88,12 +88,8 @@ def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, acto
     code = claim.filter(shuffle__gte=start).first() or claim.filter(shuffle__lt=start).first()
     if code is None:
         raise ApplicationError("book_exhausted", "No free code is left in this book.", {"book": book.pk})
-    # Conditional update: on SQLite (no row locks) the state check in the WHERE is what guarantees one winner.
-    claimed = Code.objects.filter(pk=code.pk, state=Code.State.FREE).update(
-        state=Code.State.ASSIGNED, user_id=user_id, assigned_at=now
-    )
-    if claimed != 1:  # pragma: no cover - only reachable if a lock was bypassed
-        raise ApplicationError("book_exhausted", "No free code is left in this book.", {"book": book.pk})
+    # SKIP LOCKED handed this free code to this transaction alone, and the row stays locked until it ends.
+    Code.objects.filter(pk=code.pk).update(state=Code.State.ASSIGNED, user_id=user_id, assigned_at=now)
     # The row is locked and was just written: mirror the update instead of reading it back.
     code.state, code.user_id, code.assigned_at, code.book = Code.State.ASSIGNED, user_id, now, book
     event_record(book=book, code=code, kind=Event.Kind.ASSIGNED, actor=actor, user_id=user_id, data={"random": True})

@@ -1,8 +1,7 @@
 """Real concurrency against PostgreSQL: threads call the services at the same moment, and every limit holds.
 
-SQLite serialises writers and Django's TestCase wraps everything in one transaction, so both would hide races;
-these tests run only where DATABASE_URL points at PostgreSQL (CI always does), each in a transactional test
-database so the threads see each other's commits.
+Django's TestCase wraps everything in one transaction, which would hide races: these tests each run in a
+transactional test database, so the threads see each other's commits.
 """
 
 import random

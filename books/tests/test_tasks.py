@@ -1,9 +1,13 @@
 """Lock expiry: lazy (an expired hold stops counting at once) and the idempotent Celery task that tidies up.
 
-The last tests run the tasks in a real Celery worker (a thread of this process) through the Redis broker of
-CELERY_BROKER_URL, as production does; CI points that at Redis.
+The last tests run the tasks in a real Celery worker (a thread of this process) through Redis, as production
+does: the Redis of CELERY_BROKER_URL when it names one (CI), otherwise a private redis-server that the tests start
+on a free loopback port and stop, so that they run on a contributor's machine too.
 """
 
+import shutil
+import socket
+import subprocess
 import time
 from datetime import timedelta
 
@@ -140,12 +144,60 @@ def test_concurrent_expiry_runs_mark_each_reservation_once_with_one_event(tenant
 # --- A real worker through Redis -----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """CELERY_BROKER_URL when it is Redis; otherwise a private redis-server of this module (no disk writes)."""
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        yield settings.CELERY_BROKER_URL
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("These tests run a Celery worker through Redis: install it with apt-get install -y redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + WORKER_WAIT_SECONDS
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        client.close()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def broker_use(app, url: str, transport_options: dict) -> None:
+    """Point the project's Celery app at another broker. _after_fork is Celery's own way to drop the connection
+    pools of the app (as after a fork); the next publish connects to the new URL."""
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = transport_options
+    app._after_fork()
+
+
 @pytest.fixture
-def redis_worker(settings):
+def redis_worker(redis_url):
     """A Celery worker of the project app, consuming from the Redis broker, in a thread of this process."""
-    if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip(f"needs CELERY_BROKER_URL=redis://... (CI sets it); it is {settings.CELERY_BROKER_URL!r}")
     from coupons_site.celery import app
+
+    configured = (app.conf.broker_url, app.conf.broker_transport_options)
 
     def close_worker_connection(**kwargs):
         # Runs in the worker's thread after each task: that thread's connection must not outlive the test, or
@@ -153,12 +205,14 @@ def redis_worker(settings):
         connection.close()
 
     task_postrun.connect(close_worker_connection, weak=False)
-    app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
+    broker_use(app, redis_url, {})
     try:
+        app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
         with start_worker(app, perform_ping_check=False, shutdown_timeout=30):
             yield app
     finally:
         task_postrun.disconnect(close_worker_connection)
+        broker_use(app, *configured)
 
 
 def wait_for(check) -> bool:
