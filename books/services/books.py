@@ -14,6 +14,7 @@ from core.exceptions import ApplicationError
 from tenants.models import Tenant
 
 from .. import lock_objects
+from ..inputs import clean_moment
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
 
@@ -53,7 +54,7 @@ def _clean_datetime(field: str, value: Any) -> datetime | None:
         raise _bad(field, f"{field} must be an ISO 8601 date and time.")
     if timezone.is_naive(value):
         value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value
+    return clean_moment(value, field=field)
 
 
 def _clean_limit(field: str, value: Any) -> int | None:
