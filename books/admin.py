@@ -13,11 +13,18 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from import_export.admin import ImportMixin
-from import_export.formats.base_formats import CSV, XLSX
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
-from backoffice.code_upload import CodeConfirmImportForm, CodeImportForm, CodeUploadResource, dataset_code_strings
+from backoffice.code_upload import (
+    CodeConfirmImportForm,
+    CodeCSV,
+    CodeImportForm,
+    CodeUploadResource,
+    CodeXLSX,
+    dataset_code_strings,
+    preview_file_remove,
+)
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -341,7 +348,7 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     actions = ("void_codes", "unassign_codes", "release_reservations")
     readonly_fields = ("history",)
     # django-import-export: upload of codes (CSV, XLSX) with its preview; the confirm step calls upload_request.
-    import_formats = [CSV, XLSX]
+    import_formats = [CodeCSV, CodeXLSX]  # bounded, streaming readers (books.parsers), as in the API
     resource_classes = [CodeUploadResource]
     import_form_class = CodeImportForm
     confirm_form_class = CodeConfirmImportForm
@@ -469,6 +476,31 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     def get_import_resource_kwargs(self, request, **kwargs):
         data = getattr(kwargs.get("form"), "cleaned_data", None) or {}
         return {"book": data.get("book"), "skip_duplicates": bool(data.get("skip_duplicates"))}
+
+    def write_to_tmp_storage(self, import_file, input_format):
+        # import-export joins the chunks with `data += chunk` (quadratic on a large file): once, here.
+        tmp_storage = self.get_tmp_storage_class()(
+            encoding=None, read_mode=input_format.get_read_mode(), **self.get_tmp_storage_class_kwargs()
+        )
+        tmp_storage.save(b"".join(import_file.chunks()))
+        return tmp_storage
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        # The readers' own message (a bound, a damaged file) rather than import-export's generic one.
+        form.add_error("import_file", str(e) if isinstance(e, ValueError) and str(e) else "The file cannot be read.")
+
+    def import_action(self, request, **kwargs):
+        """The preview. A file that gets no confirm step (refused, unreadable) is deleted at once; a confirmed one is
+        deleted by import-export after the import; one left at the preview is purged by beat (backoffice.tasks)."""
+        response = super().import_action(request, **kwargs)
+        context = getattr(response, "context_data", None) or {}
+        form = context.get("form")
+        # The uploaded file object carries the stored copy's name (a read error removes it from cleaned_data).
+        upload = form.files.get("import_file") if form is not None else None
+        name = getattr(upload, "tmp_storage_name", None)
+        if name and not context.get("confirm_form"):
+            preview_file_remove(self, name)
+        return response
 
     def process_dataset(self, dataset, form, request, **kwargs):
         """The confirm step: the whole list to the upload service (all or nothing; a job above 10,000)."""

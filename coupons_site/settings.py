@@ -237,6 +237,13 @@ COUPONS = {
     "SYNC_CODES_LIMIT": int(os.environ.get("COUPONS_SYNC_CODES_LIMIT", "10000")),
     # Largest single generation or upload request.
     "MAX_CODES_PER_REQUEST": 5_000_000,
+    # Uploaded files (books/parsers.py): an XLSX's parts inflate to at most this many bytes in total (5,000,000 codes
+    # written by openpyxl take about 420 MB), and no large part more than this many times its compressed size.
+    "UPLOAD_MAX_INFLATED_BYTES": int(os.environ.get("COUPONS_UPLOAD_MAX_INFLATED_BYTES", str(512 * 1024 * 1024))),
+    "UPLOAD_MAX_INFLATE_RATIO": 100,
+    # A file that reads to more than this many bytes (a CSV's size, an XLSX's inflated size) is parsed in the
+    # upload job, not in the request: about 40,000 codes of an XLSX, more of a CSV.
+    "SYNC_UPLOAD_BYTES": int(os.environ.get("COUPONS_SYNC_UPLOAD_BYTES", str(4 * 1024 * 1024))),
     # Warn when a random guess would hit a valid code with a chance above 1 in this many.
     "GUESS_WARNING_RATIO": 10_000,
 }
@@ -342,6 +349,12 @@ INSTALLED_APPS += ["backoffice"]
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"  # importing codes needs books.add_code
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True  # one upload can hold millions of codes; the book's event records it
+# A preview file left unconfirmed this long is deleted by beat (a confirmed or refused one at once).
+IMPORT_PREVIEW_MAX_AGE_HOURS = int(os.environ.get("COUPONS_IMPORT_PREVIEW_MAX_AGE_HOURS", "6"))
+CELERY_BEAT_SCHEDULE["purge-import-previews"] = {
+    "task": "backoffice.tasks.purge_import_previews",
+    "schedule": timedelta(hours=1),
+}
 # Redemption exports above this many rows run as a Celery job that ends in a download link (SPEC: 50,000).
 COUPONS_EXPORT_SYNC_ROWS = int(os.environ.get("COUPONS_EXPORT_SYNC_ROWS", "50000"))
 # Rows fetched per database round trip while an export streams (memory stays flat whatever the row count).
