@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: turns database unavailability anywhere in a request into a 503 JSON answer.
     "core.middleware.ServiceErrorMiddleware",
+    # A NUL byte in the path or query string is a 400 here, before any view or filter (PostgreSQL cannot hold it).
+    "core.middleware.NulByteMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

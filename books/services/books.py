@@ -113,7 +113,7 @@ def _clean_fields(values: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in value):
                 raise _bad(field, "product_ids must be a list of product ids (strings).")
             value = [str(p).strip() for p in value]
-            if len(value) > 10_000 or any(not p or len(p) > 255 for p in value):
+            if len(value) > 10_000 or any(not p or len(p) > 255 or "\x00" in p for p in value):
                 raise _bad(field, "product_ids holds at most 10,000 non-empty ids of up to 255 characters.")
         elif field in ("valid_from", "valid_until"):
             value = _clean_datetime(field, value)
