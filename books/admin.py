@@ -6,6 +6,7 @@ the (tenant, code) unique index) with confirmed actions: void, unassign, release
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponseRedirect
@@ -41,9 +42,10 @@ from core.models import Job
 
 from .inputs import normalize_code
 from .models import Code, CouponBook, Event, Reservation
+from .parsers import upload_inspect
 from .selectors import book_stats, code_history
 from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_update
-from .services.code_creation import CreationResult, generation_request, upload_request
+from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
 
 
@@ -299,9 +301,8 @@ class CouponBookAdmin(TenantScopedAdmin):
 def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):
     """After generate or upload: a job goes to its progress page; a done request back to the book's codes."""
     if isinstance(outcome, Job):
-        modeladmin.message_user(
-            request, f"{outcome.total:,} codes are being processed as job #{outcome.pk}; this page shows its progress."
-        )
+        what = f"{outcome.total:,} codes are" if outcome.total else "The file is"
+        modeladmin.message_user(request, f"{what} being processed as job #{outcome.pk}; this page shows its progress.")
         return HttpResponseRedirect(job_url(outcome))
     text = f"{verb} {outcome.created:,} code(s) in “{book}”."
     if outcome.skipped_count:
@@ -491,7 +492,13 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
 
     def import_action(self, request, **kwargs):
         """The preview. A file that gets no confirm step (refused, unreadable) is deleted at once; a confirmed one is
-        deleted by import-export after the import; one left at the preview is purged by beat (backoffice.tasks)."""
+        deleted by import-export after the import; one left at the preview is purged by beat (backoffice.tasks).
+
+        A file too large to read within a request's time skips the preview: it goes to an upload job at once (the
+        same as the API), whose page shows its progress and, at the end, what was imported or why nothing was."""
+        large = self._large_upload(request)
+        if large is not None:
+            return large
         response = super().import_action(request, **kwargs)
         context = getattr(response, "context_data", None) or {}
         form = context.get("form")
@@ -501,6 +508,29 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
         if name and not context.get("confirm_form"):
             preview_file_remove(self, name)
         return response
+
+    def _large_upload(self, request):
+        if request.method != "POST" or not self.has_import_permission(request):
+            return None
+        form = self.create_import_form(request)
+        if not form.is_valid():
+            return None
+        upload = form.cleaned_data["import_file"]
+        if upload_inspect(upload, upload.name or "").inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
+            return None
+        book = form.cleaned_data["book"]
+        try:
+            job = upload_file_request(
+                book=book,
+                file=upload,
+                filename=upload.name or "",
+                actor=staff_actor(request),
+                skip_duplicates=form.cleaned_data["skip_duplicates"],
+            )
+        except ApplicationError as exc:
+            self.message_user(request, f"Nothing was imported: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:books_code_import") + f"?book={book.pk}")
+        return creation_response(self, request, job, book=book, verb="Uploaded")
 
     def process_dataset(self, dataset, form, request, **kwargs):
         """The confirm step: the whole list to the upload service (all or nothing; a job above 10,000)."""

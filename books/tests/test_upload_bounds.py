@@ -166,3 +166,24 @@ def test_an_admin_import_of_a_bomb_keeps_the_process_peak_memory_flat(client, te
     assert result["status"] == 200 and "inflates" in result["body"]
     assert result["peak_after_kib"] - result["peak_before_kib"] < PEAK_GROWTH_LIMIT_KIB, result
     assert not Code.objects.filter(book=book).exists()
+
+
+@pytest.mark.django_db
+def test_a_large_admin_upload_skips_the_preview_and_runs_as_a_job(client, book, settings, django_capture_on_commit_callbacks):
+    from core.models import Job
+    from coupons_site.celery import app
+
+    settings.COUPONS = {**settings.COUPONS, "SYNC_UPLOAD_BYTES": 1000}
+    logged_in(client, book.tenant, Role.MARKETING)
+    data = xlsx_of([["code"]] + [[f"BIG-{n:05d}"] for n in range(500)])
+    previous, app.conf.task_always_eager = app.conf.task_always_eager, True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = _admin_import(client, book, data)
+    finally:
+        app.conf.task_always_eager = previous
+    job = Job.objects.get(book=book)
+    assert answer.status_code == 302 and answer["Location"] == reverse("admin:core_job_change", args=[job.pk])
+    job.refresh_from_db()
+    assert (job.status, job.total) == ("succeeded", 500)
+    assert Code.objects.filter(book=book).count() == 500
