@@ -6,8 +6,8 @@ Scopes (rates in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], read on ever
   others behind the same address), and `auth_address` per address whatever the client id (rotating made-up client
   ids does not lift the limit). The address is read behind the configured proxies (core.addresses).
 - `lookup_failed`: code look-ups that answered 404 code_not_found, per end user (the `user_id` a client sends, or
-  the end-user token's subject), and `lookup_failed_client` for all of a client's look-ups together, far higher and
-  logged when reached. Each look-up takes a slot before it runs and gives it back unless it missed, so a parallel
+  the end-user token's subject), and `lookup_failed_client` for all of a client's look-ups together (for end-user
+  tokens: all those of one signing key), far higher and logged when reached. Each look-up takes a slot before it runs and gives it back unless it missed, so a parallel
   burst of guesses never gets more than the limit through; a caller at the limit is refused on every code look-up,
   existing codes included, so a refusal tells nothing about which codes exist.
 """
@@ -112,8 +112,10 @@ class FailedLookupThrottle(_LimitsThrottle):
             if hit is not None:
                 taken.append((item, f"lookup_failed:{ident}", hit))
                 refused = not hit.allowed
-        if not refused and principal.client is not None:
-            ident = f"{tenant_scope}:{principal.client.client_id}"
+        if not refused:
+            # The ceiling of the whole integration: its API client, or for end users the login service's key.
+            owner = principal.client.client_id if principal.client is not None else f"key:{principal.key_id}"
+            ident = f"{tenant_scope}:{owner}"
             hit, item = self._take("lookup_failed_client", ident)
             if hit is not None:
                 taken.append((item, f"lookup_failed_client:{ident}", hit))
@@ -122,7 +124,7 @@ class FailedLookupThrottle(_LimitsThrottle):
                     logger.warning(
                         "API client %s reached its client-wide failed code look-up ceiling (%s); its look-ups are "
                         "refused until the window ends",
-                        principal.client.client_id,
+                        owner,
                         api_settings.DEFAULT_THROTTLE_RATES.get("lookup_failed_client"),
                     )
         request._lookup_slots = taken

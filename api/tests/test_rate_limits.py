@@ -226,3 +226,11 @@ def test_the_api_keeps_answering_with_the_cache_down(api, make_code, settings, m
     assert_error(api.get("/api/v1/codes/GUESS-1/validate/?user_id=eve"), 404, "code_not_found")
     assert_error(api.get("/api/v1/codes/GUESS-2/validate/?user_id=eve"), 404, "code_not_found")
     assert_error(api.get("/api/v1/codes/GUESS-3/validate/?user_id=eve"), 429, "throttled")
+
+
+def test_end_users_of_one_signing_key_share_the_client_wide_ceiling(signing_key, settings):
+    rates(settings, lookup_failed="100/min", lookup_failed_client="3/min")
+    statuses = [
+        bearer(end_user_token(signing_key, f"user-{n}")).get(f"/api/v1/codes/GUESS-{n}/validate/").status_code for n in range(5)
+    ]
+    assert statuses == [404, 404, 404, 429, 429]
