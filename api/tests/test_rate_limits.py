@@ -234,3 +234,64 @@ def test_end_users_of_one_signing_key_share_the_client_wide_ceiling(signing_key,
         bearer(end_user_token(signing_key, f"user-{n}")).get(f"/api/v1/codes/GUESS-{n}/validate/").status_code for n in range(5)
     ]
     assert statuses == [404, 404, 404, 429, 429]
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own on a free port (never the shared one), and a way to stop and restart it."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed for this test"
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    processes = []
+
+    def start():
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the private redis-server did not start")
+
+    def kill():
+        processes[-1].kill()
+        processes[-1].wait()
+
+    start()
+    yield {"url": f"redis://127.0.0.1:{port}/0", "kill": kill, "start": start}
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_killed_redis_degrades_to_memory_and_the_restarted_one_is_used_again(private_redis, monkeypatch, caplog):
+    from limits.storage import storage_from_string
+
+    storage = storage_from_string(private_redis["url"], socket_connect_timeout=0.25, socket_timeout=0.5)
+    counters = ResilientLimiter(storage)
+    item = RateLimitItemPerMinute(100)
+    assert counters.hit(item, "k").count == 1 and storage.get(item.key_for("k")) == 1
+    private_redis["kill"]()
+    with caplog.at_level(logging.WARNING, logger="api.ratelimit"):
+        assert counters.hit(item, "k").allowed  # counted in memory, no exception
+        assert counters.hit(item, "k").allowed
+    assert counters.degraded
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+    private_redis["start"]()
+    counters._retry_at = 0.0  # the retry interval has passed
+    assert counters.hit(item, "k").allowed
+    assert not counters.degraded and storage.get(item.key_for("k")) == 1  # an empty restarted Redis counts again
