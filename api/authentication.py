@@ -7,6 +7,8 @@
   `kid` names that key (which names the tenant); it must carry `sub` (the end user's id) and `exp`.
 """
 
+import re
+
 import jwt
 from django.conf import settings
 from django.utils import timezone
@@ -23,6 +25,8 @@ from .principals import Principal
 from .services import CLIENT_CLAIM, TENANT_CLAIM
 
 MAX_TOKEN_LENGTH = 8192
+# The kid of a registered key (api.services: "euk_" and hex); anything else is refused before any query.
+KID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LEEWAY_SECONDS = 30
 
 
@@ -63,7 +67,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         return Principal(tenant=client.tenant, client=client), token.payload
 
     def _end_user(self, raw: str, kid: object):
-        if not isinstance(kid, str) or not 1 <= len(kid) <= 64:
+        if not isinstance(kid, str) or not KID_RE.fullmatch(kid):
             raise AuthenticationFailed("The token's kid does not name a signing key.")
         key = EndUserSigningKey.objects.select_related("tenant").filter(kid=kid, is_active=True).first()
         if key is None:

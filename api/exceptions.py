@@ -90,9 +90,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     request = context.get("request")
     if isinstance(exc, ApplicationError) and exc.code == "code_not_found" and view is not None and request is not None:
         # Failed look-ups of codes count towards the stricter throttle that stops guessing.
-        from .throttling import FailedLookupThrottle
+        from .throttling import failed_lookup_record
 
-        FailedLookupThrottle.record_failure(request, view)
+        failed_lookup_record(request)
     return response
 
 

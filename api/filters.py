@@ -8,10 +8,9 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 
+from books.inputs import clean_day
 from books.models import Code, CouponBook
-
-# Dates a caller may name: far enough from datetime's limits that a day's bounds in any time zone exist.
-MIN_YEAR, MAX_YEAR = 2, 9998
+from core.exceptions import ApplicationError
 
 
 class BookFilter(django_filters.FilterSet):
@@ -32,8 +31,10 @@ class BookFilter(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
     def filter_active_on(self, queryset, name, value):
-        if not MIN_YEAR <= value.year <= MAX_YEAR:
-            raise ValidationError({"active_on": [f"Use a date between the years {MIN_YEAR} and {MAX_YEAR}."]})
+        try:
+            clean_day(value, field="active_on")
+        except ApplicationError as exc:
+            raise ValidationError({"active_on": [exc.message]}) from None
         tz = self.request.user.tenant.zoneinfo if self.request is not None else timezone.get_current_timezone()
         start = timezone.make_aware(datetime.combine(value, time.min), tz)
         end = start + timedelta(days=1)

@@ -7,13 +7,13 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from books.inputs import MAX_USER_ID_LENGTH
+from books.inputs import MAX_USER_ID_LENGTH, clean_day, clean_moment
 from books.models import Code, CouponBook, Reservation
 from books.services.books import EDITABLE_FIELDS
+from core.exceptions import ApplicationError
 from core.models import Job
 from redemptions.models import Redemption
 
-from .filters import MAX_YEAR, MIN_YEAR
 from .models import EndUserSigningKey
 from .schema import USE_RULES, ErrorBody
 from .services import MIN_HS256_SECRET
@@ -308,16 +308,11 @@ class PeriodBoundField(serializers.Field):
         if not isinstance(data, str) or len(data) > 64:
             self.fail("invalid")
         parsed_dt = serializers.DateTimeField().run_validation if "T" in data or " " in data.strip() else None
-        if parsed_dt is not None:
-            try:
-                return parsed_dt(data)
-            except serializers.ValidationError:
-                self.fail("invalid")
         try:
-            day = serializers.DateField().run_validation(data)
-        except serializers.ValidationError:
-            self.fail("invalid")
-        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            if parsed_dt is not None:
+                return clean_moment(parsed_dt(data), field=self.field_name)
+            day = clean_day(serializers.DateField().run_validation(data), field=self.field_name)
+        except (serializers.ValidationError, ApplicationError):
             self.fail("invalid")
         tz = self.context["tenant"].zoneinfo
         if self.end:

@@ -2,6 +2,7 @@
 
 from django.urls import path, re_path
 
+from . import converters  # noqa: F401 - registers the user_id and kid converters
 from .views import auth, books, codes, jobs, redemptions
 from .views.errors import not_found_json
 
@@ -9,7 +10,7 @@ urlpatterns = [
     path("auth/token/", auth.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/refresh/", auth.TokenRefreshView.as_view(), name="api-token-refresh"),
     path("end-user-keys/", auth.SigningKeyListView.as_view(), name="api-signing-keys"),
-    path("end-user-keys/<str:kid>/", auth.SigningKeyDetailView.as_view(), name="api-signing-key"),
+    path("end-user-keys/<kid:kid>/", auth.SigningKeyDetailView.as_view(), name="api-signing-key"),
     path("books/", books.BookListView.as_view(), name="api-books"),
     path("books/<int:book_id>/", books.BookDetailView.as_view(), name="api-book"),
     path("books/<int:book_id>/stats/", books.BookStatsView.as_view(), name="api-book-stats"),
@@ -23,7 +24,7 @@ urlpatterns = [
     path("codes/<str:code>/unlock/", codes.CodeUnlockView.as_view(), name="api-code-unlock"),
     path("codes/<str:code>/redeem/", codes.CodeRedeemView.as_view(), name="api-code-redeem"),
     path("codes/<str:code>/validate/", codes.CodeValidateView.as_view(), name="api-code-validate"),
-    path("users/<str:user_id>/codes/", codes.UserCodesView.as_view(), name="api-user-codes"),
+    path("users/<user_id:user_id>/codes/", codes.UserCodesView.as_view(), name="api-user-codes"),
     path("redemptions/", redemptions.RedemptionListView.as_view(), name="api-redemptions"),
     path("redemptions/export/", redemptions.RedemptionExportView.as_view(), name="api-redemptions-export"),
     path("redemptions/<int:redemption_id>/reverse/", redemptions.RedemptionReverseView.as_view(), name="api-redemption-reverse"),

@@ -8,19 +8,50 @@ does not save rows one by one through import-export: it hands the whole list to 
 in one transaction (or, above 10,000 codes, queues a job).
 """
 
+import tablib
 from django import forms
 from django.core.exceptions import ValidationError
 from import_export import fields, resources
+from import_export.formats.base_formats import CSV, XLSX
 from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.results import Error, Result, RowResult
 
 from books.inputs import is_valid_code, normalize_code
 from books.models import Code, CouponBook
+from books.parsers import codes_from_file, upload_inspect
+from core.exceptions import ApplicationError
 
 # Valid rows listed in the preview, and bad rows listed in the error report (the totals count them all).
 PREVIEW_ROWS = 500
 LISTED_ERRORS = 1000
 _EXISTING_BATCH = 5000
+
+
+class _BoundedCodeFile:
+    """The file formats of the upload: read by books.parsers, with the API's bounds (inflated size, rows) and in a
+    stream, instead of tablib's reading of every cell of every row into memory. The dataset holds the code column."""
+
+    def is_binary(self):
+        return True
+
+    def get_read_mode(self):
+        return "rb"
+
+    def create_dataset(self, in_stream, **kwargs):
+        data = in_stream if isinstance(in_stream, bytes) else str(in_stream).encode()
+        try:
+            codes = codes_from_file(data=data, filename=f"upload.{self.get_extension()}")
+        except ApplicationError as exc:
+            raise ValueError(exc.message) from None
+        return tablib.Dataset(*[(code,) for code in codes], headers=["code"])
+
+
+class CodeCSV(_BoundedCodeFile, CSV):
+    pass
+
+
+class CodeXLSX(_BoundedCodeFile, XLSX):
+    pass
 
 
 def dataset_codes(dataset) -> list[object] | None:
@@ -131,6 +162,25 @@ class CodeImportForm(ImportForm):
         "(otherwise such a file is refused whole).",
     )
     field_order = ["book", "import_file", "format", "skip_duplicates", "resource"]
+
+    def clean_import_file(self):
+        """The API's bounds before the file is stored or read: its size, and an XLSX's inflated size and rows."""
+        upload = self.cleaned_data["import_file"]
+        try:
+            upload_inspect(upload, upload.name or "")
+        except ApplicationError as exc:
+            raise ValidationError(exc.message) from None
+        upload.seek(0)
+        return upload
+
+
+def preview_file_remove(model_admin, name: str) -> None:
+    """Delete a stored preview file of the import (django-import-export's temporary storage)."""
+    storage = model_admin.get_tmp_storage_class()(name=name, read_mode="rb", **model_admin.get_tmp_storage_class_kwargs())
+    try:
+        storage.remove()
+    except FileNotFoundError:
+        pass
 
 
 class CodeConfirmImportForm(ConfirmImportForm):

@@ -59,12 +59,16 @@ def _gunicorn() -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-http-" + os.urandom(32).hex(),
+        "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on 127.0.0.1
         # Throttle counters and the like in Redis, as in production (the local default is a file cache).
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10"),
         "API_RATE_AUTH": "1000000/min",
         "API_RATE_READ": "100000000/min",
         "API_RATE_WRITE": "100000000/min",
         "API_RATE_LOOKUP_FAILED": "100000000/min",
+        "API_RATE_LOOKUP_FAILED_CLIENT": "100000000/min",
+        "API_RATE_AUTH_ADDRESS": "1000000/min",
     }
     process = subprocess.Popen(
         [

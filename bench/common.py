@@ -1,6 +1,7 @@
 """Shared set-up for the benchmarks: a dedicated PostgreSQL database, clean tables, timing and the results table."""
 
 import os
+import secrets
 import statistics
 import time
 from contextlib import contextmanager
@@ -19,6 +20,9 @@ def django_setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coupons_site.settings")
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.setdefault("DJANGO_DEBUG", "false")  # DEBUG records every query: not how production runs
+    # Production settings refuse the published development key; plain HTTP on 127.0.0.1 (no HTTPS redirect).
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-" + secrets.token_urlsafe(48))
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
     import dj_database_url
     import psycopg
 

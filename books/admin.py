@@ -6,6 +6,7 @@ the (tenant, code) unique index) with confirmed actions: void, unassign, release
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponseRedirect
@@ -13,11 +14,18 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from import_export.admin import ImportMixin
-from import_export.formats.base_formats import CSV, XLSX
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
-from backoffice.code_upload import CodeConfirmImportForm, CodeImportForm, CodeUploadResource, dataset_code_strings
+from backoffice.code_upload import (
+    CodeConfirmImportForm,
+    CodeCSV,
+    CodeImportForm,
+    CodeUploadResource,
+    CodeXLSX,
+    dataset_code_strings,
+    preview_file_remove,
+)
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -34,9 +42,10 @@ from core.models import Job
 
 from .inputs import normalize_code
 from .models import Code, CouponBook, Event, Reservation
+from .parsers import upload_inspect
 from .selectors import book_stats, code_history
 from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_update
-from .services.code_creation import CreationResult, generation_request, upload_request
+from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
 
 
@@ -292,9 +301,8 @@ class CouponBookAdmin(TenantScopedAdmin):
 def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):
     """After generate or upload: a job goes to its progress page; a done request back to the book's codes."""
     if isinstance(outcome, Job):
-        modeladmin.message_user(
-            request, f"{outcome.total:,} codes are being processed as job #{outcome.pk}; this page shows its progress."
-        )
+        what = f"{outcome.total:,} codes are" if outcome.total else "The file is"
+        modeladmin.message_user(request, f"{what} being processed as job #{outcome.pk}; this page shows its progress.")
         return HttpResponseRedirect(job_url(outcome))
     text = f"{verb} {outcome.created:,} code(s) in “{book}”."
     if outcome.skipped_count:
@@ -341,7 +349,7 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     actions = ("void_codes", "unassign_codes", "release_reservations")
     readonly_fields = ("history",)
     # django-import-export: upload of codes (CSV, XLSX) with its preview; the confirm step calls upload_request.
-    import_formats = [CSV, XLSX]
+    import_formats = [CodeCSV, CodeXLSX]  # bounded, streaming readers (books.parsers), as in the API
     resource_classes = [CodeUploadResource]
     import_form_class = CodeImportForm
     confirm_form_class = CodeConfirmImportForm
@@ -469,6 +477,60 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     def get_import_resource_kwargs(self, request, **kwargs):
         data = getattr(kwargs.get("form"), "cleaned_data", None) or {}
         return {"book": data.get("book"), "skip_duplicates": bool(data.get("skip_duplicates"))}
+
+    def write_to_tmp_storage(self, import_file, input_format):
+        # import-export joins the chunks with `data += chunk` (quadratic on a large file): once, here.
+        tmp_storage = self.get_tmp_storage_class()(
+            encoding=None, read_mode=input_format.get_read_mode(), **self.get_tmp_storage_class_kwargs()
+        )
+        tmp_storage.save(b"".join(import_file.chunks()))
+        return tmp_storage
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        # The readers' own message (a bound, a damaged file) rather than import-export's generic one.
+        form.add_error("import_file", str(e) if isinstance(e, ValueError) and str(e) else "The file cannot be read.")
+
+    def import_action(self, request, **kwargs):
+        """The preview. A file that gets no confirm step (refused, unreadable) is deleted at once; a confirmed one is
+        deleted by import-export after the import; one left at the preview is purged by beat (backoffice.tasks).
+
+        A file too large to read within a request's time skips the preview: it goes to an upload job at once (the
+        same as the API), whose page shows its progress and, at the end, what was imported or why nothing was."""
+        large = self._large_upload(request)
+        if large is not None:
+            return large
+        response = super().import_action(request, **kwargs)
+        context = getattr(response, "context_data", None) or {}
+        form = context.get("form")
+        # The uploaded file object carries the stored copy's name (a read error removes it from cleaned_data).
+        upload = form.files.get("import_file") if form is not None else None
+        name = getattr(upload, "tmp_storage_name", None)
+        if name and not context.get("confirm_form"):
+            preview_file_remove(self, name)
+        return response
+
+    def _large_upload(self, request):
+        if request.method != "POST" or not self.has_import_permission(request):
+            return None
+        form = self.create_import_form(request)
+        if not form.is_valid():
+            return None
+        upload = form.cleaned_data["import_file"]
+        if upload_inspect(upload, upload.name or "").inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
+            return None
+        book = form.cleaned_data["book"]
+        try:
+            job = upload_file_request(
+                book=book,
+                file=upload,
+                filename=upload.name or "",
+                actor=staff_actor(request),
+                skip_duplicates=form.cleaned_data["skip_duplicates"],
+            )
+        except ApplicationError as exc:
+            self.message_user(request, f"Nothing was imported: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:books_code_import") + f"?book={book.pk}")
+        return creation_response(self, request, job, book=book, verb="Uploaded")
 
     def process_dataset(self, dataset, form, request, **kwargs):
         """The confirm step: the whole list to the upload service (all or nothing; a job above 10,000)."""

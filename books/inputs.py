@@ -5,6 +5,7 @@ code before anything is read or written.
 """
 
 import re
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -14,6 +15,12 @@ from core.exceptions import ApplicationError
 CODE_RE = re.compile(r"^[A-Z0-9_-]{3,64}$")
 MAX_USER_ID_LENGTH = 255
 MAX_AMOUNT = Decimal("999999999999.99")
+# Every date or time a client or staff member sends must be one every time zone can show: a day's bounds and a
+# moment's local time must exist for Python (years 1 to 9999) in any tenant's zone, or PostgreSQL would store a
+# value that Django cannot read back (and every page listing that row would fail). A year of margin on each side.
+MIN_YEAR, MAX_YEAR = 2, 9998
+EARLIEST = datetime(MIN_YEAR, 1, 1, tzinfo=UTC)
+LATEST = datetime(MAX_YEAR, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def normalize_code(value: object) -> str:
@@ -75,3 +82,27 @@ def clean_ttl(value: object, *, default: int) -> int:
             "invalid_input", f"ttl_seconds must be a whole number from {bounds[0]} to {bounds[1]}.", {"field": "ttl_seconds"}
         )
     return ttl
+
+
+def _out_of_range(field: str) -> ApplicationError:
+    return ApplicationError(
+        "invalid_input", f"{field} must be a date between the years {MIN_YEAR} and {MAX_YEAR}.", {"field": field}
+    )
+
+
+def clean_moment(value: datetime, *, field: str) -> datetime:
+    """An aware date and time within the years every time zone can show; anything else is invalid_input."""
+    try:
+        moment = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise _out_of_range(field) from None
+    if not EARLIEST <= moment <= LATEST:
+        raise _out_of_range(field)
+    return value
+
+
+def clean_day(value: date, *, field: str) -> date:
+    """A calendar day within the same years (its midnight in any time zone exists)."""
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise _out_of_range(field)
+    return value

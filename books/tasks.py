@@ -6,6 +6,7 @@ from core.actors import Actor
 from core.services import job_run
 
 from .models import CouponBook
+from .parsers import codes_from_file
 from .services.code_creation import codes_generate, codes_upload
 from .services.codes import reservations_expire
 
@@ -42,8 +43,16 @@ def run_generation_job(job_id: int) -> None:
 def run_upload_job(job_id: int) -> None:
     def work(job, report):
         book = CouponBook.objects.get(pk=job.book_id)
+        file_format = job.params.get("file_format")
         with job.file.open("rb") as handle:
-            codes = handle.read().decode().split("\n")
+            if file_format:  # the uploaded CSV/XLSX itself, parsed here within the same bounds as a request
+                codes = codes_from_file(file=handle, filename=f"upload.{file_format}")
+            else:  # a list already checked by the request, one code a line
+                codes = handle.read().decode().split("\n")
+        if not job.total:
+            # Never an UPDATE of the job row here: the work's transaction would hold that row, and the heartbeat
+            # (which skips a locked row) could not renew the lease. The heartbeat and the finish copy it.
+            job.total = len(codes)
         result = codes_upload(
             book=book, codes=codes, actor=_actor(job), skip_duplicates=job.params.get("skip_duplicates", False), progress=report
         )

@@ -6,7 +6,7 @@ import logging
 from django.conf import settings
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 
 logger = logging.getLogger("django.request")
 
@@ -61,3 +61,25 @@ class ServiceErrorMiddleware:
             got_request_exception.send(sender=self.__class__, request=request)
             return server_error_response()
         return None
+
+
+class NulByteMiddleware:
+    """Refuses a request whose path or query string holds a NUL byte: 400, before any view reads it.
+
+    PostgreSQL cannot store or compare text holding NUL (psycopg raises), so such a value reaching any filter, look-up
+    or path parameter would be a 500. One check here covers every route and every admin filter.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values
+        ):
+            if is_api_path(request.path):
+                return JsonResponse(
+                    {"error": {"code": "invalid_input", "message": "The URL holds a NUL byte.", "details": {}}}, status=400
+                )
+            return HttpResponseBadRequest("The URL holds a NUL byte.")
+        return self.get_response(request)

@@ -129,7 +129,8 @@ def job_progress(*, job: Job) -> int:
 
 
 class JobHeartbeat:
-    """Renews a running job's lease, and copies its progress to the row, every HEARTBEAT_SECONDS.
+    """Renews a running job's lease, and copies its progress (and its total, which a job reading its input
+    learns as it runs) to the row, every HEARTBEAT_SECONDS.
 
     It runs in a thread, so it has a database connection of its own: the job's work holds an open transaction
     on the main connection, and a renewal written there would be invisible until the work commits. The renewal
@@ -138,7 +139,7 @@ class JobHeartbeat:
     """
 
     RENEW_SQL = f"""
-        UPDATE {Job._meta.db_table} SET lease_expires_at = %s, done = %s
+        UPDATE {Job._meta.db_table} SET lease_expires_at = %s, done = %s, total = %s
         WHERE id = (SELECT id FROM {Job._meta.db_table} WHERE id = %s AND status = %s AND attempts = %s FOR UPDATE SKIP LOCKED)
     """
 
@@ -179,7 +180,7 @@ class JobHeartbeat:
         done = min(self.done, job.total)
         try:
             with connection.cursor() as cursor:
-                cursor.execute(self.RENEW_SQL, [lease_until, done, job.pk, Job.Status.RUNNING, job.attempts])
+                cursor.execute(self.RENEW_SQL, [lease_until, done, job.total, job.pk, Job.Status.RUNNING, job.attempts])
                 renewed = cursor.rowcount
             if not renewed:
                 # Skipped because the row is locked, or lost? A plain read never waits on the lock.
@@ -231,6 +232,7 @@ def _job_finish(*, job: Job, status: str, result: dict, error: str = "", done: i
     fields = {"status": status, "result": result, "error": error, "finished_at": timezone.now(), "lease_expires_at": None}
     if done is not None:
         fields["done"] = done
+        fields["total"] = job.total  # a work that learns its total (an upload's file) sets job.total
     owned = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
     return bool(owned.update(**fields))
 

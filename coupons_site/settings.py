@@ -30,9 +30,21 @@ def env_list(name: str, default: str) -> list[str]:
 
 # --- Core -------------------------------------------------------------------------------------------------
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-# The default key only serves local development; production sets DJANGO_SECRET_KEY.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-local-development-key-change-me-in-production")
+# Off unless asked for: `make run` (scripts/run.sh) and the tests (pytest.ini) turn it on themselves, so a process
+# started any other way (gunicorn, celery, manage.py on a server) runs with production behaviour.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The development key is published in this file and also signs API tokens: it is accepted only with DEBUG on.
+DEVELOPMENT_SECRET_KEY = "insecure-local-development-key-change-me-in-production"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set (or is the published development key) and DJANGO_DEBUG is off: refusing to "
+            "start. Set DJANGO_SECRET_KEY to a long random value (or DJANGO_DEBUG=1 on a development machine)."
+        )
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
@@ -58,6 +70,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: turns database unavailability anywhere in a request into a 503 JSON answer.
     "core.middleware.ServiceErrorMiddleware",
+    # A NUL byte in the path or query string is a 400 here, before any view or filter (PostgreSQL cannot hold it).
+    "core.middleware.NulByteMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +80,23 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- HTTPS and proxies (production) ------------------------------------------------------------------------
+# Each comes from the environment; with DEBUG off the defaults are the safe ones (see README "Security").
+# SECURE_PROXY_SSL_HEADER: "HTTP_X_FORWARDED_PROTO,https" when a TLS-terminating proxy sets that header (only then:
+# a client could send it itself otherwise).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", not DEBUG)
+_proxy_ssl_header = env_list("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if len(_proxy_ssl_header) == 2 else None
+# Proxies in front of the service that append to X-Forwarded-For (0: none; the address is REMOTE_ADDR). Rate
+# limits (DRF's NUM_PROXIES) and the admin sign-in lockout (django-axes) read the client's address through it.
+TRUSTED_PROXY_COUNT = int(os.environ.get("DJANGO_TRUSTED_PROXY_COUNT", "0"))
 
 ROOT_URLCONF = "coupons_site.urls"
 WSGI_APPLICATION = "coupons_site.wsgi.application"
@@ -104,8 +135,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # and worker. Redis when REDIS_URL is set; otherwise a file cache, which every local process shares.
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# A dead Redis must cost milliseconds, not a hung request: short connect and read timeouts (seconds).
+REDIS_SOCKET_OPTIONS = {
+    "socket_connect_timeout": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.25")),
+    "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "0.5")),
+}
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": dict(REDIS_SOCKET_OPTIONS),
+        }
+    }
 else:
     CACHES = {
         "default": {
@@ -117,9 +159,23 @@ else:
 # --- Auth and i18n ----------------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "tenants.passwords.NotOnlyWhitespaceValidator"},
 ]
+# Admin sign-in lockout (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one user name from one address,
+# that pair is refused (429) for AXES_COOLOFF_TIME, whatever the password. Attempts are stored in the database.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "core.addresses.client_address"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -220,6 +276,13 @@ COUPONS = {
     "SYNC_CODES_LIMIT": int(os.environ.get("COUPONS_SYNC_CODES_LIMIT", "10000")),
     # Largest single generation or upload request.
     "MAX_CODES_PER_REQUEST": 5_000_000,
+    # Uploaded files (books/parsers.py): an XLSX's parts inflate to at most this many bytes in total (5,000,000 codes
+    # written by openpyxl take about 420 MB), and no large part more than this many times its compressed size.
+    "UPLOAD_MAX_INFLATED_BYTES": int(os.environ.get("COUPONS_UPLOAD_MAX_INFLATED_BYTES", str(512 * 1024 * 1024))),
+    "UPLOAD_MAX_INFLATE_RATIO": 100,
+    # A file that reads to more than this many bytes (a CSV's size, an XLSX's inflated size) is parsed in the
+    # upload job, not in the request: about 40,000 codes of an XLSX, more of a CSV.
+    "SYNC_UPLOAD_BYTES": int(os.environ.get("COUPONS_SYNC_UPLOAD_BYTES", str(4 * 1024 * 1024))),
     # Warn when a random guess would hit a valid code with a chance above 1 in this many.
     "GUESS_WARNING_RATIO": 10_000,
 }
@@ -242,15 +305,20 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsApiClient"],
     "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ClientScopeThrottle", "api.throttling.FailedLookupThrottle"],
-    # Requests per client and scope. Every rate can be changed per deployment; counters live in the default
-    # cache (Redis when REDIS_URL is set), so every web process counts together.
+    # Requests per caller and scope (see api/throttling.py). Every rate can be changed per deployment; counters are
+    # atomic (`limits`, fixed one-minute windows) in Redis when REDIS_URL is set, so every web process counts together.
     "DEFAULT_THROTTLE_RATES": {
+        # Token requests per address and client id tried; and per address whatever the client id.
         "auth": os.environ.get("API_RATE_AUTH", "30/min"),
+        "auth_address": os.environ.get("API_RATE_AUTH_ADDRESS", "300/min"),
         "read": os.environ.get("API_RATE_READ", "1200/min"),
         "write": os.environ.get("API_RATE_WRITE", "600/min"),
-        # Failed code look-ups (404 code_not_found) of one client: stops guessing codes by brute force.
+        # Failed code look-ups (404 code_not_found) per end user: stops guessing codes by brute force.
         "lookup_failed": os.environ.get("API_RATE_LOOKUP_FAILED", "30/min"),
+        # ... and per API client, all its end users together: a far higher ceiling, logged when reached.
+        "lookup_failed_client": os.environ.get("API_RATE_LOOKUP_FAILED_CLIENT", "1000/min"),
     },
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["api.parsers.ApiJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.ApiContentNegotiation",
@@ -322,6 +390,12 @@ INSTALLED_APPS += ["backoffice"]
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"  # importing codes needs books.add_code
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True  # one upload can hold millions of codes; the book's event records it
+# A preview file left unconfirmed this long is deleted by beat (a confirmed or refused one at once).
+IMPORT_PREVIEW_MAX_AGE_HOURS = int(os.environ.get("COUPONS_IMPORT_PREVIEW_MAX_AGE_HOURS", "6"))
+CELERY_BEAT_SCHEDULE["purge-import-previews"] = {
+    "task": "backoffice.tasks.purge_import_previews",
+    "schedule": timedelta(hours=1),
+}
 # Redemption exports above this many rows run as a Celery job that ends in a download link (SPEC: 50,000).
 COUPONS_EXPORT_SYNC_ROWS = int(os.environ.get("COUPONS_EXPORT_SYNC_ROWS", "50000"))
 # Rows fetched per database round trip while an export streams (memory stays flat whatever the row count).

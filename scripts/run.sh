@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# DEBUG is off unless asked for (settings.py); `make run` is the local development server, so it asks.
+export DJANGO_DEBUG=${DJANGO_DEBUG:-1}
+
 PY=.venv/bin/python
 CELERY=.venv/bin/celery
 HOST=${RUN_HOST:-127.0.0.1}

@@ -13,6 +13,7 @@ failure). Exit status 1 when an invariant breaks.
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,6 +36,8 @@ DB_NAME = "coupons_scale"
 ENV = {
     **os.environ,
     "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(48),
+    "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on 127.0.0.1
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "COUPONS_EXPIRY_INTERVAL": "5",
     "DB_CONN_MAX_AGE": "60",
@@ -43,6 +46,8 @@ ENV = {
     "API_RATE_READ": "1000000/min",
     "API_RATE_WRITE": "1000000/min",
     "API_RATE_LOOKUP_FAILED": "1000000/min",
+    "API_RATE_LOOKUP_FAILED_CLIENT": "1000000/min",
+    "API_RATE_AUTH_ADDRESS": "100000/min",
     "PYTHONUNBUFFERED": "1",
 }
 DURATION = float(os.environ.get("SCALE_SECONDS", "60"))

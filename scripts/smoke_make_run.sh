@@ -170,7 +170,7 @@ demo_login_check
 
 # 3. The worker runs a task sent through the broker (beat's own first tick comes only after 30 s).
 worker_log=$clone/var/log/celery-worker.log
-(cd "$clone" && env "${unset_args[@]}" .venv/bin/python -c \
+(cd "$clone" && env "${unset_args[@]}" DJANGO_DEBUG=1 .venv/bin/python -c \
     'from coupons_site.celery import app; app.send_task("books.tasks.expire_reservations")') \
     || fail "could not send a task to the broker"
 until grep -q 'books.tasks.expire_reservations\[.*\] succeeded' "$worker_log" 2>/dev/null; do

@@ -4,7 +4,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import check_password, get_hasher, make_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -79,10 +79,26 @@ def api_client_create(*, tenant: Tenant, name: str) -> IssuedClient:
     return IssuedClient(client=client, secret=secret)
 
 
+_dummy_hashes: dict[str, str] = {}
+
+
+def _dummy_secret_hash() -> str:
+    """A hash of a random secret with the current default hasher (computed once per hasher)."""
+    algorithm = get_hasher().algorithm
+    if algorithm not in _dummy_hashes:
+        _dummy_hashes[algorithm] = make_password(secrets.token_urlsafe(32))
+    return _dummy_hashes[algorithm]
+
+
 def api_client_authenticate(*, client_id: str, secret: str) -> ApiClient | None:
     """The active client with these credentials, its last-used time refreshed; None when they do not match."""
     client = ApiClient.objects.select_related("tenant").filter(client_id=client_id, is_active=True).first()
-    if client is None or not check_password(secret, client.secret_hash):
+    if client is None:
+        # Hash anyway, so an unknown client id costs what a wrong secret does: timing tells nothing about which
+        # ids exist.
+        check_password(secret, _dummy_secret_hash())
+        return None
+    if not check_password(secret, client.secret_hash):
         return None
     ApiClient.objects.filter(pk=client.pk).update(last_used_at=timezone.now())
     return client

@@ -127,7 +127,13 @@ def test_a_database_outage_during_an_api_call_answers_503_json(api, active_book)
 def low_rates(settings):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"auth": "3/min", "read": "3/min", "write": "2/min", "lookup_failed": "2/min"},
+        "DEFAULT_THROTTLE_RATES": {
+            "auth": "3/min",
+            "read": "3/min",
+            "write": "2/min",
+            "lookup_failed": "2/min",
+            "lookup_failed_client": "2/min",
+        },
     }
 
 

@@ -6,10 +6,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from books.models import CouponBook
-from books.parsers import codes_from_file
 from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
 from books.services.books import book_archive, book_create, book_update
-from books.services.code_creation import CreationResult, generation_request, upload_request
+from books.services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from books.services.codes import code_assign_random
 
 from .. import examples
@@ -182,17 +181,23 @@ class CodesUploadView(ApiView):
         responses={201: CreationOutput, 202: JobOutput},
     )
     def post(self, request, book_id):
+        # The book first: nothing of a file is read for a book the caller cannot upload into.
+        book = book_get(tenant=self.tenant, book_id=book_id)
         if request.content_type.startswith("multipart/") or request.content_type.startswith("application/x-www-form"):
             data = self.parse(UploadFileInput, request.data)
             upload = data["file"]
-            codes = codes_from_file(data=upload.read(), filename=upload.name or "")
-        else:
-            data = self.parse(UploadJsonInput, request.data)
-            codes = data["codes"]
-        book = book_get(tenant=self.tenant, book_id=book_id)
+
+            def run(key):
+                result = upload_file_request(
+                    book=book, file=upload, filename=upload.name or "", actor=self.actor, skip_duplicates=data["skip_duplicates"]
+                )
+                return creation_response(result, request)
+
+            return idempotent(request, run)
+        data = self.parse(UploadJsonInput, request.data)
 
         def run(key):
-            result = upload_request(book=book, codes=codes, actor=self.actor, skip_duplicates=data["skip_duplicates"])
+            result = upload_request(book=book, codes=data["codes"], actor=self.actor, skip_duplicates=data["skip_duplicates"])
             return creation_response(result, request)
 
         return idempotent(request, run)

@@ -27,12 +27,18 @@ from ..serializers import (
     ValidateQuery,
     ValidationOutput,
 )
+from ..throttling import failed_lookup_settle
 from .base import ApiView
 
 
 class _CodeView(ApiView):
     # A look-up of an unknown code counts towards the failed look-up throttle (stops guessing).
     counts_failed_lookups = True
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # The look-up's reserved throttle slots go back unless it answered code_not_found.
+        failed_lookup_settle(request)
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class CodeDetailView(_CodeView):

@@ -14,6 +14,7 @@ from core.exceptions import ApplicationError
 from tenants.models import Tenant
 
 from .. import lock_objects
+from ..inputs import clean_moment
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
 
@@ -53,7 +54,7 @@ def _clean_datetime(field: str, value: Any) -> datetime | None:
         raise _bad(field, f"{field} must be an ISO 8601 date and time.")
     if timezone.is_naive(value):
         value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value
+    return clean_moment(value, field=field)
 
 
 def _clean_limit(field: str, value: Any) -> int | None:
@@ -112,7 +113,7 @@ def _clean_fields(values: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in value):
                 raise _bad(field, "product_ids must be a list of product ids (strings).")
             value = [str(p).strip() for p in value]
-            if len(value) > 10_000 or any(not p or len(p) > 255 for p in value):
+            if len(value) > 10_000 or any(not p or len(p) > 255 or "\x00" in p for p in value):
                 raise _bad(field, "product_ids holds at most 10,000 non-empty ids of up to 255 characters.")
         elif field in ("valid_from", "valid_until"):
             value = _clean_datetime(field, value)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from core.services import job_create
 from .. import lock_objects
 from ..inputs import is_valid_code, normalize_code
 from ..models import Code, CouponBook, Event
+from ..parsers import codes_from_file, upload_inspect
 from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
 from .events import event_record
 
@@ -341,4 +342,33 @@ def upload_request(
         )
         # The list travels in the job's file (shared media storage), not in the broker message.
         job.file.save(f"upload-{job.pk}.txt", ContentFile("\n".join(normalized).encode()), save=True)
+    return job
+
+
+def upload_file_request(
+    *, book: CouponBook, file, filename: str, actor: Actor, skip_duplicates: bool = False
+) -> CreationResult | Job:
+    """An uploaded CSV/XLSX file: its bounds checked at once (a refusal leaves nothing behind); a small file parsed
+    and uploaded like a list, a large one stored with a job that parses and imports it (its parse would not fit
+    in a request's time)."""
+    shape = upload_inspect(file, filename)
+    if shape.inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
+        codes = codes_from_file(file=file, filename=filename)
+        return upload_request(book=book, codes=codes, actor=actor, skip_duplicates=skip_duplicates)
+    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
+        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    from ..tasks import run_upload_job
+
+    with transaction.atomic():
+        job = job_create(
+            tenant=book.tenant,
+            kind=Job.Kind.UPLOAD,
+            actor=actor,
+            total=0,  # known once the job has read the file
+            book=book,
+            params={"skip_duplicates": bool(skip_duplicates), "file_format": shape.format},
+            task=run_upload_job,
+        )
+        file.seek(0)
+        job.file.save(f"upload-{job.pk}.{shape.format}", File(file), save=True)
     return job
