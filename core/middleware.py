@@ -74,12 +74,18 @@ class NulByteMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if "\x00" in request.path or any(
-            "\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values
-        ):
+        field = (
+            "path"
+            if "\x00" in request.path
+            else next(
+                (key for key, values in request.GET.lists() if "\x00" in key or any("\x00" in value for value in values)), None
+            )
+        )
+        if field is not None:
+            message = "The URL holds a NUL byte."
             if is_api_path(request.path):
-                return JsonResponse(
-                    {"error": {"code": "invalid_input", "message": "The URL holds a NUL byte.", "details": {}}}, status=400
-                )
-            return HttpResponseBadRequest("The URL holds a NUL byte.")
+                # invalid_input's documented details: the first invalid input and each of them (README, Error codes).
+                details = {"field": field, "errors": [{"field": field, "message": message}]}
+                return JsonResponse({"error": {"code": "invalid_input", "message": message, "details": details}}, status=400)
+            return HttpResponseBadRequest(message)
         return self.get_response(request)
