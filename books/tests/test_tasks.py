@@ -5,9 +5,6 @@ does: the Redis of CELERY_BROKER_URL when it names one (CI), otherwise a private
 on a free loopback port and stop, so that they run on a contributor's machine too.
 """
 
-import shutil
-import socket
-import subprocess
 import time
 from datetime import timedelta
 
@@ -144,56 +141,8 @@ def test_concurrent_expiry_runs_mark_each_reservation_once_with_one_event(tenant
 # --- A real worker through Redis -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """CELERY_BROKER_URL when it is Redis; otherwise a private redis-server of this module (no disk writes)."""
-    from django.conf import settings
-
-    if settings.CELERY_BROKER_URL.startswith("redis://"):
-        yield settings.CELERY_BROKER_URL
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("These tests run a Celery worker through Redis: install it with apt-get install -y redis-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + WORKER_WAIT_SECONDS
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        client.close()
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def broker_use(app, url: str, transport_options: dict) -> None:
-    """Point the project's Celery app at another broker. _after_fork is Celery's own way to drop the connection
-    pools of the app (as after a fork); the next publish connects to the new URL."""
-    app.conf.broker_url = url
-    app.conf.broker_transport_options = transport_options
-    app._after_fork()
-
-
 @pytest.fixture
-def redis_worker(redis_url):
+def redis_worker(redis_broker_url, celery_broker_use):
     """A Celery worker of the project app, consuming from the Redis broker, in a thread of this process."""
     from coupons_site.celery import app
 
@@ -205,14 +154,14 @@ def redis_worker(redis_url):
         connection.close()
 
     task_postrun.connect(close_worker_connection, weak=False)
-    broker_use(app, redis_url, {})
+    celery_broker_use(app, redis_broker_url, {})
     try:
         app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
         with start_worker(app, perform_ping_check=False, shutdown_timeout=30):
             yield app
     finally:
         task_postrun.disconnect(close_worker_connection)
-        broker_use(app, *configured)
+        celery_broker_use(app, *configured)
 
 
 def wait_for(check) -> bool:

@@ -47,12 +47,13 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def worker_process(django_db_setup, tmp_path_factory):
-    """A Celery worker process on the test database; its log is printed when a test fails."""
+def worker_process(django_db_setup, tmp_path_factory, redis_broker_url, celery_broker_use):
+    """A Celery worker process on the test database and the Redis broker (CI's, or a private one); its log is
+    printed when a test fails."""
     from coupons_site.celery import app
 
-    if not django_settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip(f"needs CELERY_BROKER_URL=redis://... (CI sets it); it is {django_settings.CELERY_BROKER_URL!r}")
+    configured = (app.conf.broker_url, app.conf.broker_transport_options)
+    celery_broker_use(app, redis_broker_url, {})
     media = tmp_path_factory.mktemp("media")
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
@@ -61,6 +62,7 @@ def worker_process(django_db_setup, tmp_path_factory):
         "DB_CONN_MAX_AGE": "0",  # no connection outlives a task: the test database can be dropped at the end
         "DJANGO_MEDIA_ROOT": str(media),
         "PYTHONUNBUFFERED": "1",
+        "CELERY_BROKER_URL": redis_broker_url,
     }
     app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
     name = f"test-{os.getpid()}@localhost"
@@ -81,6 +83,7 @@ def worker_process(django_db_setup, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        celery_broker_use(app, *configured)
 
 
 @pytest.fixture
