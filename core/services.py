@@ -18,6 +18,7 @@ from core.actors import Actor
 from core.exceptions import ApplicationError
 
 from .models import Job
+from .signals import job_finished
 
 logger = logging.getLogger(__name__)
 PROGRESS_TTL = 24 * 3600
@@ -86,3 +87,4 @@ def _job_finish(*, job: Job, status: str, result: dict, error: str = "", done: i
         if done is not None:
             fields["done"] = done
         Job.objects.filter(pk=job.pk).update(**fields)
+        job_finished.send(sender=Job, job=Job.objects.get(pk=job.pk))

@@ -27,7 +27,7 @@ class Command(BaseCommand):
                 "(or with --allow-without-debug on a machine nobody else can reach)."
             )
         with application_errors():
-            seed = demo_seed()
+            seed = demo_seed(base_url=base_url)
         out = self.stdout
         if seed.created:
             out.write(
