@@ -307,6 +307,8 @@ WEBHOOKS_STRANDED_SECONDS = int(os.environ.get("WEBHOOKS_STRANDED_SECONDS", "30"
 WEBHOOKS_DEMO_RECEIVER = env_bool("WEBHOOKS_DEMO_RECEIVER", DEBUG)
 # Sends the deliveries that are due: retries whose backoff has passed, and deliveries whose message or worker was
 # lost. Every 10 seconds, so a retry is at most that late and a lost message delays a delivery by well under a minute.
+# httpx logs every request at INFO: one line per delivery attempt, which the attempt log already records.
+LOGGING.setdefault("loggers", {})["httpx"] = {"level": "WARNING"}
 CELERY_BEAT_SCHEDULE["sweep-webhook-deliveries"] = {
     "task": "webhooks.tasks.sweep_deliveries",
     "schedule": timedelta(seconds=int(os.environ.get("WEBHOOKS_SWEEP_INTERVAL", "10"))),

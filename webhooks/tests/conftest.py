@@ -93,3 +93,22 @@ def endpoint(tenant, receiver):
 def verify(received: Received, secret: str) -> dict:
     """Verify as the tenant's receiver would, with the reference implementation; returns the parsed body."""
     return Webhook(secret).verify(received.body, received.headers)
+
+
+@pytest.fixture
+def eager_celery():
+    """Celery tasks run in the calling process (queued on commit, as in production)."""
+    from coupons_site.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def wakes(monkeypatch):
+    """Catches the Celery wake-ups queued on commit (instead of sending them to the broker)."""
+    woken: list[list[int]] = []
+    monkeypatch.setattr("webhooks.services.deliveries_wake", lambda ids: woken.append(list(ids)))
+    return woken
