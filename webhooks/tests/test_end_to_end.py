@@ -99,7 +99,12 @@ def test_a_book_change_and_a_finished_job_are_delivered(tenant, endpoint, receiv
     book = CouponBookFactory(tenant=tenant)
     book_update(book=book, status="paused", name="Autumn")
     (changed,) = receiver.of_type("book.updated")
-    assert verify(changed, endpoint.secret)["data"] == {"book": book.pk, "name": "Autumn", "status": "paused", "changed": ["name", "status"]}
+    assert verify(changed, endpoint.secret)["data"] == {
+        "book": book.pk,
+        "name": "Autumn",
+        "status": "paused",
+        "changed": ["name", "status"],
+    }
 
     settings.COUPONS = {**settings.COUPONS, "SYNC_CODES_LIMIT": 5}
     job = generation_request(book=book, count=20, actor=Actor.system("test"), pattern="JOB-####-??")  # a job, run eagerly
@@ -148,7 +153,9 @@ def test_1000_redemptions_in_a_burst_make_1000_deliveries_in_order_per_code(tena
     assert len(events_by_code) == codes
     for key, event_ids in events_by_code.items():
         code_id = int(key.split(":")[1])
-        history = list(Event.objects.filter(code_id=code_id, kind="redeemed").order_by("created_at", "pk").values_list("pk", flat=True))
+        history = list(
+            Event.objects.filter(code_id=code_id, kind="redeemed").order_by("created_at", "pk").values_list("pk", flat=True)
+        )
         assert event_ids == history, key
 
     # Sent in shuffled batches, as concurrent wake-ups and the sweeper would: each code's events still arrive in order.
