@@ -96,9 +96,6 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["endpoint", "-id"], name="delivery_endpoint_idx"),
             models.Index(fields=["tenant", "-id"], name="delivery_tenant_idx"),
         ]
-        constraints = [
-            models.UniqueConstraint(fields=["endpoint", "message_id"], name="delivery_one_per_endpoint_message"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.message_id}"

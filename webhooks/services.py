@@ -28,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -159,6 +159,23 @@ def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> list[str]:
 # --- The outbox -----------------------------------------------------------------------------------------------
 
 
+# One statement finds the tenant's interested endpoints and writes their deliveries: with no endpoint it is one
+# indexed read that writes nothing, with some it is their rows. (Through the ORM, a SELECT and a bulk_create cost
+# about 2 ms of CPU per event, a third of a redemption's.)
+_OUTBOX_INSERT = """
+    INSERT INTO {delivery} (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, attempts,
+                            next_attempt_at, last_error, created_at, give_up_at)
+    SELECT e.tenant_id, e.id, %(message_id)s, %(event_type)s, %(body)s, %(ordering_key)s, 'pending', 0,
+           %(next_attempt_at)s, '', %(now)s, %(give_up_at)s
+    FROM {endpoint} e
+    WHERE {targets}
+    ORDER BY e.id
+    RETURNING id
+"""
+_SUBSCRIBED = "e.tenant_id = %(tenant_id)s AND e.is_active AND e.events @> %(event_types)s::jsonb"
+_ONE_ENDPOINT = "e.id = %(endpoint_id)s AND e.tenant_id = %(tenant_id)s"
+
+
 def outbox_add(
     *,
     tenant_id: int,
@@ -167,71 +184,61 @@ def outbox_add(
     occurred_at: datetime,
     ordering_key: str = "",
     endpoint: WebhookEndpoint | None = None,
-) -> list[WebhookDelivery]:
+) -> list[int]:
     """Write one delivery per active endpoint of the tenant that wants `event_type` (or to `endpoint` only).
 
-    Call it inside the transaction of the change it reports. With no endpoint interested it costs one indexed
-    SELECT and writes nothing.
+    Call it inside the transaction of the change it reports. Returns the new deliveries' ids (none when no
+    endpoint is interested); after the commit, one Celery message wakes a worker to send them.
     """
-    if endpoint is None:
-        targets = list(
-            WebhookEndpoint.objects.filter(tenant_id=tenant_id, is_active=True, events__contains=[event_type]).values_list(
-                "pk", flat=True
-            )
-        )
-    else:
-        targets = [endpoint.pk]
-    if not targets:
-        return []
     now = timezone.now()
-    message_id = f"msg_{uuid.uuid4().hex}"
-    body = json.dumps(
-        {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}, cls=DjangoJSONEncoder, separators=(",", ":")
+    params = {
+        "tenant_id": tenant_id,
+        "endpoint_id": endpoint.pk if endpoint is not None else None,
+        "event_types": json.dumps([event_type]),
+        "message_id": f"msg_{uuid.uuid4().hex}",
+        "event_type": event_type,
+        "body": json.dumps(
+            {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}, cls=DjangoJSONEncoder, separators=(",", ":")
+        ),
+        "ordering_key": ordering_key[:64],
+        # Sent at once by the message queued on commit; the sweeper takes it only if that message got lost.
+        "next_attempt_at": now + timedelta(seconds=settings.WEBHOOKS_STRANDED_SECONDS),
+        "now": now,
+        "give_up_at": now + RETRY_WINDOW,
+    }
+    sql = _OUTBOX_INSERT.format(
+        delivery=WebhookDelivery._meta.db_table,
+        endpoint=WebhookEndpoint._meta.db_table,
+        targets=_SUBSCRIBED if endpoint is None else _ONE_ENDPOINT,
     )
-    rows = WebhookDelivery.objects.bulk_create(
-        [
-            WebhookDelivery(
-                tenant_id=tenant_id,
-                endpoint_id=target,
-                message_id=message_id,
-                event_type=event_type,
-                body=body,
-                ordering_key=ordering_key[:64],
-                created_at=now,
-                # Sent at once by the message queued on commit; the sweeper takes it only if that got lost.
-                next_attempt_at=now + timedelta(seconds=settings.WEBHOOKS_STRANDED_SECONDS),
-                give_up_at=now + RETRY_WINDOW,
-            )
-            for target in targets
-        ]
-    )
-    transaction.on_commit(partial(deliveries_wake, [row.pk for row in rows]))
-    return rows
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    if ids:
+        transaction.on_commit(partial(deliveries_wake, ids))
+    return ids
 
 
 def deliveries_wake(delivery_ids: list[int]) -> None:
-    """Queue the sending of these deliveries. A broker failure is logged, not raised: the rows are committed and
-    the sweeper will send them, so the caller's change (already committed) must not answer an error."""
-    from .tasks import deliver
+    """Run on commit: a worker is woken to send these deliveries (see webhooks.wakeups). Never raises: the change
+    is committed already, and a lost wake-up only leaves the deliveries to the sweeper."""
+    from .wakeups import wake
 
-    try:
-        deliver.apply_async(args=[delivery_ids], retry=False)
-    except Exception:
-        logger.warning("could not queue webhook deliveries %s; the sweeper will send them", delivery_ids[:20], exc_info=True)
+    wake(delivery_ids)
 
 
 def webhook_ping(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
     """Queue a `ping` to this endpoint (whatever its event types, and even while it is inactive)."""
     now = timezone.now()
     with transaction.atomic():
-        (delivery,) = outbox_add(
+        (delivery_id,) = outbox_add(
             tenant_id=endpoint.tenant_id,
             event_type=PING,
             data={"endpoint": endpoint.pk, "message": "Ping from the coupon service."},
             occurred_at=now,
             endpoint=endpoint,
         )
-    return delivery
+    return WebhookDelivery.objects.get(pk=delivery_id)
 
 
 @transaction.atomic

@@ -56,9 +56,15 @@ def test_the_delivery_log_filters_retries_and_pings(client, tenant, other_tenant
     endpoint = webhook_endpoint_create(tenant=tenant, url=receiver.url, events=["code.redeemed", "code.locked"])
     foreign = webhook_endpoint_create(tenant=other_tenant, url=receiver.url, events=["code.redeemed"])
     now = timezone.now()
-    redeemed = outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={}, occurred_at=now)[0]
-    locked = outbox_add(tenant_id=tenant.pk, event_type="code.locked", data={}, occurred_at=now)[0]
-    theirs = outbox_add(tenant_id=other_tenant.pk, event_type="code.redeemed", data={}, occurred_at=now)[0]
+    redeemed = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={}, occurred_at=now)[0]
+    )
+    locked = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=tenant.pk, event_type="code.locked", data={}, occurred_at=now)[0]
+    )
+    theirs = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=other_tenant.pk, event_type="code.redeemed", data={}, occurred_at=now)[0]
+    )
     receiver.statuses = [500]
     deliveries_send(delivery_ids=[redeemed.pk])
     logged_in(client, tenant, Role.ADMIN)

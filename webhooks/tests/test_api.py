@@ -95,8 +95,12 @@ def test_the_delivery_log_filters_by_status_and_event_and_shows_attempts(api, te
     endpoint = webhook_endpoint_create(tenant=tenant, url=receiver.url, events=["code.redeemed", "code.locked"])
     receiver.statuses = [500]
     now = timezone.now()
-    failed_once = outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={"n": 1}, occurred_at=now)[0]
-    locked = outbox_add(tenant_id=tenant.pk, event_type="code.locked", data={"n": 2}, occurred_at=now)[0]
+    failed_once = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={"n": 1}, occurred_at=now)[0]
+    )
+    locked = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=tenant.pk, event_type="code.locked", data={"n": 2}, occurred_at=now)[0]
+    )
     deliveries_send(delivery_ids=[failed_once.pk, locked.pk])
 
     everything = api.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries/").json()["results"]
@@ -112,7 +116,9 @@ def test_the_delivery_log_filters_by_status_and_event_and_shows_attempts(api, te
 
 def test_retry_and_ping_answer_202_and_queue_the_send(api, tenant, receiver, wakes):
     endpoint = webhook_endpoint_create(tenant=tenant, url=receiver.url, events=["code.redeemed"])
-    delivery = outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={}, occurred_at=timezone.now())[0]
+    delivery = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={}, occurred_at=timezone.now())[0]
+    )
     deliveries_send(delivery_ids=[delivery.pk])
 
     retried = api.post(f"/api/v1/webhooks/{endpoint.pk}/deliveries/{delivery.pk}/retry/")
@@ -135,7 +141,9 @@ def test_rotating_the_secret_answers_the_new_one(api, tenant, receiver):
 
 def test_another_tenants_endpoint_and_delivery_answer_404(api, other_api, tenant, receiver):
     endpoint = webhook_endpoint_create(tenant=tenant, url=receiver.url, events=["code.redeemed"])
-    delivery = outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={}, occurred_at=timezone.now())[0]
+    delivery = WebhookDelivery.objects.get(
+        pk=outbox_add(tenant_id=tenant.pk, event_type="code.redeemed", data={}, occurred_at=timezone.now())[0]
+    )
     base = f"/api/v1/webhooks/{endpoint.pk}/"
 
     assert other_api.get("/api/v1/webhooks/").json()["results"] == []
