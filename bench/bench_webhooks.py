@@ -13,7 +13,7 @@ import time
 
 from .common import Result, scale, tables_truncate
 
-CLIENTS = 8
+CLIENTS = int(__import__("os").environ.get("BENCH_CLIENTS", "8"))
 ROUNDS = 3
 
 

@@ -8,6 +8,7 @@ sweeper, WEBHOOKS_STRANDED_SECONDS later. With CELERY_TASK_ALWAYS_EAGER (tests, 
 in the caller's thread, so the delivery is made before the call returns.
 """
 
+import atexit
 import logging
 import os
 import threading
@@ -38,6 +39,13 @@ class _Publisher:
                 self._thread.start()
         self._wanted.set()
 
+    def flush(self) -> None:
+        """Publish what is pending now, in this thread (at exit: a command's wake-ups must not die with it)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        for start in range(0, len(batch), BATCH):
+            publish(batch[start : start + BATCH])
+
     def _run(self) -> None:
         while True:
             self._wanted.wait()
@@ -52,6 +60,7 @@ class _Publisher:
 
 _publisher = _Publisher()
 os.register_at_fork(after_in_child=_publisher._reset)
+atexit.register(lambda: _publisher.flush())
 
 
 def publish(delivery_ids: list[int]) -> None:
