@@ -86,3 +86,69 @@ def test_nothing_listening_is_a_failed_attempt():
 def test_malformed_or_unsafe_urls_are_refused(url):
     with pytest.raises(sender.UnsafeUrl):
         sender.url_check(url, allow_insecure=False)
+
+
+def _self_signed(tmp_path, name: str):
+    """A certificate for `name` (its own CA), written as PEM files: (cert path, key path)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("url_host, verified", [("hooks.example.test", True), ("other.example.test", False)])
+def test_https_checks_the_certificate_against_the_urls_host_while_connecting_to_the_checked_address(
+    receiver: Receiver, tmp_path, monkeypatch, settings, url_host, verified
+):
+    import ssl
+
+    settings.WEBHOOKS_ALLOW_INSECURE = True  # the checked address is 127.0.0.1 here
+    cert_path, key_path = _self_signed(tmp_path, "hooks.example.test")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_path, key_path)
+    # A second server for the same recording receiver, speaking TLS with a certificate for hooks.example.test.
+    from http.server import ThreadingHTTPServer
+
+    from .conftest import _handler
+
+    tls_server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
+    tls_server.socket = server_context.wrap_socket(tls_server.socket, server_side=True)
+    thread = threading.Thread(target=tls_server.serve_forever, daemon=True)
+    thread.start()
+    client_context = ssl.create_default_context(cafile=str(cert_path))
+    monkeypatch.setattr(sender, "_tls_context", lambda: client_context)
+    _fake_dns(monkeypatch, "127.0.0.1")
+    try:
+        result = sender.post(f"https://{url_host}:{tls_server.server_address[1]}/tls", body="{}", headers={})
+    finally:
+        tls_server.shutdown()
+        tls_server.server_close()
+    if verified:
+        assert result.status_code == 200, result.error
+        assert receiver.requests[-1].path == "/tls" and receiver.requests[-1].headers["host"].startswith(url_host)
+    else:
+        assert result.status_code is None and "CERTIFICATE_VERIFY_FAILED" in result.error
