@@ -30,17 +30,19 @@ class EndpointForm(forms.ModelForm):
         model = WebhookEndpoint
         fields = ("url", "events", "description", "is_active")
 
-    def _service_clean(self, clean, value, field):
+    # The service's own checks, so the admin refuses exactly what the API refuses, as form errors.
+    @staticmethod
+    def _service_clean(clean, value):
         try:
             return clean(value)
         except ApplicationError as exc:
             raise ValidationError(exc.message) from None
 
     def clean_url(self):
-        return self._service_clean(clean_url, self.cleaned_data["url"], "url")
+        return self._service_clean(clean_url, self.cleaned_data["url"])
 
     def clean_events(self):
-        return self._service_clean(clean_events, list(self.cleaned_data["events"]), "events")
+        return self._service_clean(clean_events, list(self.cleaned_data["events"]))
 
 
 def _secret_message(endpoint: WebhookEndpoint) -> str:
