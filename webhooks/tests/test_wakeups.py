@@ -1,6 +1,7 @@
 """The Celery wake-ups of new deliveries: published by a background thread, each id once; a broker failure never
 reaches the caller (the committed rows wait for the sweeper)."""
 
+import logging
 import time
 
 from webhooks import wakeups
@@ -27,5 +28,8 @@ def test_a_broker_that_refuses_the_message_does_not_raise(monkeypatch, caplog):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(deliver, "apply_async", refuse)
-    wakeups.publish([7])
+    # A Celery worker started by an earlier test may have disabled the existing loggers: this one must speak.
+    monkeypatch.setattr(wakeups.logger, "disabled", False)
+    with caplog.at_level(logging.WARNING, logger=wakeups.logger.name):
+        wakeups.publish([7])
     assert "the sweeper will send them" in caplog.text
