@@ -24,7 +24,6 @@ def _client_main(tenant_id: int, codes: list[str], barrier) -> None:
     from core.actors import Actor
     from redemptions.services import code_redeem
     from tenants.models import Tenant
-
     from webhooks.wakeups import publish
 
     tenant = Tenant.objects.get(pk=tenant_id)
