@@ -206,6 +206,11 @@ def outbox_add(
         "now": now,
         "give_up_at": now + RETRY_WINDOW,
     }
+    if connection.vendor != "postgresql":
+        ids = _outbox_insert_portable(params=params, endpoint=endpoint)
+        if ids:
+            transaction.on_commit(partial(deliveries_wake, ids))
+        return ids
     sql = _OUTBOX_INSERT.format(
         delivery=WebhookDelivery._meta.db_table,
         endpoint=WebhookEndpoint._meta.db_table,
@@ -217,6 +222,32 @@ def outbox_add(
     if ids:
         transaction.on_commit(partial(deliveries_wake, ids))
     return ids
+
+
+def _outbox_insert_portable(*, params: dict[str, Any], endpoint: WebhookEndpoint | None) -> list[int]:
+    """The same writes through the ORM, for a database other than PostgreSQL (SQLite, until issue 10 removes it)."""
+    if endpoint is not None:
+        targets = [endpoint.pk]
+    else:
+        candidates = WebhookEndpoint.objects.filter(tenant_id=params["tenant_id"], is_active=True).values_list("pk", "events")
+        targets = [pk for pk, events in candidates.order_by("pk") if params["event_type"] in events]
+    rows = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                tenant_id=params["tenant_id"],
+                endpoint_id=target,
+                message_id=params["message_id"],
+                event_type=params["event_type"],
+                body=params["body"],
+                ordering_key=params["ordering_key"],
+                next_attempt_at=params["next_attempt_at"],
+                created_at=params["now"],
+                give_up_at=params["give_up_at"],
+            )
+            for target in targets
+        ]
+    )
+    return [row.pk for row in rows]
 
 
 def deliveries_wake(delivery_ids: list[int]) -> None:
