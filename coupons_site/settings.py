@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "books",
     "redemptions",
     "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -400,3 +401,27 @@ CELERY_BEAT_SCHEDULE["purge-import-previews"] = {
 COUPONS_EXPORT_SYNC_ROWS = int(os.environ.get("COUPONS_EXPORT_SYNC_ROWS", "50000"))
 # Rows fetched per database round trip while an export streams (memory stays flat whatever the row count).
 COUPONS_EXPORT_CHUNK_ROWS = int(os.environ.get("COUPONS_EXPORT_CHUNK_ROWS", "5000"))
+
+# --- Webhooks (webhooks/) ------------------------------------------------------------------------------------
+# Events pushed to the tenants' endpoints (SPEC "Webhooks"). Plain http and private, loopback or link-local
+# addresses are refused unless WEBHOOKS_ALLOW_INSECURE is on. It follows DEBUG by default: on for local work,
+# `make run` and the tests (which post to receivers on 127.0.0.1), off in production (DJANGO_DEBUG=0), where only
+# https URLs of public addresses are called.
+WEBHOOKS_ALLOW_INSECURE = env_bool("WEBHOOKS_ALLOW_INSECURE", DEBUG)
+WEBHOOKS_TIMEOUT_SECONDS = 10.0  # SPEC: an attempt that takes longer fails
+# How long a sender holds a delivery it is sending; a worker lost mid-send delays it by this much at most. More
+# than the timeout plus reading 1 KB, so a live sender never loses its hold.
+WEBHOOKS_LEASE_SECONDS = int(os.environ.get("WEBHOOKS_LEASE_SECONDS", "60"))
+# A new delivery is sent at once by the Celery message queued on commit; if that message is lost, the sweeper
+# sends it once it is this many seconds old.
+WEBHOOKS_STRANDED_SECONDS = int(os.environ.get("WEBHOOKS_STRANDED_SECONDS", "30"))
+# The demo receiver of `make run` (/webhooks/demo-receiver/<endpoint id>/): only when DEBUG is on.
+WEBHOOKS_DEMO_RECEIVER = env_bool("WEBHOOKS_DEMO_RECEIVER", DEBUG)
+# Sends the deliveries that are due: retries whose backoff has passed, and deliveries whose message or worker was
+# lost. Every 10 seconds, so a retry is at most that late and a lost message delays a delivery by well under a minute.
+# httpx logs every request at INFO: one line per delivery attempt, which the attempt log already records.
+LOGGING.setdefault("loggers", {})["httpx"] = {"level": "WARNING"}
+CELERY_BEAT_SCHEDULE["sweep-webhook-deliveries"] = {
+    "task": "webhooks.tasks.sweep_deliveries",
+    "schedule": timedelta(seconds=int(os.environ.get("WEBHOOKS_SWEEP_INTERVAL", "10"))),
+}

@@ -17,6 +17,7 @@ from .. import lock_objects
 from ..inputs import clean_moment
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
+from .events import book_updated_record
 
 EDITABLE_FIELDS = (
     "name",
@@ -179,6 +180,8 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
         codes.filter(state=Code.State.REDEEMED).exclude(used_up).update(
             state=Case(When(user_id__isnull=False, then=Value(Code.State.ASSIGNED)), default=Value(Code.State.FREE))
         )
+    if clean:
+        book_updated_record(book=book, changed=list(clean))
     return book
 
 
@@ -213,4 +216,5 @@ def book_archive(*, book: CouponBook) -> CouponBook | None:
         if book.status != CouponBook.Status.ARCHIVED:
             book.status = CouponBook.Status.ARCHIVED
             book.save(update_fields=["status", "updated_at"])
+            book_updated_record(book=book, changed=["status"])
         return book
