@@ -71,9 +71,8 @@ def _client_main(worker, index: int, cycles: int, barrier) -> None:
 def _service_worker(tenant, book):
     from django.db import connection
 
-    from books.services.codes import code_assign_random, code_lock
+    from books.services.codes import code_assign_random, code_lock, code_redeem
     from core.actors import Actor
-    from redemptions.services import code_redeem
 
     actor = Actor.system("bench")
 
@@ -228,9 +227,8 @@ def _statements_compare(tenant, book) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from books.services.codes import code_assign_random, code_lock
+    from books.services.codes import code_assign_random, code_lock, code_redeem
     from core.actors import Actor
-    from redemptions.services import code_redeem
 
     actor = Actor.system("bench")
     with CaptureQueriesContext(connection) as captured:

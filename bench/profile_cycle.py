@@ -18,9 +18,8 @@ def main(cycles: int) -> None:
 
     from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
-    from books.services.codes import code_assign_random, code_lock
+    from books.services.codes import code_assign_random, code_lock, code_redeem
     from core.actors import Actor
-    from redemptions.services import code_redeem
 
     actor = Actor.system("profile")
     tables_truncate()

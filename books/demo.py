@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from books.services.codes import code_redeem, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem, redemption_reverse
 from tenants.models import ApiClient, Role, Tenant
 from tenants.services import api_client_create, staff_user_create, tenant_create
 

@@ -4,16 +4,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from books.models import Code
+from books.rules import USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
-from books.services.codes import code_assign, code_lock, code_unlock
+from books.services.codes import code_assign, code_lock, code_redeem, code_unlock
 from core.exceptions import ApplicationError
-from redemptions.services import code_redeem
 
 from .. import examples
 from ..idempotency import idempotent
 from ..pagination import PagePagination
 from ..permissions import IsApiClientOrEndUser, user_id_for, with_end_user_id
-from ..schema import USE_RULES, errors
+from ..schema import errors
 from ..serializers import (
     AssignInput,
     CodeOutput,

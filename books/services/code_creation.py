@@ -21,9 +21,9 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from core.services import job_create
 
-from .. import lock_objects
+from .. import lock_objects, rules
 from ..inputs import is_valid_code, normalize_code
-from ..models import Code, CouponBook, Event
+from ..models import Code, CouponBook, Event, shuffle_keys
 from ..parsers import codes_from_file, upload_inspect
 from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
 from .events import event_record
@@ -63,9 +63,13 @@ def _count_clean(count: object) -> int:
 
 def _book_writable_check(book: CouponBook) -> CouponBook:
     book = lock_objects.book_lock(book_id=book.pk)
-    if book.status == CouponBook.Status.ARCHIVED:
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    rules.codes_addable_check(status=book.status, book_id=book.pk)
     return book
+
+
+def _book_queueable_check(book: CouponBook) -> None:
+    """Before a job is queued: the row, not the caller's copy (a book archived since it was read gets no job)."""
+    rules.codes_addable_check(status=CouponBook.objects.values_list("status", flat=True).get(pk=book.pk), book_id=book.pk)
 
 
 def _existing(tenant_id: int, codes: list[str]) -> set[str]:
@@ -76,16 +80,10 @@ def _existing(tenant_id: int, codes: list[str]) -> set[str]:
     return found
 
 
-def _shuffle_keys(count: int) -> list[int]:
-    raw = secrets.token_bytes(8 * count)
-    # 63 bits: the key is a signed bigint, and keys stay non-negative.
-    return [int.from_bytes(raw[i : i + 8], "big") >> 1 for i in range(0, 8 * count, 8)]
-
-
 def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
     """Insert new free codes into the book through COPY, the fastest bulk path PostgreSQL offers."""
     now = timezone.now()
-    shuffles = _shuffle_keys(len(codes))
+    shuffles = shuffle_keys(len(codes))
     columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
     # COPY goes through psycopg's own cursor, past Django's wrapper: wrap_database_errors turns a clash on the
     # unique index into Django's IntegrityError, which the callers handle.
@@ -300,9 +298,7 @@ def generation_request(
     count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
-    # The row, not the caller's copy: a book archived since the caller read it must not get a job queued.
-    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    _book_queueable_check(book)
     from ..tasks import run_generation_job
 
     with transaction.atomic():
@@ -325,9 +321,7 @@ def upload_request(
     normalized = upload_prepare(codes=codes)
     if len(normalized) <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_upload(book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates)
-    # The row, not the caller's copy: a book archived since the caller read it must not get a job queued.
-    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    _book_queueable_check(book)
     from ..tasks import run_upload_job
 
     with transaction.atomic():
@@ -355,8 +349,7 @@ def upload_file_request(
     if shape.inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
         codes = codes_from_file(file=file, filename=filename)
         return upload_request(book=book, codes=codes, actor=actor, skip_duplicates=skip_duplicates)
-    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    _book_queueable_check(book)
     from ..tasks import run_upload_job
 
     with transaction.atomic():

@@ -10,9 +10,8 @@ from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory,
 from books.models import Code, CouponBook, Event
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import codes_generate, codes_upload
-from books.services.codes import code_lock
+from books.services.codes import code_lock, code_redeem
 from core.exceptions import ApplicationError
-from redemptions.services import code_redeem
 
 pytestmark = pytest.mark.django_db
 

@@ -23,6 +23,7 @@ from books.services.codes import (
     code_assign,
     code_assign_random,
     code_lock,
+    code_redeem,
     code_unassign,
     code_unlock,
     code_void,
@@ -30,7 +31,6 @@ from books.services.codes import (
 )
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem
 
 pytestmark = pytest.mark.django_db
 
@@ -561,7 +561,7 @@ def test_every_state_change_writes_its_event_with_actor_and_user(tenant, actor):
     code_unlock(tenant=tenant, code="STORY1", user_id="ann", actor=end_user, token=first.token)
     second = code_lock(tenant=tenant, code="STORY1", user_id="ann", actor=api)
     redemption = code_redeem(tenant=tenant, code="STORY1", user_id="ann", actor=api, token=second.token)
-    from redemptions.services import redemption_reverse
+    from books.services.codes import redemption_reverse
 
     redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=staff, reason="refund")
     code_void(tenant=tenant, code="STORY1", actor=staff)

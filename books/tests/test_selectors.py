@@ -19,9 +19,8 @@ from books.factories import (
 )
 from books.models import Code, CouponBook
 from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
-from books.services.codes import code_assign, code_lock, code_unlock, code_void
+from books.services.codes import code_assign, code_lock, code_redeem, code_unlock, code_void, redemption_reverse
 from core.exceptions import ApplicationError
-from redemptions.services import code_redeem, redemption_reverse
 
 pytestmark = pytest.mark.django_db
 

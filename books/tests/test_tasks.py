@@ -22,12 +22,11 @@ from books.models import Code, Event, Reservation
 from books.patterns import pattern_parse
 from books.selectors import code_validate
 from books.services.code_creation import generation_request
-from books.services.codes import code_assign, code_lock
+from books.services.codes import code_assign, code_lock, code_redeem
 from books.tasks import expire_reservations
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from redemptions.services import code_redeem
 
 from .concurrency import run_concurrently
 

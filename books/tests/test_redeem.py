@@ -11,10 +11,9 @@ from django.utils import timezone
 from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 from books.models import Code, CouponBook, Event, Reservation
 from books.services.books import book_update
-from books.services.codes import code_lock, code_unlock
+from books.services.codes import code_lock, code_redeem, code_unlock, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem, redemption_reverse
 
 pytestmark = pytest.mark.django_db
 
