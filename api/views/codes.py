@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from books.models import Code
 from books.rules import USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
-from books.services.codes import code_assign, code_lock, code_redeem, code_unlock
+from books.services.codes import code_assign, code_redeem, code_release, code_reserve
 from core.exceptions import ApplicationError
 
 from .. import examples
@@ -99,7 +99,7 @@ class CodeLockView(_CodeView):
         user_id = user_id_for(request, data.get("user_id"))
 
         def run(key):
-            reservation = code_lock(
+            reservation = code_reserve(
                 tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
             )
             return Response(ReservationOutput(reservation).data, status=201)
@@ -135,7 +135,7 @@ class CodeUnlockView(_CodeView):
                 )
 
         def run(key):
-            released = code_unlock(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
+            released = code_release(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
             return Response({"released": released})
 
         return idempotent(request, run)

@@ -1,5 +1,6 @@
-"""The code lifecycle, side by side: assign (random or specific), unassign, void, lock and unlock (a reservation),
-redeem and reverse (a refund), and reservation expiry and staff release.
+"""The code lifecycle, side by side: assign (random or specific), unassign, void, reserve and release (a
+reservation: the API's lock and unlock), redeem and reverse (a refund), and reservation expiry and staff release.
+"Lock" here means a row lock (lock_objects) only.
 
 Each service is one transaction: it looks its rows up through the selectors, takes its row locks through
 lock_objects (in the documented order), re-checks every rule of rules.py under those locks, changes rows with
@@ -77,7 +78,7 @@ def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) 
 
 
 @transaction.atomic
-def code_lock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, ttl_seconds: object = None) -> Reservation:
+def code_reserve(*, tenant: Tenant, code: object, user_id: object, actor: Actor, ttl_seconds: object = None) -> Reservation:
     """Hold one use of the code for the user until the returned reservation's expires_at."""
     user_id = clean_user_id(user_id)
     found = code_get(tenant=tenant, code=code)
@@ -107,7 +108,7 @@ def code_lock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, tt
 
 
 @transaction.atomic
-def code_unlock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, token: object = None) -> int:
+def code_release(*, tenant: Tenant, code: object, user_id: object, actor: Actor, token: object = None) -> int:
     """Release the user's reservation on the code (the one with this token, or all of theirs without one).
 
     Returns how many reservations were released. Releasing one that is already released or expired is a no-op

@@ -10,7 +10,7 @@ from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory,
 from books.models import Code, CouponBook, Event
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import codes_generate, codes_upload
-from books.services.codes import code_lock, code_redeem
+from books.services.codes import code_redeem, code_reserve
 from core.exceptions import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -300,7 +300,7 @@ def test_uses_per_code_cannot_drop_below_redemptions_plus_active_holds(tenant, a
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=3, max_redemptions_per_user=None)
     code = CodeFactory(book=book, code="HELD-3")
     for user in ("a", "b"):
-        code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+        code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
 
     with pytest.raises(ApplicationError) as refused:
         book_update(book=book, uses_per_code=1)
