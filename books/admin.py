@@ -31,7 +31,7 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from tenants.models import Tenant
 
-from backoffice.code_upload import (
+from .code_upload import (
     CodeConfirmImportForm,
     CodeCSV,
     CodeImportForm,
