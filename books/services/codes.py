@@ -354,12 +354,6 @@ def redemption_reverse(*, tenant: Tenant, redemption_id: object, actor: Actor, r
     )
     redemption.refresh_from_db()
     code.refresh_from_db()
-    event_record(
-        book=code.book,
-        code=code,
-        kind=Event.Kind.REVERSED,
-        actor=actor,
-        user_id=redemption.user_id,
-        data={"redemption": redemption.pk, "reason": reason},
-    )
+    refund = {"redemption": redemption.pk, "reason": reason}
+    event_record(book=code.book, code=code, kind=Event.Kind.REVERSED, actor=actor, user_id=redemption.user_id, data=refund)
     return redemption
