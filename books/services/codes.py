@@ -156,10 +156,7 @@ def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = ""
     found = code_get(tenant=tenant, code=code, locked=True)
     if found.state == Code.State.VOIDED:
         return found
-    now = timezone.now()
-    Reservation.objects.filter(code=found, status=Reservation.Status.ACTIVE).update(
-        status=Reservation.Status.RELEASED, ended_at=now
-    )
+    _reservations_end(code=found)
     Code.objects.filter(pk=found.pk).update(state=Code.State.VOIDED)
     found.state = Code.State.VOIDED
     event_record(book=found.book, code=found, kind=Event.Kind.VOIDED, actor=actor, user_id=found.user_id, data={"reason": reason})
@@ -171,15 +168,20 @@ def code_unassign(*, tenant: Tenant, code: object, actor: Actor) -> Code:
     """Take an assigned, unused code back into the book's free pool (its reservations end)."""
     found = code_get(tenant=tenant, code=code, locked=True)
     rules.code_unassignable_check(code=found)
-    now = timezone.now()
-    Reservation.objects.filter(code=found, status=Reservation.Status.ACTIVE).update(
-        status=Reservation.Status.RELEASED, ended_at=now
-    )
+    _reservations_end(code=found)
     previous = found.user_id
     Code.objects.filter(pk=found.pk).update(state=Code.State.FREE, user_id=None, assigned_at=None)
     found.refresh_from_db()
     event_record(book=found.book, code=found, kind=Event.Kind.UNASSIGNED, actor=actor, user_id=previous)
     return found
+
+
+def _reservations_end(*, code: Code) -> None:
+    """End every active reservation of a code that leaves circulation (voided, or taken back), in one statement:
+    the code's event says why, so no event per reservation."""
+    Reservation.objects.filter(code=code, status=Reservation.Status.ACTIVE).update(
+        status=Reservation.Status.RELEASED, ended_at=timezone.now()
+    )
 
 
 def _reservation_mark_expired(*, reservation: Reservation, now: datetime) -> bool:
