@@ -55,9 +55,9 @@ def _hammer(attempt) -> tuple[float, list[float], int]:
 
 
 def _service_attempt(tenant, code_value):
+    from books.services.codes import code_redeem
     from core.actors import Actor
     from core.exceptions import ApplicationError
-    from redemptions.services import code_redeem
 
     actor = Actor.system("bench")
 

@@ -16,9 +16,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from books.services.codes import code_redeem, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem, redemption_reverse
 from tenants.models import ApiClient, Role, Tenant
 from tenants.services import api_client_create, staff_user_create, tenant_create
 from webhooks.models import EVENT_TYPES
@@ -27,7 +27,7 @@ from webhooks.services import webhook_endpoint_create, webhook_endpoint_update
 from .models import Code, CouponBook, Reservation
 from .services.books import book_create
 from .services.code_creation import codes_generate, codes_upload
-from .services.codes import code_assign_random, code_lock, code_void
+from .services.codes import code_assign_random, code_reserve, code_void
 
 TENANT_SLUG = "demo"
 TENANT_NAME = "Demo Shop"
@@ -167,7 +167,7 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
     for n, user in enumerate(redeemers, start=1):
         token = None
         if n <= WELCOME_REDEEMED_WITH_LOCK:
-            token = code_lock(tenant=tenant, code=held[user], user_id=user, actor=checkout).token
+            token = code_reserve(tenant=tenant, code=held[user], user_id=user, actor=checkout).token
         redemptions.append(
             code_redeem(
                 tenant=tenant,
@@ -185,7 +185,7 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
     lockers = customers[len(redeemers) : len(redeemers) + WELCOME_LOCKED + WELCOME_LOCKED_SHORT]
     for n, user in enumerate(lockers):
         ttl = 3600 if n < WELCOME_LOCKED else 10
-        code_lock(tenant=tenant, code=held[user], user_id=user, actor=checkout, ttl_seconds=ttl)
+        code_reserve(tenant=tenant, code=held[user], user_id=user, actor=checkout, ttl_seconds=ttl)
 
     leaked = Code.objects.filter(book=book, state=Code.State.FREE).order_by("shuffle").first()
     code_void(tenant=tenant, code=leaked.code, actor=marketing, reason="Posted on a deal forum")

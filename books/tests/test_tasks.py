@@ -19,12 +19,11 @@ from books.models import Code, Event, Reservation
 from books.patterns import pattern_parse
 from books.selectors import code_validate
 from books.services.code_creation import generation_request
-from books.services.codes import code_assign, code_lock
+from books.services.codes import code_assign, code_redeem, code_reserve
 from books.tasks import expire_reservations
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from redemptions.services import code_redeem
 
 from .concurrency import run_concurrently
 
@@ -48,15 +47,15 @@ def expiry_events(reservation: Reservation) -> int:
 def test_an_expired_reservation_stops_counting_at_once_without_the_task(tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_codes_per_user=None)
     CodeFactory(book=book, code="ONEUSE")
-    held = code_lock(tenant=tenant, code="ONEUSE", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="ONEUSE", user_id="alice", actor=actor)
     with pytest.raises(ApplicationError) as refused:
-        code_lock(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
+        code_reserve(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
     assert refused.value.code == "code_locked"
 
     expire_now(held)
 
     assert code_validate(tenant=tenant, code="ONEUSE", user_id="bob").valid
-    taken = code_lock(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
+    taken = code_reserve(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
     assert taken.status == Reservation.Status.ACTIVE
     held.refresh_from_db()
     assert held.status == Reservation.Status.ACTIVE  # the task has not run: the row is untouched, yet ignored
@@ -70,7 +69,7 @@ def test_an_expired_reservation_does_not_count_against_its_users_limit(tenant, a
     book = CouponBookFactory(tenant=tenant, max_redemptions_per_user=1)
     CodeFactory(book=book, code="MINE01")
     code_assign(tenant=tenant, code="MINE01", user_id="alice", actor=actor)
-    held = code_lock(tenant=tenant, code="MINE01", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="MINE01", user_id="alice", actor=actor)
     expire_now(held)
 
     with pytest.raises(ApplicationError) as refused:
@@ -88,9 +87,9 @@ def test_an_expired_reservation_does_not_count_against_its_users_limit(tenant, a
 def test_the_expiry_task_run_twice_marks_an_expired_reservation_once_with_one_event(tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=3, max_codes_per_user=None)
     CodeFactory(book=book, code="TRIO")
-    expired = code_lock(tenant=tenant, code="TRIO", user_id="alice", actor=actor)
-    running = code_lock(tenant=tenant, code="TRIO", user_id="bob", actor=actor)
-    consumed = code_lock(tenant=tenant, code="TRIO", user_id="carol", actor=actor)
+    expired = code_reserve(tenant=tenant, code="TRIO", user_id="alice", actor=actor)
+    running = code_reserve(tenant=tenant, code="TRIO", user_id="bob", actor=actor)
+    consumed = code_reserve(tenant=tenant, code="TRIO", user_id="carol", actor=actor)
     code_redeem(tenant=tenant, code="TRIO", user_id="carol", actor=actor, token=consumed.token)
     expire_now(expired)
     expire_now(consumed)  # already redeemed: past its time, but not "active", so not the task's business
@@ -179,7 +178,7 @@ def wait_for(check) -> bool:
 def test_the_expiry_task_runs_in_a_real_worker_through_redis(redis_worker, tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_codes_per_user=None)
     CodeFactory(book=book, code="WORKER1")
-    held = code_lock(tenant=tenant, code="WORKER1", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="WORKER1", user_id="alice", actor=actor)
     expire_now(held)
 
     expire_reservations.delay()

@@ -25,7 +25,7 @@ from api.tasks import purge_idempotency_keys
 from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code, Reservation
 from books.services.code_creation import generation_request, upload_request
-from books.services.codes import code_lock
+from books.services.codes import code_reserve
 from books.tasks import expire_reservations
 from core.models import Job
 from redemptions.exports import DATA_SHEET, export_request
@@ -150,7 +150,7 @@ def test_an_export_job_runs_in_a_worker_process(shared_media, settings, tenant, 
 def test_reservation_expiry_runs_in_a_worker_process(worker_process, tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_codes_per_user=None)
     CodeFactory(book=book, code="PROCLOCK")
-    held = code_lock(tenant=tenant, code="PROCLOCK", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="PROCLOCK", user_id="alice", actor=actor)
     Reservation.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
     expire_reservations.delay()
