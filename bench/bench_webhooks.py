@@ -21,8 +21,8 @@ def _client_main(tenant_id: int, codes: list[str], barrier) -> None:
     import django
 
     django.setup()
+    from books.services.codes import code_redeem
     from core.actors import Actor
-    from redemptions.services import code_redeem
     from tenants.models import Tenant
     from webhooks.wakeups import publish
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from books.factories import CodeFactory, CouponBookFactory
-from books.services.codes import code_lock, code_unlock
+from books.services.codes import code_release, code_reserve
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import (
     RETRY_BASE,
@@ -204,13 +204,13 @@ def test_a_rolled_back_change_writes_no_delivery(endpoint, tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False)
     CodeFactory(book=book, code="ROLLBACK1")
     with pytest.raises(RuntimeError), transaction.atomic():
-        code_lock(tenant=tenant, code="ROLLBACK1", user_id="alice", actor=actor)
+        code_reserve(tenant=tenant, code="ROLLBACK1", user_id="alice", actor=actor)
         assert WebhookDelivery.objects.count() == 1
         raise RuntimeError("the caller's transaction fails after the lock")
     assert WebhookDelivery.objects.count() == 0
 
-    held = code_lock(tenant=tenant, code="ROLLBACK1", user_id="alice", actor=actor)
-    code_unlock(tenant=tenant, code="ROLLBACK1", user_id="alice", actor=actor, token=held.token)
+    held = code_reserve(tenant=tenant, code="ROLLBACK1", user_id="alice", actor=actor)
+    code_release(tenant=tenant, code="ROLLBACK1", user_id="alice", actor=actor, token=held.token)
     assert list(WebhookDelivery.objects.order_by("pk").values_list("event_type", flat=True)) == ["code.locked", "code.unlocked"]
 
 

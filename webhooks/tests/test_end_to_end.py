@@ -16,11 +16,10 @@ from backoffice.testing import logged_in
 from books.factories import CodeFactory, CouponBookFactory
 from books.models import Event, Reservation
 from books.services.books import book_update
-from books.services.codes import code_assign, code_lock
+from books.services.codes import code_assign, code_redeem, code_reserve
 from books.tasks import expire_reservations
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem
 from tenants.models import Role
 from tenants.services import api_client_create
 from webhooks.models import WebhookDelivery
@@ -62,7 +61,7 @@ def test_a_redeem_through_the_api_delivers_one_signed_code_redeemed(api, tenant,
 def test_a_lock_left_to_expire_delivers_code_lock_expired_when_beat_runs(tenant, endpoint, receiver, eager_celery):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_codes_per_user=None)
     CodeFactory(book=book, code="E2E-EXPIRE")
-    held = code_lock(tenant=tenant, code="E2E-EXPIRE", user_id="bob", actor=Actor.system("test"))
+    held = code_reserve(tenant=tenant, code="E2E-EXPIRE", user_id="bob", actor=Actor.system("test"))
     assert [r.json["type"] for r in receiver.requests] == ["code.locked"]
     Reservation.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 

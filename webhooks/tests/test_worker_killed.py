@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from books.factories import CodeFactory, CouponBookFactory
-from books.services.codes import code_lock
+from books.services.codes import code_reserve
 from core.actors import Actor
 from webhooks.models import WebhookDelivery
 from webhooks.services import deliveries_due
@@ -88,7 +88,7 @@ def test_a_worker_killed_mid_send_still_delivers(tenant, endpoint, receiver, tmp
     first = _worker(tmp_path / "first.log", redis_broker_url)
     second = None
     try:
-        code_lock(tenant=tenant, code="KILLED-1", user_id="alice", actor=Actor.system("test"))  # queues on commit
+        code_reserve(tenant=tenant, code="KILLED-1", user_id="alice", actor=Actor.system("test"))  # queues on commit
         assert receiver.arrived.wait(WAIT_SECONDS), (tmp_path / "first.log").read_text()[-3000:]
 
         _stop(first, signal.SIGKILL)  # mid-send: the receiver still holds the request
