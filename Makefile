@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: install run test lint migrate bench scale-check chaos client
+.PHONY: install run test lint migrate bench scale-check chaos client schema-snapshot
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed: make PYTHON=/path/to/python3.11")'
@@ -56,3 +56,8 @@ client: $(STAMP)
 	$(PY) manage.py spectacular --validate --fail-on-warn --format openapi-json --file var/openapi.json
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/openapi-python-client generate --path var/openapi.json \
 		--config clients/openapi-python-client.yaml --meta setup --output-path clients/python --overwrite --fail-on-warning
+
+## Refresh the committed API schema snapshot (api/tests/schema_snapshot.json) after an intended schema change;
+## api/tests/test_schema_snapshot.py fails with a diff whenever /api/schema/ differs from it.
+schema-snapshot: $(STAMP)
+	DJANGO_DEBUG=1 $(PY) manage.py spectacular --format openapi-json --file api/tests/schema_snapshot.json
