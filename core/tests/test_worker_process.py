@@ -128,7 +128,7 @@ def test_an_upload_job_runs_in_a_worker_process(shared_media, settings, tenant, 
 
 
 def test_an_export_job_runs_in_a_worker_process(shared_media, settings, tenant, actor):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 5
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 5}
     book = CouponBookFactory(tenant=tenant, uses_per_code=None, max_redemptions_per_user=None)
     code = CodeFactory(book=book, code="EXPORTED", max_uses=None, redeemed_count=30)
     RedemptionFactory.create_batch(30, code=code)
@@ -162,7 +162,7 @@ def test_the_idempotency_key_purge_runs_in_a_worker_process(worker_process, sett
         )
 
     old, fresh = key("old"), key("fresh")
-    retention = timedelta(hours=django_settings.API_IDEMPOTENCY_KEY_HOURS)
+    retention = timedelta(hours=django_settings.COUPONS["API_IDEMPOTENCY_KEY_HOURS"])
     IdempotencyKey.objects.filter(pk=old.pk).update(created_at=timezone.now() - retention - timedelta(minutes=1))
 
     purge_idempotency_keys.delay()

@@ -113,7 +113,7 @@ def test_export_selected_action(client, book):
 def test_large_export_runs_as_a_job_and_ends_in_a_download_for_its_tenant_only(
     client, tenant, other_tenant, book, settings, django_capture_on_commit_callbacks
 ):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 1
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 1}
     settings.MEDIA_ROOT = str(settings.MEDIA_ROOT) + "-test-exports"
     redemption_make(book, order_ref="J1")
     redemption_make(book, order_ref="J2")

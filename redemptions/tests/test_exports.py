@@ -135,7 +135,7 @@ def test_small_export_is_answered_at_once(tenant, book):
 
 
 def test_large_export_becomes_a_job_whose_task_writes_the_file(tenant, book, settings, django_capture_on_commit_callbacks):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 2
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 2}
     settings.MEDIA_ROOT = str(settings.MEDIA_ROOT) + "-test-exports"
     for index in range(3):
         redemption_make(book, order_ref=f"O{index}")
