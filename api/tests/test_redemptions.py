@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 from .conftest import assert_error
 

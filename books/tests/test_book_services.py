@@ -6,13 +6,13 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
 from books.models import Code, CouponBook, Event
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import codes_generate, codes_upload
 from books.services.codes import code_lock
 from core.exceptions import ApplicationError
 from redemptions.services import code_redeem
+from tests.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
 
 pytestmark = pytest.mark.django_db
 

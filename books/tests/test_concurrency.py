@@ -13,12 +13,12 @@ import pytest
 from django.db.models import Q
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import BookUser, Code, Event, Reservation
 from books.services.codes import code_assign, code_assign_random, code_lock, code_unlock, reservations_expire
 from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from redemptions.services import code_redeem, redemption_reverse
+from tests.factories import CodeFactory, CouponBookFactory
 
 from .concurrency import error_counts, run_concurrently, successes
 

@@ -7,7 +7,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from books.factories import (
+from books.models import Code, CouponBook
+from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
+from books.services.codes import code_assign, code_lock, code_unlock, code_void
+from core.exceptions import ApplicationError
+from redemptions.services import code_redeem, redemption_reverse
+from tests.factories import (
     AssignedCodeFactory,
     CodeFactory,
     CouponBookFactory,
@@ -17,11 +22,6 @@ from books.factories import (
     TenantFactory,
     rows_snapshot,
 )
-from books.models import Code, CouponBook
-from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
-from books.services.codes import code_assign, code_lock, code_unlock, code_void
-from core.exceptions import ApplicationError
-from redemptions.services import code_redeem, redemption_reverse
 
 pytestmark = pytest.mark.django_db
 

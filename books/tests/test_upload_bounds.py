@@ -13,12 +13,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from backoffice.tasks import PREVIEW_FOLDER, purge_import_previews
-from backoffice.testing import logged_in, staff_user
-from books.factories import CouponBookFactory
 from books.models import Code
 from books.parsers import codes_from_file, upload_inspect
 from core.exceptions import ApplicationError
 from tenants.models import Role
+from tests.factories import CouponBookFactory
+from tests.helpers import logged_in, staff_user
 
 from .spreadsheets import declared_rows_sheet, empty_rows_bomb, huge_shared_string_bomb, inflated_size, xlsx_of
 from .upload_probe import PEAK_GROWTH_LIMIT_KIB, probe

@@ -15,7 +15,6 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory, TenantFactory
 from books.models import Code
 from books.services.code_creation import generation_request
 from books.tasks import run_generation_job
@@ -23,6 +22,7 @@ from core.actors import Actor
 from core.models import Job
 from core.services import JobHeartbeat, job_claim, job_create, job_progress, job_run, jobs_sweep
 from coupons_site.celery import app as celery_app
+from tests.factories import CodeFactory, CouponBookFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,6 @@ from openpyxl import load_workbook
 
 from api.models import IdempotencyKey
 from api.tasks import purge_idempotency_keys
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code, Reservation
 from books.services.code_creation import generation_request, upload_request
 from books.services.codes import code_lock
@@ -30,6 +29,7 @@ from books.tasks import expire_reservations
 from core.models import Job
 from redemptions.exports import DATA_SHEET, export_request
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bound on waiting for the worker (its start included); only reached when it is broken, and then the test fails.

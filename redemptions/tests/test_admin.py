@@ -9,13 +9,13 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from backoffice.testing import logged_in, redemption_make
-from books.factories import CouponBookFactory
 from books.models import Code
 from core.models import Job
 from redemptions.models import Redemption
 from redemptions.tasks import run_export_job
 from tenants.models import Role
+from tests.factories import CouponBookFactory
+from tests.helpers import logged_in, redemption_make
 
 pytestmark = pytest.mark.django_db
 

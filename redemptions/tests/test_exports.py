@@ -9,14 +9,14 @@ import pytest
 from django.db.models import Count, Q, Sum
 from openpyxl import load_workbook
 
-from backoffice.testing import redemption_make
-from books.factories import CouponBookFactory
 from core.actors import Actor
 from core.models import Job
 from redemptions import exports
 from redemptions.exports import COLUMNS, ExportFile, export_request, redemptions_workbook_write
 from redemptions.models import Redemption
 from redemptions.tasks import run_export_job
+from tests.factories import CouponBookFactory
+from tests.helpers import redemption_make
 
 pytestmark = pytest.mark.django_db
 

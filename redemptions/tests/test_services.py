@@ -8,13 +8,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 from books.models import Code, CouponBook, Event, Reservation
 from books.services.books import book_update
 from books.services.codes import code_lock, code_unlock
 from core.actors import Actor
 from redemptions.models import Redemption
 from redemptions.services import code_redeem, redemption_reverse
+from tests.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 
 pytestmark = pytest.mark.django_db
 
