@@ -38,7 +38,7 @@ def test_importing_the_settings_creates_no_folder_and_the_celery_app_makes_the_b
         COUPONS_VAR_DIR=str(var),
     )
     assert answer.returncode == 0, answer.stderr
-    assert answer.stdout.splitlines() == ["[]", "[]", "filesystem://", "['processed', 'queue']"]
+    assert answer.stdout.splitlines() == ["[]", "[]", "filesystem://", "['control', 'processed', 'queue']"]
 
 
 def test_environment_values_are_parsed_as_before(tmp_path):
