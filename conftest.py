@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from books.factories import CouponBookFactory, TenantFactory
 from core.actors import Actor
 from coupons_site import embedded_db
+from tests.factories import CouponBookFactory, TenantFactory
 
 # On CI a skipped test fails the run unless it is allow-listed (pytest_skip_policy.py, .ci/allowed_skips.txt).
 pytest_plugins = ["pytest_skip_policy"]

@@ -253,9 +253,9 @@ def _in_five_minutes():
 
 
 def run() -> Result:
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     cycles = scale(4000) // CLIENTS * CLIENTS
     tables_truncate()

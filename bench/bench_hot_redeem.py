@@ -97,9 +97,9 @@ def _hot_row_attempt(uses: int):
 
 
 def _shared_code(uses: int, value: str):
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_upload
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     tenant = TenantFactory()
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=uses)

@@ -40,9 +40,9 @@ def _round(tenant, count: int, label: str) -> float:
     """Redemptions per second of `count` fresh codes, redeemed by CLIENTS processes."""
     from django.db import connections
 
-    from books.factories import CouponBookFactory
     from books.services.code_creation import codes_upload
     from core.actors import Actor
+    from tests.factories import CouponBookFactory
 
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_redemptions_per_user=None, max_codes_per_user=None)
     values = [f"{label}-{n:07d}" for n in range(count)]
@@ -66,9 +66,9 @@ def _round(tenant, count: int, label: str) -> float:
 def run() -> Result:
     from django.conf import settings
 
-    from books.factories import TenantFactory
     from coupons_site.celery import app
     from redemptions.models import Redemption
+    from tests.factories import TenantFactory
     from webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
     from webhooks.services import webhook_endpoint_create
 

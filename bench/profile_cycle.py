@@ -16,10 +16,10 @@ def main(cycles: int) -> None:
     from django.db import connection
     from pyinstrument import Profiler
 
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
     from books.services.codes import code_assign_random, code_redeem, code_reserve
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     actor = Actor.system("profile")
     tables_truncate()

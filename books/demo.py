@@ -135,7 +135,7 @@ def _demo_create(*, base_url: str) -> DemoSeed:
 def _demo_webhook_register(*, tenant: Tenant, base_url: str) -> None:
     """An endpoint served by the site itself (webhooks/demo.py), registered first so every demo event is delivered to
     it once the worker runs: the delivery log in the admin fills up. Only where local URLs are allowed."""
-    if not (settings.WEBHOOKS_DEMO_RECEIVER and settings.WEBHOOKS_ALLOW_INSECURE):
+    if not (settings.COUPONS["WEBHOOKS_DEMO_RECEIVER"] and settings.COUPONS["WEBHOOKS_ALLOW_INSECURE"]):
         return
     base_url = base_url.rstrip("/")
     endpoint = webhook_endpoint_create(

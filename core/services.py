@@ -45,7 +45,7 @@ PROGRESS_TTL = 24 * 3600
 
 
 def _jobs_setting(name: str) -> int:
-    return int(settings.COUPONS_JOBS[name])
+    return int(settings.COUPONS[f"JOB_{name}"])
 
 
 def _progress_key(job_id: int) -> str:

@@ -30,7 +30,7 @@ def _cache_key(endpoint_id: int) -> str:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def demo_receiver(request, endpoint_id: int):
-    if not settings.WEBHOOKS_DEMO_RECEIVER:
+    if not settings.COUPONS["WEBHOOKS_DEMO_RECEIVER"]:
         raise Http404("The demo receiver is off.")
     endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id).first()
     if endpoint is None:

@@ -95,8 +95,8 @@ def resolve_checked(host: str, port: int, *, allow_insecure: bool) -> str:
 
 def post(url: str, *, body: str, headers: dict[str, str], timeout: float | None = None) -> SendResult:
     """POST the body; never raises for network trouble (it is the attempt's result)."""
-    allow_insecure = settings.WEBHOOKS_ALLOW_INSECURE
-    timeout = settings.WEBHOOKS_TIMEOUT_SECONDS if timeout is None else timeout
+    allow_insecure = settings.COUPONS["WEBHOOKS_ALLOW_INSECURE"]
+    timeout = settings.COUPONS["WEBHOOKS_TIMEOUT_SECONDS"] if timeout is None else timeout
     started = time.monotonic()
 
     def result(**kwargs) -> SendResult:

@@ -68,7 +68,7 @@ def clean_url(value: Any) -> str:
     if len(value) > URL_MAX or not value.isprintable() or not value.isascii():
         raise _bad("url", f"url must be a printable ASCII URL of at most {URL_MAX} characters.")
     try:
-        sender.url_check(value, allow_insecure=settings.WEBHOOKS_ALLOW_INSECURE)
+        sender.url_check(value, allow_insecure=settings.COUPONS["WEBHOOKS_ALLOW_INSECURE"])
     except sender.UnsafeUrl as exc:
         raise _bad("url", str(exc)) from None
     return value
@@ -202,7 +202,7 @@ def outbox_add(
         ),
         "ordering_key": ordering_key[:64],
         # Sent at once by the message queued on commit; the sweeper takes it only if that message got lost.
-        "next_attempt_at": now + timedelta(seconds=settings.WEBHOOKS_STRANDED_SECONDS),
+        "next_attempt_at": now + timedelta(seconds=settings.COUPONS["WEBHOOKS_STRANDED_SECONDS"]),
         "now": now,
         "give_up_at": now + RETRY_WINDOW,
     }
@@ -302,7 +302,7 @@ class AttemptOutcome:
 def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> AttemptOutcome:
     """Claim the delivery if it may be sent now, send it once, and record the attempt."""
     now = now or timezone.now()
-    lease_until = now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS)
+    lease_until = now + timedelta(seconds=settings.COUPONS["WEBHOOKS_LEASE_SECONDS"])
     # A fresh delivery (no attempt yet) is due at once; a retried one at its next_attempt_at.
     due = Q(attempts=0) | Q(next_attempt_at__lte=now)
     claimed = WebhookDelivery.objects.filter(_sendable(now), due, pk=delivery_id).update(

@@ -26,9 +26,9 @@ from schemathesis.specs.openapi.checks import (
 
 from api.schema import XLSX
 from api.services import api_tokens_issue
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.rules import USE_RULES
 from core.tests.documented_errors import documented_error_statuses
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 pytestmark = pytest.mark.django_db
 

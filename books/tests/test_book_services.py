@@ -6,12 +6,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
 from books.models import Code, CouponBook, Event
 from books.services.books import book_archive, book_create, book_save_check, book_update
 from books.services.code_creation import codes_generate, codes_upload
 from books.services.codes import code_redeem, code_reserve
 from core.exceptions import ApplicationError
+from tests.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
 
 pytestmark = pytest.mark.django_db
 

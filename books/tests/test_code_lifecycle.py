@@ -8,15 +8,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from books.factories import (
-    AssignedCodeFactory,
-    CodeFactory,
-    CouponBookFactory,
-    ReservationFactory,
-    SharedBookFactory,
-    refused,
-    rows_snapshot,
-)
 from books.models import BookUser, Code, CouponBook, Event, Reservation
 from books.services.code_creation import codes_upload
 from books.services.codes import (
@@ -31,6 +22,15 @@ from books.services.codes import (
 )
 from core.actors import Actor
 from redemptions.models import Redemption
+from tests.factories import (
+    AssignedCodeFactory,
+    CodeFactory,
+    CouponBookFactory,
+    ReservationFactory,
+    SharedBookFactory,
+    refused,
+    rows_snapshot,
+)
 
 pytestmark = pytest.mark.django_db
 

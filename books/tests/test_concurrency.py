@@ -13,7 +13,6 @@ import pytest
 from django.db.models import Q
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import BookUser, Code, Event, Reservation
 from books.services.codes import (
     code_assign,
@@ -26,6 +25,7 @@ from books.services.codes import (
 )
 from core.exceptions import ApplicationError
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory
 
 from .concurrency import error_counts, run_concurrently, successes
 

@@ -8,12 +8,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 from books.models import Code, CouponBook, Event, Reservation
 from books.services.books import book_update
 from books.services.codes import code_redeem, code_release, code_reserve, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
+from tests.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from books.factories import (
+from books.models import Code, CouponBook
+from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
+from books.services.codes import code_assign, code_redeem, code_release, code_reserve, code_void, redemption_reverse
+from core.exceptions import ApplicationError
+from tests.factories import (
     AssignedCodeFactory,
     CodeFactory,
     CouponBookFactory,
@@ -17,10 +21,6 @@ from books.factories import (
     TenantFactory,
     rows_snapshot,
 )
-from books.models import Code, CouponBook
-from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
-from books.services.codes import code_assign, code_redeem, code_release, code_reserve, code_void, redemption_reverse
-from core.exceptions import ApplicationError
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,6 @@ from celery.signals import task_postrun
 from django.db import connection
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory, ReservationFactory
 from books.models import Code, Event, Reservation
 from books.patterns import pattern_parse
 from books.selectors import code_validate
@@ -24,6 +23,7 @@ from books.tasks import expire_reservations
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
+from tests.factories import CodeFactory, CouponBookFactory, ReservationFactory
 
 from .concurrency import run_concurrently
 

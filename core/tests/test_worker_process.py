@@ -22,7 +22,6 @@ from openpyxl import load_workbook
 
 from api.models import IdempotencyKey
 from api.tasks import purge_idempotency_keys
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code, Reservation
 from books.services.code_creation import generation_request, upload_request
 from books.services.codes import code_reserve
@@ -30,6 +29,7 @@ from books.tasks import expire_reservations
 from core.models import Job
 from redemptions.exports import DATA_SHEET, export_request
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bound on waiting for the worker (its start included); only reached when it is broken, and then the test fails.
@@ -131,7 +131,7 @@ def test_an_upload_job_runs_in_a_worker_process(shared_media, settings, tenant, 
 
 
 def test_an_export_job_runs_in_a_worker_process(shared_media, settings, tenant, actor):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 5
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 5}
     book = CouponBookFactory(tenant=tenant, uses_per_code=None, max_redemptions_per_user=None)
     code = CodeFactory(book=book, code="EXPORTED", max_uses=None, redeemed_count=30)
     RedemptionFactory.create_batch(30, code=code)
@@ -165,7 +165,7 @@ def test_the_idempotency_key_purge_runs_in_a_worker_process(worker_process, sett
         )
 
     old, fresh = key("old"), key("fresh")
-    retention = timedelta(hours=django_settings.API_IDEMPOTENCY_KEY_HOURS)
+    retention = timedelta(hours=django_settings.COUPONS["API_IDEMPOTENCY_KEY_HOURS"])
     IdempotencyKey.objects.filter(pk=old.pk).update(created_at=timezone.now() - retention - timedelta(minutes=1))
 
     purge_idempotency_keys.delay()

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from backoffice.testing import logged_in
 from tenants.models import Role
+from tests.helpers import logged_in
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import deliveries_send, outbox_add, webhook_endpoint_create
 
@@ -42,7 +42,7 @@ def test_an_admin_registers_an_endpoint_and_sees_the_secret_once(client, tenant,
 
 
 def test_a_bad_url_is_a_form_error(client, tenant, settings):
-    settings.WEBHOOKS_ALLOW_INSECURE = False
+    settings.COUPONS = {**settings.COUPONS, "WEBHOOKS_ALLOW_INSECURE": False}
     logged_in(client, tenant, Role.ADMIN)
     response = client.post(
         reverse("admin:webhooks_webhookendpoint_add"),

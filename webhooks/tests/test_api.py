@@ -72,7 +72,7 @@ def test_bad_registrations_answer_400(api, body, field):
 
 
 def test_plain_http_and_private_addresses_are_refused_unless_allowed(api, settings):
-    settings.WEBHOOKS_ALLOW_INSECURE = False
+    settings.COUPONS = {**settings.COUPONS, "WEBHOOKS_ALLOW_INSECURE": False}
     for url in (
         "http://example.com/hook",
         "https://127.0.0.1/hook",

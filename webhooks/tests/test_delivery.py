@@ -8,8 +8,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.services.codes import code_release, code_reserve
+from tests.factories import CodeFactory, CouponBookFactory
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import (
     RETRY_BASE,
@@ -159,14 +159,14 @@ def test_a_claimed_delivery_is_not_sent_twice_until_its_lease_runs_out(endpoint,
     now = timezone.now()
     # A sender claimed it and then vanished (killed mid-send): the claim is all that is left.
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        leased_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS), attempts=1, next_attempt_at=now
+        leased_until=now + timedelta(seconds=settings.COUPONS["WEBHOOKS_LEASE_SECONDS"]), attempts=1, next_attempt_at=now
     )
 
     assert delivery_attempt(delivery_id=delivery.pk, now=now).sent is False
     assert deliveries_due(now=now) == []
     assert receiver.requests == []
 
-    after = now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS + 1)
+    after = now + timedelta(seconds=settings.COUPONS["WEBHOOKS_LEASE_SECONDS"] + 1)
     assert deliveries_due(now=after) == [delivery.pk]
     (outcome,) = deliveries_send(delivery_ids=[delivery.pk], now=after)
     assert outcome.succeeded
@@ -177,7 +177,9 @@ def test_a_claimed_delivery_is_not_sent_twice_until_its_lease_runs_out(endpoint,
 def test_a_fresh_delivery_whose_message_was_lost_is_swept(endpoint, settings):
     delivery = _delivery(endpoint)
     assert deliveries_due(now=delivery.created_at) == []  # its own message is expected to send it
-    assert deliveries_due(now=delivery.created_at + timedelta(seconds=settings.WEBHOOKS_STRANDED_SECONDS)) == [delivery.pk]
+    assert deliveries_due(now=delivery.created_at + timedelta(seconds=settings.COUPONS["WEBHOOKS_STRANDED_SECONDS"])) == [
+        delivery.pk
+    ]
 
 
 def test_a_codes_deliveries_wait_for_the_earlier_one(endpoint, receiver):

@@ -12,8 +12,6 @@ from django.utils import timezone
 
 from api.services import api_tokens_issue
 from api.tests.conftest import bearer
-from backoffice.testing import logged_in
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import Event, Reservation
 from books.services.books import book_update
 from books.services.codes import code_assign, code_redeem, code_reserve
@@ -22,6 +20,8 @@ from core.actors import Actor
 from redemptions.models import Redemption
 from tenants.models import Role
 from tenants.services import api_client_create
+from tests.factories import CodeFactory, CouponBookFactory
+from tests.helpers import logged_in
 from webhooks.models import WebhookDelivery
 from webhooks.services import deliveries_send
 

@@ -19,21 +19,21 @@ def _fake_dns(monkeypatch, *addresses: str):
 
 
 def test_a_loopback_receiver_is_refused_unless_allowed(receiver: Receiver, settings):
-    settings.WEBHOOKS_ALLOW_INSECURE = False
+    settings.COUPONS = {**settings.COUPONS, "WEBHOOKS_ALLOW_INSECURE": False}
     result = sender.post(receiver.url, body="{}", headers={})
     assert result.status_code is None and "https" in result.error
     assert receiver.requests == []
 
 
 def test_a_name_resolving_to_an_internal_address_is_refused(monkeypatch, settings):
-    settings.WEBHOOKS_ALLOW_INSECURE = False
+    settings.COUPONS = {**settings.COUPONS, "WEBHOOKS_ALLOW_INSECURE": False}
     _fake_dns(monkeypatch, "93.184.216.34", "10.0.0.5")  # rebinding: one public, one private answer
     result = sender.post("https://hooks.example.test/x", body="{}", headers={})
     assert result.status_code is None and "private" in result.error
 
 
 def test_the_checked_address_is_the_one_connected_to_with_the_host_kept(receiver: Receiver, monkeypatch, settings):
-    settings.WEBHOOKS_ALLOW_INSECURE = True
+    settings.COUPONS = {**settings.COUPONS, "WEBHOOKS_ALLOW_INSECURE": True}
     port = receiver.url.split(":")[2].split("/")[0]
     calls = []
     real = socket.getaddrinfo
@@ -126,7 +126,7 @@ def test_https_checks_the_certificate_against_the_urls_host_while_connecting_to_
 ):
     import ssl
 
-    settings.WEBHOOKS_ALLOW_INSECURE = True  # the checked address is 127.0.0.1 here
+    settings.COUPONS = {**settings.COUPONS, "WEBHOOKS_ALLOW_INSECURE": True}  # the checked address is 127.0.0.1 here
     cert_path, key_path = _self_signed(tmp_path, "hooks.example.test")
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_path, key_path)

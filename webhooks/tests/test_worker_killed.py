@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.services.codes import code_reserve
 from core.actors import Actor
+from tests.factories import CodeFactory, CouponBookFactory
 from webhooks.models import WebhookDelivery
 from webhooks.services import deliveries_due
 from webhooks.tasks import sweep_deliveries

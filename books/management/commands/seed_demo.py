@@ -58,7 +58,7 @@ class Command(BaseCommand):
             if seed.client_id:
                 out.write(f"  client_id      {seed.client_id} (its secret was shown when it was created and is not stored)")
             out.write(f"  For new credentials: python manage.py create_api_client {seed.tenant.slug} 'My client'")
-        if settings.WEBHOOKS_DEMO_RECEIVER:
+        if settings.COUPONS["WEBHOOKS_DEMO_RECEIVER"]:
             out.write("")
             out.write(
                 f"Webhooks: the demo's events are delivered to {base_url}/webhooks/demo-receiver/<id>/ once the worker runs; "
