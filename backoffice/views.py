@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from books.models import CouponBook
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, error_response
 from core.models import Job
 from core.selectors import job_get
 
@@ -97,7 +97,7 @@ def job_progress(request, job_id: int):
     try:
         job = _job_for(request, job_id)
     except Http404:
-        return JsonResponse({"error": {"code": "job_not_found", "message": "No such job.", "details": {}}}, status=404)
+        return error_response("job_not_found", "No such job.")
     done = job.progress_done
     download = None
     if job.kind == Job.Kind.EXPORT and job.status == Job.Status.SUCCEEDED and job.file:
