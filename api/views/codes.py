@@ -50,7 +50,6 @@ class CodeDetailView(_CodeView):
 
 
 class CodeAssignView(_CodeView):
-    idempotent = True
     error_codes = errors(
         "code_not_found",
         "code_already_assigned",
@@ -71,18 +70,14 @@ class CodeAssignView(_CodeView):
         request=AssignInput,
         responses={200: CodeOutput},
     )
+    @idempotent
     def post(self, request, code):
         data = self.parse(AssignInput, request.data)
-
-        def run(key):
-            found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
-            return Response(CodeOutput(found).data)
-
-        return idempotent(request, run)
+        found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
+        return Response(CodeOutput(found).data)
 
 
 class CodeLockView(_CodeView):
-    idempotent = True
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", *USE_RULES)
 
@@ -94,21 +89,17 @@ class CodeLockView(_CodeView):
         request=LockInput,
         responses={201: ReservationOutput},
     )
+    @idempotent
     def post(self, request, code):
         data = self.parse(LockInput, with_end_user_id(request, request.data))
         user_id = user_id_for(request, data.get("user_id"))
-
-        def run(key):
-            reservation = code_lock(
-                tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
-            )
-            return Response(ReservationOutput(reservation).data, status=201)
-
-        return idempotent(request, run)
+        reservation = code_lock(
+            tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
+        )
+        return Response(ReservationOutput(reservation).data, status=201)
 
 
 class CodeUnlockView(_CodeView):
-    idempotent = True
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active", "code_not_assigned_to_user")
 
@@ -122,6 +113,7 @@ class CodeUnlockView(_CodeView):
         request=UnlockInput,
         responses={200: UnlockOutput},
     )
+    @idempotent
     def post(self, request, code):
         data = self.parse(UnlockInput, with_end_user_id(request, request.data))
         user_id = user_id_for(request, data.get("user_id"))
@@ -133,16 +125,11 @@ class CodeUnlockView(_CodeView):
                 raise ApplicationError(
                     "code_not_assigned_to_user", "This code is not assigned to this user.", {"code": found.code}
                 )
-
-        def run(key):
-            released = code_unlock(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
-            return Response({"released": released})
-
-        return idempotent(request, run)
+        released = code_unlock(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
+        return Response({"released": released})
 
 
 class CodeRedeemView(_CodeView):
-    idempotent = True
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors(
         "code_not_found",
@@ -163,25 +150,22 @@ class CodeRedeemView(_CodeView):
         request=RedeemInput,
         responses={201: RedemptionOutput},
     )
+    @idempotent
     def post(self, request, code):
         data = self.parse(RedeemInput, with_end_user_id(request, request.data))
         user_id = user_id_for(request, data.get("user_id"))
-
-        def run(key):
-            redemption = code_redeem(
-                tenant=self.tenant,
-                code=code,
-                user_id=user_id,
-                actor=self.actor,
-                token=data.get("token"),
-                order_ref=data.get("order_ref", ""),
-                amount=data.get("amount"),
-                product_id=data.get("product_id", ""),
-                idempotency_key=key,
-            )
-            return Response(RedemptionOutput(redemption).data, status=201)
-
-        return idempotent(request, run)
+        redemption = code_redeem(
+            tenant=self.tenant,
+            code=code,
+            user_id=user_id,
+            actor=self.actor,
+            token=data.get("token"),
+            order_ref=data.get("order_ref", ""),
+            amount=data.get("amount"),
+            product_id=data.get("product_id", ""),
+            idempotency_key=self.idempotency_key,
+        )
+        return Response(RedemptionOutput(redemption).data, status=201)
 
 
 class CodeValidateView(_CodeView):

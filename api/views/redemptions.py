@@ -70,7 +70,6 @@ class RedemptionExportView(_RedemptionQueryMixin, ApiView):
 
 
 class RedemptionReverseView(ApiView):
-    idempotent = True
     error_codes = errors("redemption_not_found", "redemption_already_reversed")
 
     @extend_schema(
@@ -82,13 +81,10 @@ class RedemptionReverseView(ApiView):
         request=ReverseInput,
         responses={200: RedemptionOutput},
     )
+    @idempotent
     def post(self, request, redemption_id):
         data = self.parse(ReverseInput, request.data)
-
-        def run(key):
-            redemption = redemption_reverse(
-                tenant=self.tenant, redemption_id=redemption_id, actor=self.actor, reason=data.get("reason", "")
-            )
-            return Response(RedemptionOutput(redemption).data)
-
-        return idempotent(request, run)
+        redemption = redemption_reverse(
+            tenant=self.tenant, redemption_id=redemption_id, actor=self.actor, reason=data.get("reason", "")
+        )
+        return Response(RedemptionOutput(redemption).data)
