@@ -35,6 +35,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 
+from core.downloads import XLSX_CONTENT_TYPE
 from core.exceptions import ERROR_STATUS
 
 from .examples import ERROR_EXAMPLES, SERVER_ERROR
@@ -42,7 +43,7 @@ from .idempotency import HEADER as IDEMPOTENCY_HEADER
 from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER, is_idempotent
 
 ERROR_CODES = sorted(ERROR_STATUS)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = XLSX_CONTENT_TYPE
 BINARY = "application/octet-stream"
 # What a workbook download answers: the XLSX type, or bytes for a client that accepts only those.
 WORKBOOK_TYPES = (XLSX, BINARY)

@@ -1,14 +1,13 @@
 """Back-office views outside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the JSON
 progress of a job (polled by the job page every second) and the download of a finished export."""
 
-import os
-
 from django.contrib import admin
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from books.models import CouponBook
+from core.downloads import job_file_response
 from core.exceptions import ApplicationError, error_response
 from core.models import Job
 from core.selectors import job_get
@@ -100,7 +99,7 @@ def job_progress(request, job_id: int):
         return error_response("job_not_found", "No such job.")
     done = job.progress_done
     download = None
-    if job.kind == Job.Kind.EXPORT and job.status == Job.Status.SUCCEEDED and job.file:
+    if job.download_ready:
         download = reverse("backoffice:job_download", args=[job.pk])
     return JsonResponse(
         {
@@ -124,6 +123,6 @@ def job_download(request, job_id: int):
     job = _job_for(request, job_id)
     if not request.user.has_perm("redemptions.export_redemption"):
         raise Http404("No such file.")
-    if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
+    if not job.download_ready:
         raise Http404("This job has no file to download.")
-    return FileResponse(job.file.open("rb"), as_attachment=True, filename=os.path.basename(job.file.name))
+    return job_file_response(job)

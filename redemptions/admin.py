@@ -3,7 +3,7 @@ the reversal action (asks for a reason; redemption_reverse) and the Excel export
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
 from backoffice.actions import RequiredReasonForm, confirmed_action
@@ -17,6 +17,7 @@ from backoffice.scoping import (
     sees_all_tenants,
     staff_actor,
 )
+from core.downloads import attachment_response
 from core.models import Job
 from tenants.models import Tenant
 
@@ -138,9 +139,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
             return HttpResponseRedirect(reverse("admin:redemptions_redemption_changelist"))
         outcome = export_request(tenant=tenant, queryset=queryset, actor=staff_actor(request))
         if isinstance(outcome, ExportFile):
-            response = HttpResponse(outcome.content, content_type=outcome.content_type)
-            response["Content-Disposition"] = f'attachment; filename="{outcome.filename}"'
-            return response
+            return attachment_response(outcome.content, filename=outcome.filename, content_type=outcome.content_type)
         assert isinstance(outcome, Job)
         self.message_user(
             request,

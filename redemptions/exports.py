@@ -58,6 +58,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from core.actors import Actor
+from core.downloads import XLSX_CONTENT_TYPE
 from core.models import Job
 from core.services import job_create
 from tenants.models import Tenant
@@ -92,7 +93,6 @@ COLUMNS = (
 )
 SUMMARY_COLUMNS = ("book_id", "book_name", "day", "redemptions", "reversed", "discount_total")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _QUERY_SALT = "redemptions.exports.query"
 
 # The columns read from the database, in one query with the book and code joined (no model instances).

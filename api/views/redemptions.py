@@ -1,9 +1,9 @@
 """The redemption log: list, Excel export, reversal (refund)."""
 
-from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from core.downloads import attachment_response
 from core.models import Job
 from redemptions.exports import export_request
 from redemptions.models import Redemption
@@ -64,9 +64,7 @@ class RedemptionExportView(_RedemptionQueryMixin, ApiView):
         result = export_request(tenant=self.tenant, queryset=self.redemptions(), actor=self.actor)
         if isinstance(result, Job):
             return Response(JobOutput(result, context={"request": request}).data, status=202)
-        response = HttpResponse(result.content, content_type=workbook_content_type(request))
-        response["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-        return response
+        return attachment_response(result.content, filename=result.filename, content_type=workbook_content_type(request))
 
 
 class RedemptionReverseView(ApiView):
