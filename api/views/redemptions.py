@@ -7,7 +7,7 @@ from core.downloads import attachment_response
 from core.models import Job
 from redemptions.exports import export_request
 from redemptions.models import Redemption
-from redemptions.selectors import redemptions_of_tenant
+from redemptions.selectors import RedemptionFilters, redemptions_of_tenant
 from redemptions.services import redemption_reverse
 
 from .. import examples
@@ -19,10 +19,9 @@ from .base import ApiView
 
 
 class _RedemptionQueryMixin:
-    def redemptions(self):
+    def filters(self) -> RedemptionFilters:
         query = self.parse(RedemptionQuery, self.request.query_params)
-        return redemptions_of_tenant(
-            tenant=self.tenant,
+        return RedemptionFilters(
             book_id=query.get("book"),
             user_id=query.get("user_id"),
             since=query.get("from"),
@@ -44,7 +43,7 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
         responses={200: RedemptionOutput(many=True)},
     )
     def get(self, request):
-        page = self.paginate_queryset(self.redemptions())
+        page = self.paginate_queryset(redemptions_of_tenant(tenant=self.tenant, filters=self.filters()))
         return self.get_paginated_response(RedemptionOutput(page, many=True).data)
 
 
@@ -61,7 +60,7 @@ class RedemptionExportView(_RedemptionQueryMixin, ApiView):
         responses={**binary_response("The workbook (sent as an attachment)."), 202: JobOutput},
     )
     def get(self, request):
-        result = export_request(tenant=self.tenant, queryset=self.redemptions(), actor=self.actor)
+        result = export_request(tenant=self.tenant, filters=self.filters(), actor=self.actor)
         if isinstance(result, Job):
             return Response(JobOutput(result, context={"request": request}).data, status=202)
         return attachment_response(result.content, filename=result.filename, content_type=workbook_content_type(request))
