@@ -124,11 +124,11 @@ def test_large_export_runs_as_a_job_and_ends_in_a_download_for_its_tenant_only(
         response = client.get(reverse("admin:redemptions_redemption_export"))
     job = Job.objects.get(tenant=tenant, kind=Job.Kind.EXPORT)
     assert response["Location"] == reverse("admin:core_job_change", args=[job.pk])
-    progress = client.get(reverse("backoffice:job_progress", args=[job.pk])).json()
+    progress = client.get(reverse("dashboard:job_progress", args=[job.pk])).json()
     assert (progress["status"], progress["download_url"]) == ("pending", None)
 
     run_export_job(job.pk)
-    progress = client.get(reverse("backoffice:job_progress", args=[job.pk])).json()
+    progress = client.get(reverse("dashboard:job_progress", args=[job.pk])).json()
     assert progress["status"] == "succeeded" and progress["percent"] == 100
     download = client.get(progress["download_url"])
     assert download.status_code == 200

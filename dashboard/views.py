@@ -1,20 +1,19 @@
-"""Back-office views outside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the JSON
-progress of a job (polled by the job page every second) and the download of a finished export."""
+"""The dashboard's views beside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the
+JSON progress of a job (polled by the job page every second) and the download of a finished export."""
 
 from django.contrib import admin
 from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from backoffice.charts import Bar, bar_chart_svg
+from backoffice.scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
 from books.models import CouponBook
+from books.usage import books_with_usage, redemptions_per_day
 from core.downloads import job_file_response
 from core.exceptions import ApplicationError, error_response
 from core.models import Job
 from core.selectors import job_get
-
-from .charts import Bar, bar_chart_svg
-from .scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
-from .selectors import books_with_usage, redemptions_per_day
 
 DASHBOARD_BOOKS = 50
 
@@ -61,7 +60,7 @@ def dashboard(request):
             ),
         )
     with tenant_timezone(request):
-        return rendered(TemplateResponse(request, "admin/backoffice/dashboard.html", context))
+        return rendered(TemplateResponse(request, "admin/dashboard/dashboard.html", context))
 
 
 def _job_for(request, job_id) -> Job:
@@ -100,7 +99,7 @@ def job_progress(request, job_id: int):
     done = job.progress_done
     download = None
     if job.download_ready:
-        download = reverse("backoffice:job_download", args=[job.pk])
+        download = reverse("dashboard:job_download", args=[job.pk])
     return JsonResponse(
         {
             "id": job.pk,
