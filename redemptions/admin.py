@@ -52,25 +52,8 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     sortable_by = ("redeemed_at", "amount", "discount")
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"
-    fields = (
-        "tenant",
-        "redeemed_at",
-        "book",
-        "code",
-        "user_id",
-        "order_ref",
-        "product_id",
-        "amount",
-        "discount",
-        "currency",
-        "actor_type",
-        "actor_id",
-        "idempotency_key",
-        "reversed_at",
-        "reversal_reason",
-        "reversed_by_type",
-        "reversed_by_id",
-    )
+    # Every field of the log, in the model's order, all read-only (the reservation is an internal link).
+    fields = tuple(field.name for field in Redemption._meta.fields if field.name not in ("id", "reservation"))
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)

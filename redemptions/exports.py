@@ -96,23 +96,11 @@ SUMMARY_COLUMNS = ("book_id", "book_name", "day", "redemptions", "reversed", "di
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _FILTERS_SALT = "redemptions.exports.filters"
 
-# The columns read from the database, in one query with the book and code joined (no model instances).
+# The columns read from the database, in one query with the book and code joined (no model instances): each
+# column's own field, but for these; "reversed" and "reversed_by" are derived from the reversal's fields.
+_COLUMN_SOURCES = {"redemption_id": "pk", "book_name": "book__name", "code": "code__code", "reversed": "", "reversed_by": ""}
 _FIELDS = (
-    "pk",
-    "redeemed_at",
-    "book_id",
-    "book__name",
-    "code__code",
-    "user_id",
-    "order_ref",
-    "product_id",
-    "amount",
-    "discount",
-    "currency",
-    "actor_type",
-    "actor_id",
-    "reversed_at",
-    "reversal_reason",
+    *(source for source in (_COLUMN_SOURCES.get(column, column) for column in COLUMNS) if source),
     "reversed_by_type",
     "reversed_by_id",
 )

@@ -35,6 +35,11 @@ class _CodeView(ApiView):
     # A look-up of an unknown code counts towards the failed look-up throttle (stops guessing).
     counts_failed_lookups = True
 
+    def parse_for_user(self, serializer_class, data) -> tuple[dict, str]:
+        """The input, with an end user's own id filled in, and the id of the user the call acts for."""
+        parsed = self.parse(serializer_class, with_end_user_id(self.request, data))
+        return parsed, user_id_for(self.request, parsed.get("user_id"))
+
     def finalize_response(self, request, response, *args, **kwargs):
         # The look-up's reserved throttle slots go back unless it answered code_not_found.
         failed_lookup_settle(request)
@@ -91,8 +96,7 @@ class CodeLockView(_CodeView):
     )
     @idempotent
     def post(self, request, code):
-        data = self.parse(LockInput, with_end_user_id(request, request.data))
-        user_id = user_id_for(request, data.get("user_id"))
+        data, user_id = self.parse_for_user(LockInput, request.data)
         reservation = code_lock(
             tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
         )
@@ -115,8 +119,7 @@ class CodeUnlockView(_CodeView):
     )
     @idempotent
     def post(self, request, code):
-        data = self.parse(UnlockInput, with_end_user_id(request, request.data))
-        user_id = user_id_for(request, data.get("user_id"))
+        data, user_id = self.parse_for_user(UnlockInput, request.data)
         if request.user.is_end_user:
             # Lock and redeem refuse another user's code in the service; unlock would merely find no hold of
             # this user, so an end user's reach for someone else's code is refused here, the same way.
@@ -152,8 +155,7 @@ class CodeRedeemView(_CodeView):
     )
     @idempotent
     def post(self, request, code):
-        data = self.parse(RedeemInput, with_end_user_id(request, request.data))
-        user_id = user_id_for(request, data.get("user_id"))
+        data, user_id = self.parse_for_user(RedeemInput, request.data)
         redemption = code_redeem(
             tenant=self.tenant,
             code=code,
@@ -181,8 +183,7 @@ class CodeValidateView(_CodeView):
         responses={200: ValidationOutput},
     )
     def get(self, request, code):
-        data = self.parse(ValidateQuery, with_end_user_id(request, request.query_params))
-        user_id = user_id_for(request, data.get("user_id"))
+        data, user_id = self.parse_for_user(ValidateQuery, request.query_params)
         result = code_validate(
             tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
         )
