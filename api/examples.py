@@ -3,6 +3,9 @@ Swagger UI and generated clients show this domain's values, not placeholders."""
 
 from drf_spectacular.utils import OpenApiExample
 
+from core.exceptions import error_body, invalid_input_details
+from core.middleware import SERVER_ERROR_MESSAGE
+
 NOW = "2026-03-14T09:30:00Z"
 LATER = "2026-03-14T09:40:00Z"
 
@@ -166,15 +169,11 @@ JOB_GET = [
 ]
 
 # The error answers every operation documents (api.schema adds them to each error status).
-INVALID_INPUT = {
-    "error": {
-        "code": "invalid_input",
-        "message": "amount: A valid number is required.",
-        "details": {"field": "amount", "errors": [{"field": "amount", "message": "A valid number is required."}]},
-    }
-}
-THROTTLED = {
-    "error": {"code": "throttled", "message": "Too many requests; retry in 12 second(s).", "details": {"retry_after": 12}}
-}
-SERVER_ERROR = {"error": {"code": "server_error", "message": "An unexpected error occurred; it has been logged.", "details": {}}}
+INVALID_INPUT = error_body(
+    "invalid_input",
+    "amount: A valid number is required.",
+    invalid_input_details({"field": "amount"}, "A valid number is required."),
+)
+THROTTLED = error_body("throttled", "Too many requests; retry in 12 second(s).", {"retry_after": 12})
+SERVER_ERROR = error_body("server_error", SERVER_ERROR_MESSAGE)
 ERROR_EXAMPLES = {400: INVALID_INPUT, 429: THROTTLED}

@@ -14,7 +14,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from core.exceptions import ERROR_STATUS, ApplicationError
+from core.exceptions import ERROR_STATUS, ApplicationError, error_body, invalid_input_details
 
 # DRF exception class -> our stable code (checked in order: subclasses first).
 DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
@@ -29,10 +29,6 @@ DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.UnsupportedMediaType, "unsupported_media_type"),
     (exceptions.Throttled, "throttled"),
 ]
-
-
-def error_body(code: str, message: str, details: object = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
 
 
 def field_errors(detail: object, path: str = "") -> list[dict[str, str]]:
@@ -52,19 +48,6 @@ def field_errors(detail: object, path: str = "") -> list[dict[str, str]]:
                 found += field_errors(item, f"{path}.{index}" if path else str(index))
         return found
     return [{"field": path, "message": str(detail)}]
-
-
-def invalid_input_details(details: dict, message: str) -> dict:
-    """The documented details of invalid_input: `field` (the first invalid input) and `errors` (each of them).
-
-    A service's ApplicationError names its field in `field` (or several in `fields`); its other context stays.
-    """
-    if isinstance(details.get("errors"), list):
-        return details
-    fields = details.get("fields") if isinstance(details.get("fields"), list) else [details.get("field", "")]
-    errors = [{"field": str(field), "message": message} for field in fields] or [{"field": "", "message": message}]
-    context = {key: value for key, value in details.items() if key not in ("field", "fields")}
-    return {**context, "field": errors[0]["field"], "errors": errors}
 
 
 def invalid_input_message(errors: list[dict[str, str]]) -> str:

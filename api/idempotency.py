@@ -1,5 +1,8 @@
 """Idempotency-Key on POST: a retry with the same key and request replays the first answer.
 
+A view declares it by decorating its handler with @idempotent; the handler reads the key (empty without the
+header) from `self.idempotency_key`. The schema documents the header for every handler so decorated.
+
 The key row is inserted FIRST inside the transaction that runs the service, and the answer is written to it
 before that transaction commits: the key and the change it guards commit together or not at all. A concurrent
 request with the same key blocks on the unique index until the first one has finished, then finds the stored
@@ -7,6 +10,7 @@ answer and replays it. An error answer rolls the transaction back, key row inclu
 error runs again (nothing was changed the first time).
 """
 
+import functools
 import hashlib
 import json
 import re
@@ -74,7 +78,7 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
     return response
 
 
-def idempotent(request, run: Callable[[str], Response]) -> Response:
+def _run_once(request, run: Callable[[str], Response]) -> Response:
     """Run `run(key)` once per Idempotency-Key (or always, without the header), replaying stored answers."""
     raw = request.headers.get(HEADER)
     if raw is None:
@@ -102,3 +106,24 @@ def idempotent(request, run: Callable[[str], Response]) -> Response:
         row.response_body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
         row.save(update_fields=["response_status", "response_body"])
     return response
+
+
+def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """Declares a view's handler (its `post`) idempotent: it runs once per Idempotency-Key, in the transaction
+    that stores the key; a retry replays the stored answer. The handler finds the key in `self.idempotency_key`."""
+
+    @functools.wraps(handler)
+    def wrapper(view, request, *args, **kwargs) -> Response:
+        def run(key: str) -> Response:
+            view.idempotency_key = key
+            return handler(view, request, *args, **kwargs)
+
+        return _run_once(request, run)
+
+    wrapper.idempotent = True
+    return wrapper
+
+
+def is_idempotent(view, method: str) -> bool:
+    """Whether `method` of `view` is declared with @idempotent (read by the schema)."""
+    return getattr(getattr(view, method.lower(), None), "idempotent", False)

@@ -35,14 +35,15 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 
+from core.downloads import XLSX_CONTENT_TYPE
 from core.exceptions import ERROR_STATUS
 
 from .examples import ERROR_EXAMPLES, SERVER_ERROR
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
-from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER
+from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER, is_idempotent
 
 ERROR_CODES = sorted(ERROR_STATUS)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = XLSX_CONTENT_TYPE
 BINARY = "application/octet-stream"
 # What a workbook download answers: the XLSX type, or bytes for a client that accepts only those.
 WORKBOOK_TYPES = (XLSX, BINARY)
@@ -171,7 +172,7 @@ class ApiAutoSchema(AutoSchema):
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
-        if self.method == "POST" and getattr(self.view, "idempotent", False):
+        if is_idempotent(self.view, self.method):
             parameters += [IDEMPOTENCY_KEY_PARAMETER, REPLAYED_HEADER_PARAMETER]
         if getattr(self.view, "produces", None):
             parameters.append(CONTENT_DISPOSITION_PARAMETER)
@@ -222,7 +223,7 @@ class ApiAutoSchema(AutoSchema):
             codes.update(AUTHENTICATED)
         if self.method in ("POST", "PUT", "PATCH"):
             codes.update(WITH_BODY)
-        if self.method == "POST" and getattr(self.view, "idempotent", False):
+        if is_idempotent(self.view, self.method):
             codes.add("idempotency_key_mismatch")
         if "{" in self.path:
             codes.add("not_found")

@@ -399,7 +399,7 @@ class JobOutput(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_download_url(self, job) -> str | None:
-        if not job.file or job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED:
+        if not job.download_ready:
             return None
         request = self.context.get("request")
         path = f"/api/v1/jobs/{job.pk}/file/"

@@ -167,9 +167,6 @@ class TenantScopedAdmin(admin.ModelAdmin):
         with tenant_timezone(request):
             return rendered(super().history_view(request, object_id, extra_context))
 
-    def application_error(self, request, exc: ApplicationError) -> None:
-        self.message_user(request, exc.message, messages.ERROR)
-
 
 class ReadOnlyAdminMixin:
     """For logs and history: viewable, never added, changed or deleted through the admin."""

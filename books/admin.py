@@ -26,7 +26,6 @@ from backoffice.scoping import (
     staff_actor,
     tenant_scope,
 )
-from backoffice.selectors import books_with_usage, redemptions_per_day
 from core.exceptions import ApplicationError
 from core.models import Job
 from tenants.models import Tenant
@@ -47,6 +46,7 @@ from .selectors import book_stats, code_history
 from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_save_check, book_update
 from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
+from .usage import books_with_usage, redemptions_per_day
 
 
 def job_url(job: Job) -> str:

@@ -6,6 +6,8 @@ its message. The HTTP status of each code is decided here, once.
 
 from typing import Any
 
+from django.http import JsonResponse
+
 # Stable error codes and the HTTP status each one answers with.
 ERROR_STATUS: dict[str, int] = {
     # 400: the request itself is wrong
@@ -94,7 +96,33 @@ class ApplicationError(Exception):
         return ERROR_STATUS[self.code]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return error_body(self.code, self.message, self.details)
 
     def __repr__(self) -> str:
         return f"ApplicationError({self.code!r}, {self.message!r})"
+
+
+# --- The error body: the one shape every error answer of the service has -----------------------------------
+
+
+def error_body(code: str, message: str, details: object = None) -> dict[str, Any]:
+    """{"error": {"code", "message", "details"}}: the body of every error answer (API, middleware, admin JSON)."""
+    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
+
+
+def invalid_input_details(details: dict, message: str) -> dict:
+    """The documented details of invalid_input: `field` (the first invalid input) and `errors` (each of them).
+
+    A service's ApplicationError names its field in `field` (or several in `fields`); its other context stays.
+    """
+    if isinstance(details.get("errors"), list):
+        return details
+    fields = details.get("fields") if isinstance(details.get("fields"), list) else [details.get("field", "")]
+    errors = [{"field": str(field), "message": message} for field in fields] or [{"field": "", "message": message}]
+    context = {key: value for key, value in details.items() if key not in ("field", "fields")}
+    return {**context, "field": errors[0]["field"], "errors": errors}
+
+
+def error_response(code: str, message: str, details: object = None) -> JsonResponse:
+    """An error answer outside DRF (middleware, handlers, admin JSON views), its status from ERROR_STATUS."""
+    return JsonResponse(error_body(code, message, details), status=ERROR_STATUS[code])

@@ -8,31 +8,22 @@ from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponseBadRequest, JsonResponse
 
+from .exceptions import error_response, invalid_input_details
+
 logger = logging.getLogger("django.request")
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
+SERVER_ERROR_MESSAGE = "An unexpected error occurred; it has been logged."
 
 
 def service_unavailable_response() -> JsonResponse:
-    response = JsonResponse(
-        {
-            "error": {
-                "code": "service_unavailable",
-                "message": "The service is temporarily unavailable; retry shortly.",
-                "details": {},
-            }
-        },
-        status=503,
-    )
+    response = error_response("service_unavailable", "The service is temporarily unavailable; retry shortly.")
     response["Retry-After"] = str(settings.COUPONS["API_UNAVAILABLE_RETRY_AFTER"])
     return response
 
 
 def server_error_response() -> JsonResponse:
-    return JsonResponse(
-        {"error": {"code": "server_error", "message": "An unexpected error occurred; it has been logged.", "details": {}}},
-        status=500,
-    )
+    return error_response("server_error", SERVER_ERROR_MESSAGE)
 
 
 def is_api_path(path: str) -> bool:
@@ -84,8 +75,6 @@ class NulByteMiddleware:
         if field is not None:
             message = "The URL holds a NUL byte."
             if is_api_path(request.path):
-                # invalid_input's documented details: the first invalid input and each of them (README, Error codes).
-                details = {"field": field, "errors": [{"field": field, "message": message}]}
-                return JsonResponse({"error": {"code": "invalid_input", "message": message, "details": details}}, status=400)
+                return error_response("invalid_input", message, invalid_input_details({"field": field}, message))
             return HttpResponseBadRequest(message)
         return self.get_response(request)

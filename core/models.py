@@ -65,3 +65,8 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+    @property
+    def download_ready(self) -> bool:
+        """A finished export with its workbook stored: the one test for "this job has a download"."""
+        return self.kind == self.Kind.EXPORT and self.status == self.Status.SUCCEEDED and bool(self.file)

@@ -407,9 +407,10 @@ CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {
 }
 
 # --- Back office (Django admin) and django-import-export ---------------------------------------------------
-# backoffice holds the shared admin code (tenant scoping, dashboard, job progress, downloads). It is listed
-# last so that its post_migrate hook, which creates the role groups, runs after every app's permissions exist.
-INSTALLED_APPS += ["backoffice"]
+# dashboard: the tenant dashboard and the job pages. backoffice holds the shared admin toolkit (tenant scoping,
+# paginator, actions, filters, safety); its post_migrate hook creates the role groups once the last app with
+# models has its permissions (backoffice/apps.py), wherever an app is listed.
+INSTALLED_APPS += ["dashboard", "backoffice"]
 # Code upload in the admin (CSV and XLSX, see books/admin.py): the uploaded file waits for the confirm step in
 # the media storage, which every web process shares (one machine's temp folder is not seen by another).
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api.views.errors import not_found_json
 from api.views.health import healthz
-from backoffice.views import dashboard
+from dashboard.views import dashboard
 from webhooks.demo import demo_receiver
 
 admin.site.site_header = "Coupon service"
@@ -16,7 +16,7 @@ admin.site.index_title = "Back office"
 urlpatterns = [
     # The back office: a tenant user's admin index is their dashboard; the back office's own views sit beside it.
     path("admin/", admin.site.admin_view(dashboard), name="backoffice_dashboard"),
-    path("admin/backoffice/", include("backoffice.urls")),
+    path("admin/backoffice/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -3,7 +3,7 @@ the reversal action (asks for a reason; redemption_reverse) and the Excel export
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 
 from backoffice.actions import RequiredReasonForm, confirmed_action
@@ -18,11 +18,13 @@ from backoffice.scoping import (
     staff_actor,
 )
 from books.services.codes import redemption_reverse
+from core.downloads import attachment_response
 from core.models import Job
 from tenants.models import Tenant
 
 from .exports import ExportFile, export_request
 from .models import Redemption
+from .selectors import RedemptionFilters, redemptions_search
 
 
 @admin.register(Redemption)
@@ -50,25 +52,8 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     sortable_by = ("redeemed_at", "amount", "discount")
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"
-    fields = (
-        "tenant",
-        "redeemed_at",
-        "book",
-        "code",
-        "user_id",
-        "order_ref",
-        "product_id",
-        "amount",
-        "discount",
-        "currency",
-        "actor_type",
-        "actor_id",
-        "idempotency_key",
-        "reversed_at",
-        "reversal_reason",
-        "reversed_by_type",
-        "reversed_by_id",
-    )
+    # Every field of the log, in the model's order, all read-only (the reservation is an internal link).
+    fields = tuple(field.name for field in Redemption._meta.fields if field.name not in ("id", "reservation"))
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
@@ -108,7 +93,11 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 
     @admin.action(description="Export selected to Excel", permissions=["export"])
     def export_selected(self, request, queryset):
-        return self.export_response(request, queryset)
+        # The action is posted to the changelist's own URL: its filters are in the query string.
+        changelist = self.get_changelist_instance(request)
+        across = request.POST.get("select_across") == "1"
+        ids = None if across else tuple(sorted(int(pk) for pk in queryset.values_list("pk", flat=True)))
+        return self.export_response(request, changelist, ids=ids)
 
     def get_urls(self):
         return [
@@ -129,18 +118,21 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
             changelist = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return HttpResponseRedirect(back)
-        return self.export_response(request, changelist.get_queryset(request))
+        return self.export_response(request, changelist)
 
-    def export_response(self, request, queryset):
-        tenant = self._export_tenant(request, queryset)
+    def export_response(self, request, changelist, *, ids: tuple[int, ...] | None = None):
+        back = HttpResponseRedirect(reverse("admin:redemptions_redemption_changelist"))
+        tenant = self._export_tenant(request, changelist.get_queryset(request))
         if tenant is None:
             self.message_user(request, "Filter the list to one tenant before exporting.", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:redemptions_redemption_changelist"))
-        outcome = export_request(tenant=tenant, queryset=queryset, actor=staff_actor(request))
+            return back
+        filters = self.export_filters(request, changelist, ids=ids)
+        if filters is None:
+            self.message_user(request, "This list's filters cannot be exported; use the filters on the right.", messages.ERROR)
+            return back
+        outcome = export_request(tenant=tenant, filters=filters, actor=staff_actor(request))
         if isinstance(outcome, ExportFile):
-            response = HttpResponse(outcome.content, content_type=outcome.content_type)
-            response["Content-Disposition"] = f'attachment; filename="{outcome.filename}"'
-            return response
+            return attachment_response(outcome.content, filename=outcome.filename, content_type=outcome.content_type)
         assert isinstance(outcome, Job)
         self.message_user(
             request,
@@ -148,6 +140,43 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
             "a download link appears here when the workbook is ready.",
         )
         return HttpResponseRedirect(reverse("admin:core_job_change", args=[outcome.pk]))
+
+    def get_search_results(self, request, queryset, search_term):
+        # The list's search and the export's are one rule (an exact order reference or end-user id).
+        return redemptions_search(queryset, search_term), False
+
+    def export_filters(self, request, changelist, *, ids: tuple[int, ...] | None = None) -> RedemptionFilters | None:
+        """The list as filtered now (book, period, date hierarchy, user, reversal, search) as the filters an
+        export stores; None when the query string holds a look-up they cannot carry (never a different set of rows)."""
+        specs, _, remaining, _, _ = changelist.get_filters(request)
+        values: dict = {"search": changelist.query.strip() or None, "ids": ids}
+        since, until = [], []
+        for spec in specs:
+            if isinstance(spec, PeriodFilter):
+                span = spec.bounds(spec.value() or "")
+                if span is not None:
+                    since.append(span[0])
+                    until.append(span[1])
+            elif isinstance(spec, UserIdFilter):
+                values["user_id"] = spec.value or None
+            elif isinstance(spec, ReversedFilter):
+                values["reversed"] = {"yes": True, "no": False}.get(spec.value())
+            elif isinstance(spec, TenantRelatedListFilter):  # the book
+                if spec.lookup_val_isnull or len(spec.lookup_val or []) > 1:
+                    return None
+                values["book_id"] = int(spec.lookup_val[0]) if spec.lookup_val else None
+        # What no list filter consumed: only the date hierarchy's bounds may be left.
+        for key, found in remaining.items():
+            bounds = found if isinstance(found, list) else [found]
+            if key == f"{self.date_hierarchy}__gte":
+                since += bounds
+            elif key == f"{self.date_hierarchy}__lt":
+                until += bounds
+            else:
+                return None
+        values["since"] = max(since) if since else None
+        values["until"] = min(until) if until else None
+        return RedemptionFilters(**values)
 
     def _export_tenant(self, request, queryset) -> Tenant | None:
         if not sees_all_tenants(request):

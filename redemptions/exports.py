@@ -2,9 +2,12 @@
 
 Public interface (the admin and the API both call it):
 
-- ``export_request(*, tenant, queryset, actor) -> ExportFile | Job``: up to ``settings.COUPONS["EXPORT_SYNC_ROWS"]``
-  rows (default 50,000) the workbook is built at once and returned as an ExportFile; above that a core Job (kind
-  export) is created and ``redemptions.tasks.run_export_job`` is queued on commit; it writes the file to Job.file.
+- ``export_request(*, tenant, filters, actor) -> ExportFile | Job``: the tenant's redemptions narrowed by
+  ``filters`` (a RedemptionFilters, read through redemptions.selectors.redemptions_of_tenant). Up to
+  ``settings.COUPONS["EXPORT_SYNC_ROWS"]`` rows (default 50,000) the workbook is built at once and returned as an
+  ExportFile; above that a core Job (kind export) is created, storing the filters as signed JSON, and
+  ``redemptions.tasks.run_export_job`` is queued on commit; it rebuilds the rows from the filters and writes the
+  file to Job.file.
 - ``redemptions_workbook_write(*, tenant, queryset, out, progress=None) -> int``: writes the workbook to ``out``
   (a path or a binary file object) and returns the number of redemption rows written. Used by both paths.
 
@@ -41,9 +44,7 @@ written with a single quote (``'``) in front, so it is stored and shown as text 
 hold at all (control characters other than tab, LF and CR) are removed.
 """
 
-import base64
 import io
-import pickle
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,11 +59,12 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from core.actors import Actor
+from core.downloads import XLSX_CONTENT_TYPE
 from core.models import Job
 from core.services import job_create
 from tenants.models import Tenant
 
-from .models import Redemption
+from .selectors import RedemptionFilters, redemptions_of_tenant
 
 # Excel's rows per sheet (2**20). A module constant so that a test can lower it to see the overflow sheet.
 MAX_SHEET_ROWS = 1_048_576
@@ -89,26 +91,13 @@ COLUMNS = (
 )
 SUMMARY_COLUMNS = ("book_id", "book_name", "day", "redemptions", "reversed", "discount_total")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_QUERY_SALT = "redemptions.exports.query"
+_FILTERS_SALT = "redemptions.exports.filters"
 
-# The columns read from the database, in one query with the book and code joined (no model instances).
+# The columns read from the database, in one query with the book and code joined (no model instances): each
+# column's own field, but for these; "reversed" and "reversed_by" are derived from the reversal's fields.
+_COLUMN_SOURCES = {"redemption_id": "pk", "book_name": "book__name", "code": "code__code", "reversed": "", "reversed_by": ""}
 _FIELDS = (
-    "pk",
-    "redeemed_at",
-    "book_id",
-    "book__name",
-    "code__code",
-    "user_id",
-    "order_ref",
-    "product_id",
-    "amount",
-    "discount",
-    "currency",
-    "actor_type",
-    "actor_id",
-    "reversed_at",
-    "reversal_reason",
+    *(source for source in (_COLUMN_SOURCES.get(column, column) for column in COLUMNS) if source),
     "reversed_by_type",
     "reversed_by_id",
 )
@@ -245,29 +234,23 @@ def _summary_sheet_write(workbook, *, summary: dict, book_names: dict, tenant: T
 # --- Requests: at once, or as a job -------------------------------------------------------------------------
 
 
-def export_query_dump(queryset) -> str:
-    """The queryset's query, pickled and signed: the job rebuilds exactly the rows that were asked for.
-
-    Django documents pickling QuerySet.query to re-run a query later; the signature (SECRET_KEY) makes sure a
-    worker only ever unpickles what this code wrote.
-    """
-    return signing.dumps(base64.b64encode(pickle.dumps(queryset.query)).decode(), salt=_QUERY_SALT, compress=True)
+def export_filters_dump(filters: RedemptionFilters) -> str:
+    """The filters as the job stores them: JSON (it survives upgrades), signed (SECRET_KEY) so that a worker
+    only ever runs filters this code wrote."""
+    return signing.dumps(filters.to_json(), salt=_FILTERS_SALT, compress=True)
 
 
-def export_query_load(value: str):
-    query = pickle.loads(base64.b64decode(signing.loads(value, salt=_QUERY_SALT)))  # signed by us: see export_query_dump
-    queryset = Redemption.objects.all()
-    queryset.query = query
-    return queryset
+def export_filters_load(value: str) -> RedemptionFilters:
+    return RedemptionFilters.from_json(signing.loads(value, salt=_FILTERS_SALT))
 
 
 def export_sync_limit() -> int:
     return int(settings.COUPONS["EXPORT_SYNC_ROWS"])
 
 
-def export_request(*, tenant: Tenant, queryset, actor: Actor) -> ExportFile | Job:
-    """The workbook of the tenant's redemptions in `queryset`: at once, or (above the limit) as a queued job."""
-    rows = queryset.filter(tenant=tenant)
+def export_request(*, tenant: Tenant, filters: RedemptionFilters, actor: Actor) -> ExportFile | Job:
+    """The workbook of the tenant's redemptions narrowed by `filters`: at once, or (above the limit) as a job."""
+    rows = redemptions_of_tenant(tenant=tenant, filters=filters)
     count = rows.count()
     filename = export_filename(tenant=tenant)
     if count <= export_sync_limit():
@@ -283,6 +266,6 @@ def export_request(*, tenant: Tenant, queryset, actor: Actor) -> ExportFile | Jo
             task=run_export_job,
             actor=actor,
             total=count,
-            params={"query": export_query_dump(rows), "filename": filename},
+            params={"filters": export_filters_dump(filters), "filename": filename},
         )
     return job

@@ -1,5 +1,6 @@
 """Reads of the redemption log."""
 
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -19,27 +20,65 @@ def redemption_get(*, tenant: Tenant, redemption_id: object) -> Redemption:
         raise ApplicationError("redemption_not_found", "No such redemption.", {"redemption": id_detail(redemption_id)}) from None
 
 
-def redemptions_of_tenant(
-    *,
-    tenant: Tenant,
-    book_id: int | None = None,
-    user_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    reversed: bool | None = None,
-) -> QuerySet[Redemption]:
-    """The tenant's redemptions, newest first, narrowed by book, user, period [since, until) and reversal."""
+@dataclass(frozen=True)
+class RedemptionFilters:
+    """What narrows the redemption log: the API's list query, the admin's list filters, search and selection.
+
+    Plain values only, so an export job stores them as JSON and rebuilds its rows through redemptions_of_tenant
+    (a stored query would not survive a Django upgrade).
+    """
+
+    book_id: int | None = None
+    user_id: str | None = None
+    since: datetime | None = None  # redeemed at or after
+    until: datetime | None = None  # redeemed before
+    reversed: bool | None = None
+    search: str | None = None  # an exact order reference or end-user id (the admin's search box)
+    ids: tuple[int, ...] | None = None  # the rows picked one by one (the admin's "export selected")
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for name in ("since", "until"):
+            data[name] = data[name].isoformat() if data[name] is not None else None
+        data["ids"] = list(self.ids) if self.ids is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RedemptionFilters":
+        values = {field.name: data.get(field.name) for field in fields(cls)}
+        for name in ("since", "until"):
+            values[name] = datetime.fromisoformat(values[name]) if values[name] is not None else None
+        values["ids"] = tuple(values["ids"]) if values["ids"] is not None else None
+        return cls(**values)
+
+
+def redemptions_search(rows: QuerySet[Redemption], term: str) -> QuerySet[Redemption]:
+    """Rows whose order reference or end-user id is exactly `term` (index look-ups, never a LIKE scan)."""
+    term = term.strip()
+    if not term:
+        return rows
+    return rows.filter(Q(order_ref=term) | Q(user_id=term))
+
+
+def redemptions_of_tenant(*, tenant: Tenant, filters: RedemptionFilters | None = None) -> QuerySet[Redemption]:
+    """The tenant's redemptions, newest first, narrowed by book, user, period [since, until), reversal, search
+    and selection."""
+    filters = filters or RedemptionFilters()
     rows = Redemption.objects.filter(tenant=tenant).select_related("code", "book")
-    if book_id is not None:
-        rows = rows.filter(book_id=book_id)
-    if user_id:
-        rows = rows.filter(user_id=user_id)
-    if since is not None:
-        rows = rows.filter(redeemed_at__gte=since)
-    if until is not None:
-        rows = rows.filter(redeemed_at__lt=until)
-    if reversed is not None:
-        rows = rows.filter(reversed_at__isnull=not reversed)
+    if filters.book_id is not None:
+        rows = rows.filter(book_id=filters.book_id)
+    if filters.user_id:
+        rows = rows.filter(user_id=filters.user_id)
+    if filters.since is not None:
+        rows = rows.filter(redeemed_at__gte=filters.since)
+    if filters.until is not None:
+        rows = rows.filter(redeemed_at__lt=filters.until)
+    if filters.reversed is not None:
+        rows = rows.filter(reversed_at__isnull=not filters.reversed)
+    if filters.search:
+        rows = redemptions_search(rows, filters.search)
+    if filters.ids is not None:
+        rows = rows.filter(pk__in=filters.ids)
     return rows.order_by("-redeemed_at", "-pk")
 
 

@@ -8,7 +8,8 @@ from django.core.files import File
 from core.models import Job
 from core.services import job_run
 
-from .exports import export_query_load, redemptions_workbook_write
+from .exports import export_filters_load, redemptions_workbook_write
+from .selectors import redemptions_of_tenant
 
 
 @shared_task(name="redemptions.tasks.run_export_job")
@@ -16,7 +17,7 @@ def run_export_job(job_id: int) -> None:
     """Write a large export's workbook to the job's file. A second delivery finds the job claimed and does nothing."""
 
     def work(job, report):
-        queryset = export_query_load(job.params["query"])
+        queryset = redemptions_of_tenant(tenant=job.tenant, filters=export_filters_load(job.params["filters"]))
         # The workbook goes to a temporary file, not memory: a million rows stay a flat memory profile.
         with tempfile.TemporaryFile() as handle:
             rows = redemptions_workbook_write(tenant=job.tenant, queryset=queryset, out=handle, progress=report)

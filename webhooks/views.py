@@ -36,7 +36,6 @@ class DeliveryCursorPagination(CodeCursorPagination):
 
 
 class EndpointListView(ApiView):
-    idempotent = True
     pagination_class = PagePagination
     serializer_class = EndpointOutput
     queryset = WebhookEndpoint.objects.none()  # for the schema; requests use the selector
@@ -56,14 +55,11 @@ class EndpointListView(ApiView):
         request=EndpointInput,
         responses={201: EndpointCreatedOutput},
     )
+    @idempotent
     def post(self, request):
         data = self.parse(EndpointInput, request.data)
-
-        def run(key):
-            endpoint = webhook_endpoint_create(tenant=self.tenant, **data)
-            return Response(EndpointCreatedOutput(endpoint).data, status=201)
-
-        return idempotent(request, run)
+        endpoint = webhook_endpoint_create(tenant=self.tenant, **data)
+        return Response(EndpointCreatedOutput(endpoint).data, status=201)
 
 
 class EndpointDetailView(ApiView):
@@ -122,7 +118,6 @@ class DeliveryListView(ApiView):
 
 
 class DeliveryRetryView(ApiView):
-    idempotent = True
     error_codes = errors("webhook_not_found", "webhook_delivery_not_found")
 
     @extend_schema(
@@ -133,14 +128,14 @@ class DeliveryRetryView(ApiView):
         request=None,
         responses={202: DeliveryOutput},
     )
+    @idempotent
     def post(self, request, webhook_id, delivery_id):
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
         delivery = delivery_get(endpoint=endpoint, delivery_id=delivery_id)
-        return idempotent(request, lambda key: Response(DeliveryOutput(delivery_retry(delivery=delivery)).data, status=202))
+        return Response(DeliveryOutput(delivery_retry(delivery=delivery)).data, status=202)
 
 
 class EndpointPingView(ApiView):
-    idempotent = True
     error_codes = errors("webhook_not_found")
 
     @extend_schema(
@@ -150,13 +145,13 @@ class EndpointPingView(ApiView):
         request=None,
         responses={202: DeliveryOutput},
     )
+    @idempotent
     def post(self, request, webhook_id):
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
-        return idempotent(request, lambda key: Response(DeliveryOutput(webhook_ping(endpoint=endpoint)).data, status=202))
+        return Response(DeliveryOutput(webhook_ping(endpoint=endpoint)).data, status=202)
 
 
 class EndpointSecretRotateView(ApiView):
-    idempotent = True
     error_codes = errors("webhook_not_found")
 
     @extend_schema(
@@ -168,12 +163,9 @@ class EndpointSecretRotateView(ApiView):
         request=None,
         responses={200: SecretOutput},
     )
+    @idempotent
     def post(self, request, webhook_id):
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
-
-        def run(key):
-            rotated = webhook_secret_rotate(endpoint=endpoint)
-            body = {"secret": rotated.secret, "previous_secret_expires_at": rotated.previous_secret_expires_at}
-            return Response(SecretOutput(body).data)
-
-        return idempotent(request, run)
+        rotated = webhook_secret_rotate(endpoint=endpoint)
+        body = {"secret": rotated.secret, "previous_secret_expires_at": rotated.previous_secret_expires_at}
+        return Response(SecretOutput(body).data)

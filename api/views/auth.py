@@ -57,7 +57,6 @@ class TokenRefreshView(_TokenView):
 class SigningKeyListView(ApiView):
     """The keys of the tenant's login service whose tokens let end users act on their own codes."""
 
-    idempotent = True
     pagination_class = PagePagination
     serializer_class = SigningKeyOutput
 
@@ -85,14 +84,11 @@ class SigningKeyListView(ApiView):
         request=SigningKeyInput,
         responses={201: SigningKeyOutput},
     )
+    @idempotent
     def post(self, request):
         data = self.parse(SigningKeyInput, request.data)
-
-        def run(key):
-            created = end_user_key_register(tenant=self.tenant, name=data["name"], algorithm=data["algorithm"], key=data["key"])
-            return Response(SigningKeyOutput(created).data, status=201)
-
-        return idempotent(request, run)
+        created = end_user_key_register(tenant=self.tenant, name=data["name"], algorithm=data["algorithm"], key=data["key"])
+        return Response(SigningKeyOutput(created).data, status=201)
 
 
 class SigningKeyDetailView(ApiView):

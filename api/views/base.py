@@ -9,8 +9,8 @@ WRITE_METHODS = ("POST", "PUT", "PATCH")
 
 
 class ApiView(GenericAPIView):
-    #: POSTs of this view honour Idempotency-Key (see api.idempotency).
-    idempotent = False
+    #: The request's Idempotency-Key, set for handlers declared with @api.idempotency.idempotent.
+    idempotency_key = ""
     #: Error codes beyond the common ones (documented in the schema): a tuple, or a dict by method.
     error_codes: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
 

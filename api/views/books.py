@@ -46,7 +46,6 @@ def creation_response(result, request) -> Response:
 
 
 class BookListView(ApiView):
-    idempotent = True
     pagination_class = PagePagination
     serializer_class = BookOutput
     filter_backends = [*ApiView.filter_backends, StrictOrderingFilter]
@@ -72,13 +71,13 @@ class BookListView(ApiView):
         request=BookInput,
         responses={201: BookOutput},
     )
+    @idempotent
     def post(self, request):
         data = self.parse(BookInput, request.data)
-        return idempotent(request, lambda key: Response(BookOutput(book_create(tenant=self.tenant, **data)).data, status=201))
+        return Response(BookOutput(book_create(tenant=self.tenant, **data)).data, status=201)
 
 
 class BookDetailView(ApiView):
-    idempotent = True
     error_codes = {
         "GET": errors("book_not_found"),
         "PATCH": errors("book_not_found", "book_archived", "uses_below_redemptions"),
@@ -132,7 +131,6 @@ class BookStatsView(ApiView):
 
 
 class CodesGenerateView(ApiView):
-    idempotent = True
     error_codes = errors(
         "book_not_found",
         "invalid_pattern",
@@ -151,21 +149,17 @@ class CodesGenerateView(ApiView):
         request=GenerateInput,
         responses={201: CreationOutput, 202: JobOutput},
     )
+    @idempotent
     def post(self, request, book_id):
         data = self.parse(GenerateInput, request.data)
         book = book_get(tenant=self.tenant, book_id=book_id)
-
-        def run(key):
-            result = generation_request(
-                book=book, count=data["count"], pattern=data.get("pattern"), charset=data.get("charset"), actor=self.actor
-            )
-            return creation_response(result, request)
-
-        return idempotent(request, run)
+        result = generation_request(
+            book=book, count=data["count"], pattern=data.get("pattern"), charset=data.get("charset"), actor=self.actor
+        )
+        return creation_response(result, request)
 
 
 class CodesUploadView(ApiView):
-    idempotent = True
     parser_classes = [ApiJSONParser, MultiPartParser, FormParser]
     error_codes = errors("book_not_found", "invalid_codes", "empty_upload", "duplicate_codes", "book_archived")
 
@@ -180,27 +174,20 @@ class CodesUploadView(ApiView):
         request={"application/json": UploadJsonInput, "multipart/form-data": UploadFileInput},
         responses={201: CreationOutput, 202: JobOutput},
     )
+    @idempotent
     def post(self, request, book_id):
         # The book first: nothing of a file is read for a book the caller cannot upload into.
         book = book_get(tenant=self.tenant, book_id=book_id)
         if request.content_type.startswith("multipart/") or request.content_type.startswith("application/x-www-form"):
             data = self.parse(UploadFileInput, request.data)
             upload = data["file"]
-
-            def run(key):
-                result = upload_file_request(
-                    book=book, file=upload, filename=upload.name or "", actor=self.actor, skip_duplicates=data["skip_duplicates"]
-                )
-                return creation_response(result, request)
-
-            return idempotent(request, run)
-        data = self.parse(UploadJsonInput, request.data)
-
-        def run(key):
+            result = upload_file_request(
+                book=book, file=upload, filename=upload.name or "", actor=self.actor, skip_duplicates=data["skip_duplicates"]
+            )
+        else:
+            data = self.parse(UploadJsonInput, request.data)
             result = upload_request(book=book, codes=data["codes"], actor=self.actor, skip_duplicates=data["skip_duplicates"])
-            return creation_response(result, request)
-
-        return idempotent(request, run)
+        return creation_response(result, request)
 
 
 class BookCodesView(ApiView):
@@ -223,7 +210,6 @@ class BookCodesView(ApiView):
 
 
 class BookAssignView(ApiView):
-    idempotent = True
     error_codes = errors(
         "book_not_found", "book_exhausted", "user_code_limit_reached", "book_not_active", "book_archived", "book_expired"
     )
@@ -236,11 +222,8 @@ class BookAssignView(ApiView):
         request=AssignInput,
         responses={201: CodeOutput},
     )
+    @idempotent
     def post(self, request, book_id):
         data = self.parse(AssignInput, request.data)
-
-        def run(key):
-            code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
-            return Response(CodeOutput(code).data, status=201)
-
-        return idempotent(request, run)
+        code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
+        return Response(CodeOutput(code).data, status=201)

@@ -35,6 +35,11 @@ class _CodeView(ApiView):
     # A look-up of an unknown code counts towards the failed look-up throttle (stops guessing).
     counts_failed_lookups = True
 
+    def parse_for_user(self, serializer_class, data) -> tuple[dict, str]:
+        """The input, with an end user's own id filled in, and the id of the user the call acts for."""
+        parsed = self.parse(serializer_class, with_end_user_id(self.request, data))
+        return parsed, user_id_for(self.request, parsed.get("user_id"))
+
     def finalize_response(self, request, response, *args, **kwargs):
         # The look-up's reserved throttle slots go back unless it answered code_not_found.
         failed_lookup_settle(request)
@@ -50,7 +55,6 @@ class CodeDetailView(_CodeView):
 
 
 class CodeAssignView(_CodeView):
-    idempotent = True
     error_codes = errors(
         "code_not_found",
         "code_already_assigned",
@@ -71,18 +75,14 @@ class CodeAssignView(_CodeView):
         request=AssignInput,
         responses={200: CodeOutput},
     )
+    @idempotent
     def post(self, request, code):
         data = self.parse(AssignInput, request.data)
-
-        def run(key):
-            found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
-            return Response(CodeOutput(found).data)
-
-        return idempotent(request, run)
+        found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
+        return Response(CodeOutput(found).data)
 
 
 class CodeLockView(_CodeView):
-    idempotent = True
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", *USE_RULES)
 
@@ -94,21 +94,16 @@ class CodeLockView(_CodeView):
         request=LockInput,
         responses={201: ReservationOutput},
     )
+    @idempotent
     def post(self, request, code):
-        data = self.parse(LockInput, with_end_user_id(request, request.data))
-        user_id = user_id_for(request, data.get("user_id"))
-
-        def run(key):
-            reservation = code_reserve(
-                tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
-            )
-            return Response(ReservationOutput(reservation).data, status=201)
-
-        return idempotent(request, run)
+        data, user_id = self.parse_for_user(LockInput, request.data)
+        reservation = code_reserve(
+            tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
+        )
+        return Response(ReservationOutput(reservation).data, status=201)
 
 
 class CodeUnlockView(_CodeView):
-    idempotent = True
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active", "code_not_assigned_to_user")
 
@@ -122,9 +117,9 @@ class CodeUnlockView(_CodeView):
         request=UnlockInput,
         responses={200: UnlockOutput},
     )
+    @idempotent
     def post(self, request, code):
-        data = self.parse(UnlockInput, with_end_user_id(request, request.data))
-        user_id = user_id_for(request, data.get("user_id"))
+        data, user_id = self.parse_for_user(UnlockInput, request.data)
         if request.user.is_end_user:
             # Lock and redeem refuse another user's code in the service; unlock would merely find no hold of
             # this user, so an end user's reach for someone else's code is refused here, the same way.
@@ -133,16 +128,11 @@ class CodeUnlockView(_CodeView):
                 raise ApplicationError(
                     "code_not_assigned_to_user", "This code is not assigned to this user.", {"code": found.code}
                 )
-
-        def run(key):
-            released = code_release(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
-            return Response({"released": released})
-
-        return idempotent(request, run)
+        released = code_release(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
+        return Response({"released": released})
 
 
 class CodeRedeemView(_CodeView):
-    idempotent = True
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors(
         "code_not_found",
@@ -163,25 +153,21 @@ class CodeRedeemView(_CodeView):
         request=RedeemInput,
         responses={201: RedemptionOutput},
     )
+    @idempotent
     def post(self, request, code):
-        data = self.parse(RedeemInput, with_end_user_id(request, request.data))
-        user_id = user_id_for(request, data.get("user_id"))
-
-        def run(key):
-            redemption = code_redeem(
-                tenant=self.tenant,
-                code=code,
-                user_id=user_id,
-                actor=self.actor,
-                token=data.get("token"),
-                order_ref=data.get("order_ref", ""),
-                amount=data.get("amount"),
-                product_id=data.get("product_id", ""),
-                idempotency_key=key,
-            )
-            return Response(RedemptionOutput(redemption).data, status=201)
-
-        return idempotent(request, run)
+        data, user_id = self.parse_for_user(RedeemInput, request.data)
+        redemption = code_redeem(
+            tenant=self.tenant,
+            code=code,
+            user_id=user_id,
+            actor=self.actor,
+            token=data.get("token"),
+            order_ref=data.get("order_ref", ""),
+            amount=data.get("amount"),
+            product_id=data.get("product_id", ""),
+            idempotency_key=self.idempotency_key,
+        )
+        return Response(RedemptionOutput(redemption).data, status=201)
 
 
 class CodeValidateView(_CodeView):
@@ -197,8 +183,7 @@ class CodeValidateView(_CodeView):
         responses={200: ValidationOutput},
     )
     def get(self, request, code):
-        data = self.parse(ValidateQuery, with_end_user_id(request, request.query_params))
-        user_id = user_id_for(request, data.get("user_id"))
+        data, user_id = self.parse_for_user(ValidateQuery, request.query_params)
         result = code_validate(
             tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
         )

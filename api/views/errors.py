@@ -6,16 +6,13 @@ from django.http import JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from core.exceptions import ERROR_STATUS
+from core.exceptions import error_response
 from core.middleware import DATABASE_ERRORS, is_api_path, server_error_response, service_unavailable_response
 
 
 @csrf_exempt
 def not_found_json(request, *args, **kwargs) -> JsonResponse:
-    return JsonResponse(
-        {"error": {"code": "not_found", "message": f"No endpoint at {request.path[:200]}.", "details": {}}},
-        status=ERROR_STATUS["not_found"],
-    )
+    return error_response("not_found", f"No endpoint at {request.path[:200]}.")
 
 
 def not_found(request, exception=None):

@@ -1,11 +1,10 @@
 """Jobs: the status and progress of long work (bulk generation and upload, large exports), and export files."""
 
-from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from core.downloads import job_file_response
 from core.exceptions import ApplicationError
-from core.models import Job
 from core.selectors import job_get
 
 from .. import examples
@@ -40,7 +39,6 @@ class JobFileView(ApiView):
     )
     def get(self, request, job_id):
         job = job_get(tenant=self.tenant, job_id=job_id)
-        if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
+        if not job.download_ready:
             raise ApplicationError("job_not_found", "This job has no file to download (yet).", {"job": job.pk})
-        name = job.file.name.rsplit("/", 1)[-1]
-        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=workbook_content_type(request))
+        return job_file_response(job, content_type=workbook_content_type(request))

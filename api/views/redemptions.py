@@ -1,14 +1,14 @@
 """The redemption log: list, Excel export, reversal (refund)."""
 
-from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from books.services.codes import redemption_reverse
+from core.downloads import attachment_response
 from core.models import Job
 from redemptions.exports import export_request
 from redemptions.models import Redemption
-from redemptions.selectors import redemptions_of_tenant
+from redemptions.selectors import RedemptionFilters, redemptions_of_tenant
 
 from .. import examples
 from ..idempotency import idempotent
@@ -19,10 +19,9 @@ from .base import ApiView
 
 
 class _RedemptionQueryMixin:
-    def redemptions(self):
+    def filters(self) -> RedemptionFilters:
         query = self.parse(RedemptionQuery, self.request.query_params)
-        return redemptions_of_tenant(
-            tenant=self.tenant,
+        return RedemptionFilters(
             book_id=query.get("book"),
             user_id=query.get("user_id"),
             since=query.get("from"),
@@ -44,7 +43,7 @@ class RedemptionListView(_RedemptionQueryMixin, ApiView):
         responses={200: RedemptionOutput(many=True)},
     )
     def get(self, request):
-        page = self.paginate_queryset(self.redemptions())
+        page = self.paginate_queryset(redemptions_of_tenant(tenant=self.tenant, filters=self.filters()))
         return self.get_paginated_response(RedemptionOutput(page, many=True).data)
 
 
@@ -61,16 +60,13 @@ class RedemptionExportView(_RedemptionQueryMixin, ApiView):
         responses={**binary_response("The workbook (sent as an attachment)."), 202: JobOutput},
     )
     def get(self, request):
-        result = export_request(tenant=self.tenant, queryset=self.redemptions(), actor=self.actor)
+        result = export_request(tenant=self.tenant, filters=self.filters(), actor=self.actor)
         if isinstance(result, Job):
             return Response(JobOutput(result, context={"request": request}).data, status=202)
-        response = HttpResponse(result.content, content_type=workbook_content_type(request))
-        response["Content-Disposition"] = f'attachment; filename="{result.filename}"'
-        return response
+        return attachment_response(result.content, filename=result.filename, content_type=workbook_content_type(request))
 
 
 class RedemptionReverseView(ApiView):
-    idempotent = True
     error_codes = errors("redemption_not_found", "redemption_already_reversed")
 
     @extend_schema(
@@ -82,13 +78,10 @@ class RedemptionReverseView(ApiView):
         request=ReverseInput,
         responses={200: RedemptionOutput},
     )
+    @idempotent
     def post(self, request, redemption_id):
         data = self.parse(ReverseInput, request.data)
-
-        def run(key):
-            redemption = redemption_reverse(
-                tenant=self.tenant, redemption_id=redemption_id, actor=self.actor, reason=data.get("reason", "")
-            )
-            return Response(RedemptionOutput(redemption).data)
-
-        return idempotent(request, run)
+        redemption = redemption_reverse(
+            tenant=self.tenant, redemption_id=redemption_id, actor=self.actor, reason=data.get("reason", "")
+        )
+        return Response(RedemptionOutput(redemption).data)

@@ -122,7 +122,7 @@ def test_generate_large_becomes_a_job(client, book, settings, django_capture_on_
     assert (job.kind, job.total) == (Job.Kind.GENERATE, 30)
     assert response.status_code == 302 and response["Location"] == reverse("admin:core_job_change", args=[job.pk])
     page = client.get(response["Location"]).content.decode()
-    assert 'id="job-bar"' in page and reverse("backoffice:job_progress", args=[job.pk]) in page
+    assert 'id="job-bar"' in page and reverse("dashboard:job_progress", args=[job.pk]) in page
 
 
 def test_book_changes_and_archive_go_through_the_services(client, book):

@@ -63,8 +63,8 @@ def test_another_tenants_objects_by_url_answer_404(client, tenant, two_tenants):
         reverse("admin:redemptions_redemption_change", args=[two_tenants["their_redemption"].pk]),
         reverse("admin:core_job_change", args=[two_tenants["their_job"].pk]),
         reverse("admin:books_couponbook_history", args=[two_tenants["theirs"].pk]),
-        reverse("backoffice:job_progress", args=[two_tenants["their_job"].pk]),
-        reverse("backoffice:job_download", args=[two_tenants["their_job"].pk]),
+        reverse("dashboard:job_progress", args=[two_tenants["their_job"].pk]),
+        reverse("dashboard:job_download", args=[two_tenants["their_job"].pk]),
     ]
     for url in urls:
         assert client.get(url).status_code == 404, url

@@ -28,7 +28,7 @@ from books.services.codes import code_reserve
 from books.tasks import expire_reservations
 from core.models import Job
 from redemptions.exports import DATA_SHEET, export_request
-from redemptions.models import Redemption
+from redemptions.selectors import RedemptionFilters
 from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_an_export_job_runs_in_a_worker_process(shared_media, settings, tenant, 
     code = CodeFactory(book=book, code="EXPORTED", max_uses=None, redeemed_count=30)
     RedemptionFactory.create_batch(30, code=code)
 
-    job = export_request(tenant=tenant, queryset=Redemption.objects.all(), actor=actor)
+    job = export_request(tenant=tenant, filters=RedemptionFilters(), actor=actor)
     assert isinstance(job, Job)
     job = job_done(job, shared_media)
 

@@ -11,7 +11,9 @@ from openpyxl import load_workbook
 
 from books.models import Code
 from core.models import Job
+from redemptions.exports import export_filters_load
 from redemptions.models import Redemption
+from redemptions.selectors import redemptions_of_tenant
 from redemptions.tasks import run_export_job
 from tenants.models import Role
 from tests.factories import CouponBookFactory
@@ -122,11 +124,11 @@ def test_large_export_runs_as_a_job_and_ends_in_a_download_for_its_tenant_only(
         response = client.get(reverse("admin:redemptions_redemption_export"))
     job = Job.objects.get(tenant=tenant, kind=Job.Kind.EXPORT)
     assert response["Location"] == reverse("admin:core_job_change", args=[job.pk])
-    progress = client.get(reverse("backoffice:job_progress", args=[job.pk])).json()
+    progress = client.get(reverse("dashboard:job_progress", args=[job.pk])).json()
     assert (progress["status"], progress["download_url"]) == ("pending", None)
 
     run_export_job(job.pk)
-    progress = client.get(reverse("backoffice:job_progress", args=[job.pk])).json()
+    progress = client.get(reverse("dashboard:job_progress", args=[job.pk])).json()
     assert progress["status"] == "succeeded" and progress["percent"] == 100
     download = client.get(progress["download_url"])
     assert download.status_code == 200
@@ -138,3 +140,75 @@ def test_large_export_runs_as_a_job_and_ends_in_a_download_for_its_tenant_only(
     client.logout()
     logged_in(client, other_tenant, Role.ACCOUNTANT)
     assert client.get(progress["download_url"]).status_code == 404
+
+
+def _job_order_refs(job) -> set[str]:
+    filters = export_filters_load(job.params["filters"])
+    return set(redemptions_of_tenant(tenant=job.tenant, filters=filters).values_list("order_ref", flat=True))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"book": "first"},
+        {"period": "today"},
+        {"period": "7d", "reversed": "no"},
+        {"user_id": "bob"},
+        {"reversed": "yes"},
+        {"q": "R-OLD"},
+        {"q": "alice", "book": "first"},
+        {"redeemed_at__year": "2025", "redeemed_at__month": "1"},
+        {"redeemed_at__year": "2025", "period": "today"},
+        {"o": "-2", "p": "0"},  # ordering and page change no row of the export
+    ],
+)
+def test_an_export_job_stores_filters_that_select_the_rows_the_list_shows(client, tenant, settings, params):
+    settings.COUPONS_EXPORT_SYNC_ROWS = 0  # every export is a job: its stored filters are what is checked
+    first, second = CouponBookFactory(tenant=tenant, name="First"), CouponBookFactory(tenant=tenant, name="Second")
+    redemption_make(first, order_ref="R-TODAY", user_id="alice")
+    redemption_make(second, order_ref="R-OLD", user_id="bob", when=datetime(2025, 1, 15, 12, tzinfo=UTC))
+    redemption_make(first, order_ref="R-WEEK", user_id="bob", when=timezone.now() - timedelta(days=3))
+    redemption_make(second, order_ref="R-2024", user_id="bob", when=datetime(2024, 12, 20, 12, tzinfo=UTC))
+    gone = redemption_make(second, order_ref="R-GONE", user_id="carol")
+    Redemption.objects.filter(pk=gone.pk).update(reversed_at=timezone.now(), reversed_by_type="staff")
+    all_refs = {"R-TODAY", "R-OLD", "R-WEEK", "R-2024", "R-GONE"}
+    query = {key: value for key, value in params.items() if key != "book"}
+    if "book" in params:
+        query["book__id__exact"] = first.pk
+    logged_in(client, tenant, Role.ACCOUNTANT)
+    page = _page(client, **query)
+    shown = {ref for ref in all_refs if ref in page}
+
+    response = client.get(reverse("admin:redemptions_redemption_export"), query)
+    if shown:
+        assert response.status_code == 302
+        assert _job_order_refs(Job.objects.get(tenant=tenant, kind=Job.Kind.EXPORT)) == shown
+    else:  # nothing to export: answered at once (an empty workbook), from the same filters
+        sheet = load_workbook(io.BytesIO(response.content))["Redemptions"]
+        assert list(sheet.iter_rows(min_row=2, values_only=True)) == []
+
+
+def test_export_selected_keeps_the_lists_filters_and_the_selection(client, tenant, settings):
+    settings.COUPONS_EXPORT_SYNC_ROWS = 0
+    first, second = CouponBookFactory(tenant=tenant), CouponBookFactory(tenant=tenant)
+    picked = [redemption_make(first, order_ref="PICK-1"), redemption_make(first, order_ref="PICK-2")]
+    redemption_make(first, order_ref="NOT-PICKED")
+    redemption_make(second, order_ref="OTHER-BOOK")
+    logged_in(client, tenant, Role.ACCOUNTANT)
+    url = reverse("admin:redemptions_redemption_changelist") + f"?book__id__exact={first.pk}"
+    client.post(url, {"action": "export_selected", "_selected_action": [r.pk for r in picked]})
+    assert _job_order_refs(Job.objects.get(tenant=tenant)) == {"PICK-1", "PICK-2"}
+    Job.objects.all().delete()
+    client.post(url, {"action": "export_selected", "_selected_action": [picked[0].pk], "select_across": "1"})
+    assert _job_order_refs(Job.objects.get(tenant=tenant)) == {"PICK-1", "PICK-2", "NOT-PICKED"}
+
+
+def test_a_lookup_the_export_cannot_carry_is_refused_not_widened(client, tenant, book):
+    redemption_make(book, order_ref="ONLY")
+    CouponBookFactory(tenant=tenant)  # two books: the book filter is shown, and reads book__isnull
+    logged_in(client, tenant, Role.ACCOUNTANT)
+    response = client.get(reverse("admin:redemptions_redemption_export"), {"book__isnull": "True"}, follow=True)
+    assert "cannot be exported" in response.content.decode()
+    assert not Job.objects.exists()
+    assert not response.get("Content-Disposition")

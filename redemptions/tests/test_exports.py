@@ -2,6 +2,7 @@
 database, escaped formula cells, overflow onto a next sheet, and the job path for large exports."""
 
 import io
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from core.models import Job
 from redemptions import exports
 from redemptions.exports import COLUMNS, ExportFile, export_request, redemptions_workbook_write
 from redemptions.models import Redemption
+from redemptions.selectors import RedemptionFilters
 from redemptions.tasks import run_export_job
 from tests.factories import CouponBookFactory
 from tests.helpers import redemption_make
@@ -128,7 +130,7 @@ def test_only_the_tenants_rows_are_written(tenant, other_tenant, book):
 
 def test_small_export_is_answered_at_once(tenant, book):
     redemption_make(book)
-    outcome = export_request(tenant=tenant, queryset=Redemption.objects.all(), actor=Actor.system("test"))
+    outcome = export_request(tenant=tenant, filters=RedemptionFilters(), actor=Actor.system("test"))
     assert isinstance(outcome, ExportFile)
     assert outcome.filename.startswith(f"redemptions-{tenant.slug}-") and outcome.filename.endswith(".xlsx")
     assert len(_data_rows(load_workbook(io.BytesIO(outcome.content)))) == 1
@@ -137,11 +139,11 @@ def test_small_export_is_answered_at_once(tenant, book):
 def test_large_export_becomes_a_job_whose_task_writes_the_file(tenant, book, settings, django_capture_on_commit_callbacks):
     settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 2}
     settings.MEDIA_ROOT = str(settings.MEDIA_ROOT) + "-test-exports"
-    for index in range(3):
-        redemption_make(book, order_ref=f"O{index}")
-    queryset = Redemption.objects.filter(order_ref__in=["O0", "O2"]) | Redemption.objects.filter(order_ref="O1")
+    made = [redemption_make(book, order_ref=f"O{index}") for index in range(4)]
+    # The job stores these filters as JSON and rebuilds exactly these rows from them (O3 is left out).
+    filters = RedemptionFilters(book_id=book.pk, reversed=False, ids=tuple(r.pk for r in made[:3]))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        outcome = export_request(tenant=tenant, queryset=queryset, actor=Actor.system("test"))
+        outcome = export_request(tenant=tenant, filters=filters, actor=Actor.system("test"))
     assert isinstance(outcome, Job)
     assert (outcome.kind, outcome.status, outcome.total) == (Job.Kind.EXPORT, Job.Status.PENDING, 3)
     assert len(callbacks) == 1  # the task is queued on commit
@@ -159,9 +161,25 @@ def test_large_export_becomes_a_job_whose_task_writes_the_file(tenant, book, set
 
 def test_a_tampered_job_query_is_refused(tenant, book):
     job = Job.objects.create(
-        tenant=tenant, kind=Job.Kind.EXPORT, actor_type="system", total=1, params={"query": "x", "filename": "f.xlsx"}
+        tenant=tenant, kind=Job.Kind.EXPORT, actor_type="system", total=1, params={"filters": "x", "filename": "f.xlsx"}
     )
     run_export_job(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert "BadSignature" in job.error
+
+
+def test_filters_survive_their_json_form(tenant, book):
+    filters = RedemptionFilters(
+        book_id=book.pk,
+        user_id="bob",
+        since=datetime(2026, 1, 1, 0, 0, tzinfo=UTC),
+        until=datetime(2026, 2, 1, 0, 0, tzinfo=UTC),
+        reversed=False,
+        search="A-1",
+        ids=(3, 1, 2),
+    )
+    stored = json.loads(json.dumps(filters.to_json()))
+    assert RedemptionFilters.from_json(stored) == filters
+    assert exports.export_filters_load(exports.export_filters_dump(filters)) == filters
+    assert RedemptionFilters.from_json(RedemptionFilters().to_json()) == RedemptionFilters()

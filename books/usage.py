@@ -1,4 +1,5 @@
-"""Reads for the back office: books with their usage figures, and redemptions per day for the charts."""
+"""Reads for the back office's pages (the book admin and the dashboard): books with their usage figures, and
+redemptions per day for the charts."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -7,10 +8,11 @@ from django.db.models import Count, DecimalField, IntegerField, OuterRef, QueryS
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from books.models import Code, CouponBook
 from redemptions.models import Redemption
 from redemptions.selectors import redemptions_by_day
 from tenants.models import Tenant
+
+from .models import Code, CouponBook
 
 CHART_DAYS = 30
 

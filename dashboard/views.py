@@ -1,21 +1,19 @@
-"""Back-office views outside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the JSON
-progress of a job (polled by the job page every second) and the download of a finished export."""
-
-import os
+"""The dashboard's views beside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the
+JSON progress of a job (polled by the job page every second) and the download of a finished export."""
 
 from django.contrib import admin
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from backoffice.charts import Bar, bar_chart_svg
+from backoffice.scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
 from books.models import CouponBook
-from core.exceptions import ApplicationError
+from books.usage import books_with_usage, redemptions_per_day
+from core.downloads import job_file_response
+from core.exceptions import ApplicationError, error_response
 from core.models import Job
 from core.selectors import job_get
-
-from .charts import Bar, bar_chart_svg
-from .scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
-from .selectors import books_with_usage, redemptions_per_day
 
 DASHBOARD_BOOKS = 50
 
@@ -62,7 +60,7 @@ def dashboard(request):
             ),
         )
     with tenant_timezone(request):
-        return rendered(TemplateResponse(request, "admin/backoffice/dashboard.html", context))
+        return rendered(TemplateResponse(request, "admin/dashboard/dashboard.html", context))
 
 
 def _job_for(request, job_id) -> Job:
@@ -97,11 +95,11 @@ def job_progress(request, job_id: int):
     try:
         job = _job_for(request, job_id)
     except Http404:
-        return JsonResponse({"error": {"code": "job_not_found", "message": "No such job.", "details": {}}}, status=404)
+        return error_response("job_not_found", "No such job.")
     done = job.progress_done
     download = None
-    if job.kind == Job.Kind.EXPORT and job.status == Job.Status.SUCCEEDED and job.file:
-        download = reverse("backoffice:job_download", args=[job.pk])
+    if job.download_ready:
+        download = reverse("dashboard:job_download", args=[job.pk])
     return JsonResponse(
         {
             "id": job.pk,
@@ -124,6 +122,6 @@ def job_download(request, job_id: int):
     job = _job_for(request, job_id)
     if not request.user.has_perm("redemptions.export_redemption"):
         raise Http404("No such file.")
-    if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
+    if not job.download_ready:
         raise Http404("This job has no file to download.")
-    return FileResponse(job.file.open("rb"), as_attachment=True, filename=os.path.basename(job.file.name))
+    return job_file_response(job)

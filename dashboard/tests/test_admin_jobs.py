@@ -21,7 +21,7 @@ def running_job(tenant, book):
 
 def test_progress_json_follows_the_running_job(client, tenant, running_job):
     logged_in(client, tenant, Role.MARKETING)
-    url = reverse("backoffice:job_progress", args=[running_job.pk])
+    url = reverse("dashboard:job_progress", args=[running_job.pk])
     data = client.get(url).json()
     assert {key: data[key] for key in ("status", "done", "total", "percent", "finished")} == {
         "status": "running",
@@ -38,7 +38,7 @@ def test_job_page_polls_the_progress_view(client, tenant, running_job):
     logged_in(client, tenant, Role.MARKETING)
     page = client.get(reverse("admin:core_job_change", args=[running_job.pk])).content.decode()
     assert 'id="job-bar"' in page and 'value="50"' in page
-    assert reverse("backoffice:job_progress", args=[running_job.pk]) in page
+    assert reverse("dashboard:job_progress", args=[running_job.pk]) in page
     assert "setTimeout(poll, 1000)" in page
 
 
@@ -53,7 +53,7 @@ def test_failed_job_shows_its_error(client, tenant, book):
         error="3 code(s) exist already; nothing was imported.",
     )
     logged_in(client, tenant, Role.MARKETING)
-    data = client.get(reverse("backoffice:job_progress", args=[job.pk])).json()
+    data = client.get(reverse("dashboard:job_progress", args=[job.pk])).json()
     assert data["finished"] is True and data["error"] == "3 code(s) exist already; nothing was imported."
     page = client.get(reverse("admin:core_job_change", args=[job.pk])).content.decode()
     assert "3 code(s) exist already" in page
@@ -61,7 +61,7 @@ def test_failed_job_shows_its_error(client, tenant, book):
 
 def test_unknown_job_is_a_json_404(client, tenant):
     logged_in(client, tenant, Role.MARKETING)
-    response = client.get(reverse("backoffice:job_progress", args=[999999]))
+    response = client.get(reverse("dashboard:job_progress", args=[999999]))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "job_not_found"
 
@@ -69,7 +69,7 @@ def test_unknown_job_is_a_json_404(client, tenant):
 def test_marketing_cannot_download_an_export(client, tenant):
     job = Job.objects.create(tenant=tenant, kind=Job.Kind.EXPORT, total=1, actor_type="system", status=Job.Status.SUCCEEDED)
     logged_in(client, tenant, Role.MARKETING)
-    assert client.get(reverse("backoffice:job_download", args=[job.pk])).status_code == 404
+    assert client.get(reverse("dashboard:job_download", args=[job.pk])).status_code == 404
 
 
 def test_jobs_changelist_is_the_tenants(client, tenant, other_tenant):

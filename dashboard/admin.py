@@ -1,14 +1,13 @@
 """Back office for jobs: the tenant's jobs, each with a progress bar that updates while it runs (it polls the
-JSON view backoffice.views.job_progress every second), its error when it failed, and a download link for a
+JSON view dashboard.views.job_progress every second), its error when it failed, and a download link for a
 finished export (served to the job's tenant only)."""
 
 from django.contrib import admin
 from django.urls import reverse
 
 from backoffice.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
-
-from .models import Job
-from .services import job_progress
+from core.models import Job
+from core.services import job_progress
 
 
 @admin.register(Job)
@@ -48,7 +47,7 @@ class JobAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         if job is not None:
             extra_context.update(
                 job=job,
-                progress_url=reverse("backoffice:job_progress", args=[job.pk]),
+                progress_url=reverse("dashboard:job_progress", args=[job.pk]),
                 progress_done=job_progress(job=job),
             )
         return super().change_view(request, object_id, form_url, extra_context)

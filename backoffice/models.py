@@ -1,1 +1,0 @@
-"""No models: the app exists for its templates, views and the post_migrate hook that creates the role groups."""
