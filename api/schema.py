@@ -44,8 +44,11 @@ from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER
 ERROR_CODES = sorted(ERROR_STATUS)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 BINARY = "application/octet-stream"
+CSV = "text/csv"
 # What a workbook download answers: the XLSX type, or bytes for a client that accepts only those.
 WORKBOOK_TYPES = (XLSX, BINARY)
+# What a job's file answers: an export's workbook or a distribution's CSV (or bytes).
+JOB_FILE_TYPES = (XLSX, CSV, BINARY)
 
 RETRY_AFTER = {
     "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."},
@@ -131,7 +134,8 @@ CONTENT_DISPOSITION_PARAMETER = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     response=[200],
     required=True,
-    description='`attachment; filename="redemptions-<tenant>-<time>.xlsx"`: the name to save the workbook under.',
+    description='`attachment; filename="redemptions-<tenant>-<time>.xlsx"` (a distribution\'s: `distribution-<job>.csv`): '
+    "the name to save the file under.",
 )
 
 ALWAYS = ("invalid_input", "not_acceptable", "throttled", "service_unavailable")
@@ -157,6 +161,19 @@ OPERATION_ID = re.compile(r"^[a-z]+(_[a-z]+)*$")
 def binary_response(description: str) -> dict:
     """The 200 answer of a workbook download, for ``extend_schema(responses=...)``."""
     return {(200, XLSX, BINARY): OpenApiResponse(OpenApiTypes.BINARY, description=description)}
+
+
+def job_file_response(description: str) -> dict:
+    """The 200 answer of a job's file: a workbook or a CSV, or bytes."""
+    return {(200, XLSX, CSV, BINARY): OpenApiResponse(OpenApiTypes.BINARY, description=description)}
+
+
+def file_content_type(request, media_type: str) -> str:
+    """`media_type`, or application/octet-stream for a client that accepts only that."""
+    django_request = getattr(request, "_request", request)
+    if not django_request.accepts(media_type) and django_request.accepts(BINARY):
+        return BINARY
+    return f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
 
 
 def workbook_content_type(request) -> str:

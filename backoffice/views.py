@@ -1,5 +1,5 @@
 """Back-office views outside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the JSON
-progress of a job (polled by the job page every second) and the download of a finished export."""
+progress of a job (polled by the job page every second) and the download of a finished export or distribution."""
 
 import os
 
@@ -86,6 +86,11 @@ def _job_message(job: Job) -> str:
     result = job.result or {}
     if job.kind == Job.Kind.EXPORT:
         return f"Exported {result.get('rows', job.total):,} redemptions."
+    if job.kind == Job.Kind.DISTRIBUTE:
+        return (
+            f"Assigned {result.get('assigned', 0):,} codes; {result.get('already_assigned', 0):,} users kept the code "
+            f"they held; {result.get('invalid', 0):,} invalid user ids."
+        )
     text = f"Created {result.get('created', 0):,} codes."
     if result.get("skipped_count"):
         text += f" {result['skipped_count']:,} duplicates skipped."
@@ -100,7 +105,7 @@ def job_progress(request, job_id: int):
         return JsonResponse({"error": {"code": "job_not_found", "message": "No such job.", "details": {}}}, status=404)
     done = job.progress_done
     download = None
-    if job.kind == Job.Kind.EXPORT and job.status == Job.Status.SUCCEEDED and job.file:
+    if job.has_result_file and may_download(request, job):
         download = reverse("backoffice:job_download", args=[job.pk])
     return JsonResponse(
         {
@@ -119,11 +124,23 @@ def job_progress(request, job_id: int):
     )
 
 
+# Who may download a job's file: an export's workbook holds redemptions, a distribution's CSV holds codes.
+DOWNLOAD_PERMISSIONS = {Job.Kind.EXPORT: "redemptions.export_redemption", Job.Kind.DISTRIBUTE: "books.change_code"}
+
+
+def may_download(request, job: Job) -> bool:
+    permission = DOWNLOAD_PERMISSIONS.get(job.kind)
+    return permission is not None and request.user.has_perm(permission)
+
+
 def job_download(request, job_id: int):
-    """A finished export's workbook, to staff of the job's own tenant who may export."""
+    """A finished export's workbook or distribution's CSV, to staff of the job's own tenant who may see it."""
     job = _job_for(request, job_id)
-    if not request.user.has_perm("redemptions.export_redemption"):
+    if not may_download(request, job):
         raise Http404("No such file.")
-    if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
+    if not job.has_result_file:
         raise Http404("This job has no file to download.")
-    return FileResponse(job.file.open("rb"), as_attachment=True, filename=os.path.basename(job.file.name))
+    content_type = "text/csv; charset=utf-8" if job.kind == Job.Kind.DISTRIBUTE else None
+    return FileResponse(
+        job.file.open("rb"), as_attachment=True, filename=os.path.basename(job.file.name), content_type=content_type
+    )

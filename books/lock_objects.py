@@ -33,6 +33,22 @@ def book_user_lock(*, book: CouponBook, user_id: str) -> None:
     )
 
 
+def book_users_lock(*, book: CouponBook, user_ids: list[str], batch_size: int) -> None:
+    """Lock (creating them if needed) the BookUser rows of many users at once, as book_user_lock does for one.
+
+    Distribution (books/services/distribution.py) takes these before any code. `user_ids` must be sorted: each
+    INSERT takes its rows' locks in the order of its VALUES, so two distributions of overlapping lists lock
+    their common users in the same order and never each hold a row the other waits for.
+    """
+    BookUser.objects.bulk_create(
+        [BookUser(book=book, user_id=user_id) for user_id in user_ids],
+        update_conflicts=True,
+        unique_fields=["book", "user_id"],
+        update_fields=["user_id"],
+        batch_size=batch_size,
+    )
+
+
 def book_lock(*, book_id: int) -> CouponBook:
     """The book row, locked while the book itself changes or codes are added to it.
 

@@ -23,6 +23,17 @@ def active_reservations(*, now: datetime) -> Q:
     return Q(status=Reservation.Status.ACTIVE, expires_at__gt=now)
 
 
+def book_assignable_check(*, book: CouponBook, now: datetime) -> None:
+    """A book codes may be handed out of (assign, random assign, distribution)."""
+    if book.status == CouponBook.Status.ARCHIVED:
+        raise ApplicationError("book_archived", "This coupon book is archived.", {"book": book.pk})
+    if book.status != CouponBook.Status.ACTIVE:
+        raise ApplicationError("book_not_active", f"This coupon book is {book.status}, not active.", {"book": book.pk})
+    # Codes may be handed out before valid_from ("your code for next week's sale"), not after the end.
+    if book.valid_until and now >= book.valid_until:
+        raise ApplicationError("book_expired", "This coupon book has ended.", {"valid_until": book.valid_until.isoformat()})
+
+
 def book_open_check(*, book: CouponBook, code: Code, now: datetime) -> None:
     if book.status == CouponBook.Status.ARCHIVED:
         raise ApplicationError("book_archived", "This coupon book is archived.", {"book": book.pk})

@@ -1,11 +1,12 @@
 """Back office for jobs: the tenant's jobs, each with a progress bar that updates while it runs (it polls the
 JSON view backoffice.views.job_progress every second), its error when it failed, and a download link for a
-finished export (served to the job's tenant only)."""
+finished export or distribution (served to the job's tenant only)."""
 
 from django.contrib import admin
 from django.urls import reverse
 
 from backoffice.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
+from backoffice.views import may_download
 
 from .models import Job
 from .services import job_progress
@@ -50,5 +51,6 @@ class JobAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
                 job=job,
                 progress_url=reverse("backoffice:job_progress", args=[job.pk]),
                 progress_done=job_progress(job=job),
+                may_download=job.has_result_file and may_download(request, job),
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -13,6 +13,7 @@ class Job(models.Model):
         GENERATE = "generate", "Generate codes"
         UPLOAD = "upload", "Upload codes"
         EXPORT = "export", "Export redemptions"
+        DISTRIBUTE = "distribute", "Distribute codes"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -65,3 +66,11 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+    @property
+    def has_result_file(self) -> bool:
+        """A file to download: an export's workbook, a distribution's CSV (others' files are their input)."""
+        return bool(self.file) and self.kind in RESULT_FILE_KINDS and self.status == self.Status.SUCCEEDED
+
+
+RESULT_FILE_KINDS = (Job.Kind.EXPORT, Job.Kind.DISTRIBUTE)

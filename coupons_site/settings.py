@@ -285,6 +285,10 @@ COUPONS = {
     "SYNC_UPLOAD_BYTES": int(os.environ.get("COUPONS_SYNC_UPLOAD_BYTES", str(4 * 1024 * 1024))),
     # Warn when a random guess would hit a valid code with a chance above 1 in this many.
     "GUESS_WARNING_RATIO": 10_000,
+    # Distribution (books/services/distribution.py): at most this many end-user ids a list, and above this many
+    # it runs as a job (SPEC: "up to 1,000,000", "as a job above 10,000 users").
+    "MAX_DISTRIBUTION_USERS": 1_000_000,
+    "SYNC_DISTRIBUTION_LIMIT": int(os.environ.get("COUPONS_SYNC_DISTRIBUTION_LIMIT", "10000")),
 }
 
 # --- Logging ----------------------------------------------------------------------------------------------

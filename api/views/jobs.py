@@ -1,4 +1,5 @@
-"""Jobs: the status and progress of long work (bulk generation and upload, large exports), and export files."""
+"""Jobs: the status and progress of long work (bulk generation and upload, large exports, distributions), and their
+result files (an export's workbook, a distribution's CSV)."""
 
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
@@ -9,7 +10,7 @@ from core.models import Job
 from core.selectors import job_get
 
 from .. import examples
-from ..schema import WORKBOOK_TYPES, binary_response, errors, workbook_content_type
+from ..schema import CSV, JOB_FILE_TYPES, errors, file_content_type, job_file_response, workbook_content_type
 from ..serializers import JobOutput
 from .base import ApiView
 
@@ -29,18 +30,24 @@ class JobDetailView(ApiView):
 
 
 class JobFileView(ApiView):
-    produces = WORKBOOK_TYPES  # Accept: either workbook type is served (api.negotiation)
+    produces = JOB_FILE_TYPES  # Accept: the workbook, the CSV or bytes are served (api.negotiation)
     error_codes = errors("job_not_found")
 
     @extend_schema(
         operation_id="job_file_download",
         tags=["jobs"],
-        summary="Download the file of a finished export job",
-        responses=binary_response("The workbook (sent as an attachment)."),
+        summary="Download the file of a finished export (workbook) or distribution (CSV) job",
+        responses=job_file_response(
+            "An export's workbook, or a distribution's CSV `user_id,code,status` (UTF-8), sent as an attachment."
+        ),
     )
     def get(self, request, job_id):
         job = job_get(tenant=self.tenant, job_id=job_id)
-        if job.kind != Job.Kind.EXPORT or job.status != Job.Status.SUCCEEDED or not job.file:
+        if not job.has_result_file:
             raise ApplicationError("job_not_found", "This job has no file to download (yet).", {"job": job.pk})
         name = job.file.name.rsplit("/", 1)[-1]
-        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=workbook_content_type(request))
+        if job.kind == Job.Kind.DISTRIBUTE:
+            content_type = file_content_type(request, CSV)
+        else:
+            content_type = workbook_content_type(request)
+        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=content_type)

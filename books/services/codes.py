@@ -61,23 +61,13 @@ def book_user_lock_if_limited(*, book: CouponBook, user_id: str, limit: int | No
         lock_objects.book_user_lock(book=book, user_id=user_id)
 
 
-def _assignable_book_check(*, book: CouponBook, now: datetime) -> None:
-    if book.status == CouponBook.Status.ARCHIVED:
-        raise ApplicationError("book_archived", "This coupon book is archived.", {"book": book.pk})
-    if book.status != CouponBook.Status.ACTIVE:
-        raise ApplicationError("book_not_active", f"This coupon book is {book.status}, not active.", {"book": book.pk})
-    # Codes may be handed out before valid_from ("your code for next week's sale"), not after the end.
-    if book.valid_until and now >= book.valid_until:
-        raise ApplicationError("book_expired", "This coupon book has ended.", {"valid_until": book.valid_until.isoformat()})
-
-
 @transaction.atomic
 def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, actor: Actor) -> Code:
     """Give the user a free code of the book, chosen at random; N concurrent callers get N distinct codes."""
     user_id = clean_user_id(user_id)
     book = book_for_update_get(tenant=tenant, book_id=book_id)
     now = timezone.now()
-    _assignable_book_check(book=book, now=now)
+    rules.book_assignable_check(book=book, now=now)
     book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
     rules.user_code_limit_check(book=book, user_id=user_id)
 
@@ -116,7 +106,7 @@ def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) 
     if found.state != Code.State.FREE:
         raise ApplicationError("code_not_assignable", f"This code is {found.state} and cannot be assigned.", {"code": found.code})
     now = timezone.now()
-    _assignable_book_check(book=book, now=now)
+    rules.book_assignable_check(book=book, now=now)
     rules.user_code_limit_check(book=book, user_id=user_id)
     Code.objects.filter(pk=found.pk, state=Code.State.FREE).update(state=Code.State.ASSIGNED, user_id=user_id, assigned_at=now)
     found.refresh_from_db()
