@@ -80,6 +80,7 @@ class ErrorDetailsOutput(serializers.Serializer):
     )
     count = serializers.IntegerField(required=False, help_text="How many inputs are at fault, or were asked for.")
     space = serializers.IntegerField(required=False, help_text="pattern_space_too_small: how many codes the pattern can make.")
+    available = serializers.IntegerField(required=False, help_text="book_exhausted (distribution): the free codes left.")
     code = serializers.CharField(required=False, help_text="The code concerned.")
     book = serializers.IntegerField(required=False, allow_null=True, help_text="The book's id (null: not an id).")
     job = serializers.IntegerField(required=False, allow_null=True, help_text="The job's id (null: not an id).")
