@@ -166,6 +166,10 @@ def test_a_large_list_answers_202_and_its_job_leaves_the_csv_to_download(
     ]
     # Accept: text/csv is served; another tenant does not see the job or its file.
     assert api.get(f"/api/v1/jobs/{job['id']}/file/", HTTP_ACCEPT="text/csv").status_code == 200
+    only_bytes = api.get(f"/api/v1/jobs/{job['id']}/file/", HTTP_ACCEPT="application/octet-stream")
+    assert only_bytes["Content-Type"] == "application/octet-stream"
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert_error(api.get(f"/api/v1/jobs/{job['id']}/file/", HTTP_ACCEPT=xlsx), 406, "not_acceptable")
     assert_error(other_api.get(f"/api/v1/jobs/{job['id']}/file/"), 404, "job_not_found")
 
 

@@ -3,6 +3,7 @@ result files (an export's workbook, a distribution's CSV)."""
 
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotAcceptable
 from rest_framework.response import Response
 
 from core.exceptions import ApplicationError
@@ -10,7 +11,7 @@ from core.models import Job
 from core.selectors import job_get
 
 from .. import examples
-from ..schema import CSV, JOB_FILE_TYPES, errors, file_content_type, job_file_response, workbook_content_type
+from ..schema import BINARY, CSV, JOB_FILE_TYPES, XLSX, errors, file_content_type, job_file_response, workbook_content_type
 from ..serializers import JobOutput
 from .base import ApiView
 
@@ -46,8 +47,9 @@ class JobFileView(ApiView):
         if not job.has_result_file:
             raise ApplicationError("job_not_found", "This job has no file to download (yet).", {"job": job.pk})
         name = job.file.name.rsplit("/", 1)[-1]
-        if job.kind == Job.Kind.DISTRIBUTE:
-            content_type = file_content_type(request, CSV)
-        else:
-            content_type = workbook_content_type(request)
+        media_type = CSV if job.kind == Job.Kind.DISTRIBUTE else XLSX
+        if not (request.accepts(media_type) or request.accepts(BINARY)):
+            # The view produces both files, so negotiation let it through; this job's file is only one of them.
+            raise NotAcceptable(f"This job's file is {media_type} (or {BINARY}).")
+        content_type = file_content_type(request, CSV) if media_type == CSV else workbook_content_type(request)
         return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type=content_type)
