@@ -149,18 +149,23 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[start : start + BATCH]
 
 
+HOLDERS_SQL = f"""
+    SELECT DISTINCT ON (user_id) user_id, code FROM {Code._meta.db_table}
+    WHERE tenant_id = %s AND book_id = %s AND user_id = ANY(%s::text[]) AND state <> %s
+    ORDER BY user_id, assigned_at, id
+"""
+
+
 def _holders(*, book: CouponBook, user_ids: list[str]) -> dict[str, str]:
-    """user id -> the code they hold in the book (not voided; their first, when they hold several)."""
+    """user id -> the code they hold in the book (not voided; their first, when they hold several).
+
+    SQL over one array a batch (served by the index code_user_idx): the ORM's `user_id__in` compiled a parameter
+    per user, which cost more than the query."""
     held: dict[str, str] = {}
-    for chunk in _chunks(user_ids):
-        rows = (
-            Code.objects.filter(tenant_id=book.tenant_id, book=book, user_id__in=chunk)
-            .exclude(state=Code.State.VOIDED)
-            .order_by("user_id", "assigned_at", "pk")
-            .values_list("user_id", "code")
-        )
-        for user_id, code in rows:
-            held.setdefault(user_id, code)
+    with connection.cursor() as cursor:
+        for chunk in _chunks(user_ids):
+            cursor.execute(HOLDERS_SQL, [book.tenant_id, book.pk, chunk, Code.State.VOIDED])
+            held.update(cursor.fetchall())
     return held
 
 
