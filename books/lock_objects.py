@@ -2,7 +2,9 @@
 
 Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption. Every service
 that takes more than one of these takes them in this order, so two transactions can never each hold the lock the
-other waits for (no deadlock). Locks are row locks held to the end of the service's transaction.
+other waits for (no deadlock). Locks are row locks held to the end of the service's transaction. A service that
+takes many rows of one kind takes them in one fixed order: a distribution locks its users' BookUser rows sorted
+by user id, all of them before any code (book_users_lock), and claims codes only with SKIP LOCKED.
 
 Every lock is FOR NO KEY UPDATE (no_key=True), the lock PostgreSQL itself takes for an UPDATE that leaves the key
 alone, which is all these services ever do to a locked row. A plain FOR UPDATE would also block the FOR KEY SHARE
