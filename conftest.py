@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from books.factories import CouponBookFactory, TenantFactory
 from core.actors import Actor
 from coupons_site import embedded_db
+from tests.factories import CouponBookFactory, TenantFactory
 
 # On CI a skipped test fails the run unless it is allow-listed (pytest_skip_policy.py, .ci/allowed_skips.txt).
 pytest_plugins = ["pytest_skip_policy"]
@@ -81,9 +81,71 @@ def broker_unreachable(dead_redis_url):
             app.amqp._producer_pool = None
 
     # The write URL: the CELERY_BROKER_URL environment variable (set in CI) would override broker_url itself.
-    saved = (app.conf.broker_write_url, app.conf.task_always_eager)
+    # Saved raw: the property falls back to broker_url, and restoring that value would pin the write URL to it.
+    saved = (app.conf.get("broker_write_url"), app.conf.task_always_eager)
     app.conf.broker_write_url, app.conf.task_always_eager = dead_redis_url, False
     reset_pools()
     yield
     app.conf.broker_write_url, app.conf.task_always_eager = saved
     reset_pools()
+
+
+# --- Celery through Redis: the Redis of CELERY_BROKER_URL (CI), else a private redis-server of the run ---------
+
+
+@pytest.fixture(scope="session")
+def redis_broker_url(tmp_path_factory):
+    """CELERY_BROKER_URL when it is Redis; otherwise a private redis-server for this run (no disk writes), so the
+    tests that run a real Celery worker run on a contributor's machine too."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        yield settings.CELERY_BROKER_URL
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("These tests run a Celery worker through Redis: install it with apt-get install -y redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        client.close()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def celery_broker_use():
+    """use(app, url, transport_options): point the project's Celery app at another broker. _after_fork is Celery's
+    own way to drop the app's connection pools (as after a fork); the next publish connects to the new URL."""
+
+    def use(app, url: str, transport_options: dict) -> None:
+        app.conf.broker_url = url
+        app.conf.broker_transport_options = transport_options
+        app._after_fork()
+
+    return use

@@ -87,6 +87,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_USER_ID_LENGTH or "\x00" in sub:
             raise AuthenticationFailed(f"The token's sub must be a user id of 1 to {MAX_USER_ID_LENGTH} characters.")
         lifetime = payload["exp"] - timezone.now().timestamp()
-        if lifetime > settings.API_END_USER_TOKEN_MAX_SECONDS + LEEWAY_SECONDS:
-            raise AuthenticationFailed(f"An end-user token may live at most {settings.API_END_USER_TOKEN_MAX_SECONDS} seconds.")
+        longest = settings.COUPONS["API_END_USER_TOKEN_MAX_SECONDS"]
+        if lifetime > longest + LEEWAY_SECONDS:
+            raise AuthenticationFailed(f"An end-user token may live at most {longest} seconds.")
         return Principal(tenant=key.tenant, user_id=sub.strip(), key_id=key.kid), payload

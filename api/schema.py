@@ -143,19 +143,6 @@ ALWAYS = ("invalid_input", "not_acceptable", "throttled", "service_unavailable")
 AUTHENTICATED = ("not_authenticated", "authentication_failed", "permission_denied")
 WITH_BODY = ("parse_error", "request_too_large", "unsupported_media_type")
 DEFAULT_ERRORS = ("method_not_allowed", "not_acceptable", "server_error")
-# Rules a new use of a code must pass (lock, redeem without a token, validate).
-USE_RULES = (
-    "code_not_assigned_to_user",
-    "code_voided",
-    "book_not_active",
-    "book_not_started",
-    "book_expired",
-    "book_archived",
-    "code_expired",
-    "code_exhausted",
-    "code_locked",
-    "user_redemption_limit_reached",
-)
 OPERATION_ID = re.compile(r"^[a-z]+(_[a-z]+)*$")
 
 

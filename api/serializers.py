@@ -9,13 +9,14 @@ from rest_framework import serializers
 
 from books.inputs import MAX_USER_ID_LENGTH, clean_day, clean_moment
 from books.models import Code, CouponBook, Reservation
+from books.rules import USE_RULES
 from books.services.books import EDITABLE_FIELDS
 from core.exceptions import ApplicationError
 from core.models import Job
 from redemptions.models import Redemption
 
 from .models import EndUserSigningKey
-from .schema import USE_RULES, ErrorBody
+from .schema import ErrorBody
 from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]

@@ -11,4 +11,4 @@ from .services import idempotency_keys_purge
 @shared_task(name="api.tasks.purge_idempotency_keys")
 def purge_idempotency_keys() -> int:
     """Beat task: drop stored Idempotency-Key answers past their retention. Running it twice changes nothing more."""
-    return idempotency_keys_purge(older_than=timedelta(hours=settings.API_IDEMPOTENCY_KEY_HOURS))
+    return idempotency_keys_purge(older_than=timedelta(hours=settings.COUPONS["API_IDEMPOTENCY_KEY_HOURS"]))

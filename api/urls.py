@@ -2,6 +2,8 @@
 
 from django.urls import path, re_path
 
+from webhooks import views as webhooks
+
 from . import converters  # noqa: F401 - registers the user_id and kid converters
 from .views import auth, books, codes, jobs, redemptions
 from .views.errors import not_found_json
@@ -31,5 +33,15 @@ urlpatterns = [
     path("redemptions/<int:redemption_id>/reverse/", redemptions.RedemptionReverseView.as_view(), name="api-redemption-reverse"),
     path("jobs/<int:job_id>/", jobs.JobDetailView.as_view(), name="api-job"),
     path("jobs/<int:job_id>/file/", jobs.JobFileView.as_view(), name="api-job-file"),
+    path("webhooks/", webhooks.EndpointListView.as_view(), name="api-webhooks"),
+    path("webhooks/<int:webhook_id>/", webhooks.EndpointDetailView.as_view(), name="api-webhook"),
+    path("webhooks/<int:webhook_id>/deliveries/", webhooks.DeliveryListView.as_view(), name="api-webhook-deliveries"),
+    path(
+        "webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/retry/",
+        webhooks.DeliveryRetryView.as_view(),
+        name="api-webhook-delivery-retry",
+    ),
+    path("webhooks/<int:webhook_id>/test/", webhooks.EndpointPingView.as_view(), name="api-webhook-ping"),
+    path("webhooks/<int:webhook_id>/rotate-secret/", webhooks.EndpointSecretRotateView.as_view(), name="api-webhook-rotate"),
     re_path(r"^.*$", not_found_json),
 ]

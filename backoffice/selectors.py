@@ -3,12 +3,13 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, DecimalField, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from books.models import Code, CouponBook
 from redemptions.models import Redemption
+from redemptions.selectors import redemptions_by_day
 from tenants.models import Tenant
 
 CHART_DAYS = 30
@@ -44,25 +45,13 @@ def books_with_usage(queryset: QuerySet[CouponBook]) -> QuerySet[CouponBook]:
 
 def redemptions_per_day(*, tenant: Tenant, book: CouponBook | None = None, days: int = CHART_DAYS) -> list[dict]:
     """Standing redemptions and discount per tenant-local day over the last `days` days, every day listed."""
-    zone = tenant.zoneinfo
-    today = timezone.localdate(timezone=zone)
+    today = timezone.localdate(timezone=tenant.zoneinfo)
     first = today - timedelta(days=days - 1)
-    rows = Redemption.objects.filter(tenant=tenant, redeemed_at__gte=timezone.now() - timedelta(days=days + 1))
-    if book is not None:
-        rows = rows.filter(book=book)
-    found = {
-        row["day"]: row
-        for row in rows.annotate(day=TruncDate("redeemed_at", tzinfo=zone))
-        .values("day")
-        .annotate(
-            redemptions=Count("pk", filter=Q(reversed_at__isnull=True)),
-            discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
-        )
-        .order_by("day")
-    }
+    found = redemptions_by_day(
+        tenant=tenant, book_id=None if book is None else book.pk, since=timezone.now() - timedelta(days=days + 1)
+    )
     series = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        row = found.get(day, {})
-        series.append({"day": day, "redemptions": row.get("redemptions", 0), "discount": row.get("discount") or Decimal("0")})
+        series.append(found.get(day, {"day": day, "redemptions": 0, "discount": Decimal("0")}))
     return series

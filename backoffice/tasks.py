@@ -17,7 +17,7 @@ PREVIEW_FOLDER = "django-import-export"
 @shared_task(name="backoffice.tasks.purge_import_previews")
 def purge_import_previews() -> int:
     """Beat task: delete upload previews never confirmed (the confirm step deletes its own file at once)."""
-    cutoff = timezone.now() - timedelta(hours=settings.IMPORT_PREVIEW_MAX_AGE_HOURS)
+    cutoff = timezone.now() - timedelta(hours=settings.COUPONS["IMPORT_PREVIEW_MAX_AGE_HOURS"])
     try:
         _, names = default_storage.listdir(PREVIEW_FOLDER)
     except FileNotFoundError:

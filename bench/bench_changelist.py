@@ -39,7 +39,7 @@ SEED_SQL = """
 
 def _seed(n: int):
     """The tenant, its 200 books and n codes; returns (tenant, books largest first, a code of the largest book)."""
-    from books.factories import CouponBookFactory, TenantFactory
+    from tests.factories import CouponBookFactory, TenantFactory
 
     tables_truncate()
     tenant = TenantFactory()

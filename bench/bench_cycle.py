@@ -71,9 +71,8 @@ def _client_main(worker, index: int, cycles: int, barrier) -> None:
 def _service_worker(tenant, book):
     from django.db import connection
 
-    from books.services.codes import code_assign_random, code_lock
+    from books.services.codes import code_assign_random, code_redeem, code_reserve
     from core.actors import Actor
-    from redemptions.services import code_redeem
 
     actor = Actor.system("bench")
 
@@ -83,7 +82,7 @@ def _service_worker(tenant, book):
             for i in range(cycles):
                 user = f"svc-{index}-{i}"
                 code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
-                reservation = code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+                reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
                 code_redeem(tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10")
         finally:
             connection.close()
@@ -228,14 +227,13 @@ def _statements_compare(tenant, book) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from books.services.codes import code_assign_random, code_lock
+    from books.services.codes import code_assign_random, code_redeem, code_reserve
     from core.actors import Actor
-    from redemptions.services import code_redeem
 
     actor = Actor.system("bench")
     with CaptureQueriesContext(connection) as captured:
         code = code_assign_random(tenant=tenant, book_id=book.pk, user_id="shape-svc", actor=actor)
-        reservation = code_lock(tenant=tenant, code=code.code, user_id="shape-svc", actor=actor)
+        reservation = code_reserve(tenant=tenant, code=code.code, user_id="shape-svc", actor=actor)
         code_redeem(tenant=tenant, code=code.code, user_id="shape-svc", token=reservation.token, actor=actor, amount="10")
     service = [statement_shape(query["sql"]) for query in captured.captured_queries]
     raw_log: list[str] = []
@@ -255,9 +253,9 @@ def _in_five_minutes():
 
 
 def run() -> Result:
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     cycles = scale(4000) // CLIENTS * CLIENTS
     tables_truncate()

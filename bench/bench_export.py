@@ -30,9 +30,9 @@ RAW_SQL = """
 
 def _seed(n: int) -> int:
     """N redemptions of one tenant over 1,000 codes and 90 days, loaded with COPY (not what is measured)."""
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     tenant = TenantFactory(timezone="Europe/Berlin")
     book = CouponBookFactory(tenant=tenant, uses_per_code=None, max_redemptions_per_user=None)

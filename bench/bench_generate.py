@@ -19,8 +19,8 @@ def copy_rows(rows) -> None:
 
 def raw_copy_seconds(*, book, expected: int) -> float:
     """Read back the book's codes, empty the tables, and time a raw COPY of the same rows into a new book."""
-    from books.factories import CouponBookFactory, TenantFactory
     from books.models import Code
+    from tests.factories import CouponBookFactory, TenantFactory
 
     rows = list(Code.objects.filter(book=book).values_list(*[c.strip() for c in COLUMNS.split(",")]))
     assert len(rows) == expected, (len(rows), expected)
@@ -34,9 +34,9 @@ def raw_copy_seconds(*, book, expected: int) -> float:
 
 
 def run() -> Result:
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     n = scale(1_000_000)
     times: dict[str, float] = {}

@@ -55,9 +55,9 @@ def _hammer(attempt) -> tuple[float, list[float], int]:
 
 
 def _service_attempt(tenant, code_value):
+    from books.services.codes import code_redeem
     from core.actors import Actor
     from core.exceptions import ApplicationError
-    from redemptions.services import code_redeem
 
     actor = Actor.system("bench")
 
@@ -97,9 +97,9 @@ def _hot_row_attempt(uses: int):
 
 
 def _shared_code(uses: int, value: str):
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_upload
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     tenant = TenantFactory()
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=uses)

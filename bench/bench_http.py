@@ -163,10 +163,10 @@ def _statements_per_cycle(book, token: str, *, with_keys: bool) -> int:
 
 
 def run() -> list[Result]:
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
     from core.actors import Actor
     from tenants.services import api_client_create
+    from tests.factories import CouponBookFactory, TenantFactory
 
     from .bench_cycle import CLIENTS as RAW_CLIENTS
     from .bench_cycle import _raw_worker, _run_clients

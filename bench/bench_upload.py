@@ -13,11 +13,11 @@ TARGET = 1.25
 
 
 def run() -> Result:
-    from books.factories import CouponBookFactory, TenantFactory
     from books.parsers import codes_from_file
     from books.patterns import pattern_draw, pattern_parse
     from books.services.code_creation import codes_upload
     from core.actors import Actor
+    from tests.factories import CouponBookFactory, TenantFactory
 
     n = scale(1_000_000)
     codes = list(dict.fromkeys(pattern_draw(pattern_parse("UP-**********"), n + n // 100 + 10)))[:n]

@@ -16,11 +16,10 @@ def main(cycles: int) -> None:
     from django.db import connection
     from pyinstrument import Profiler
 
-    from books.factories import CouponBookFactory, TenantFactory
     from books.services.code_creation import codes_generate
-    from books.services.codes import code_assign_random, code_lock
+    from books.services.codes import code_assign_random, code_redeem, code_reserve
     from core.actors import Actor
-    from redemptions.services import code_redeem
+    from tests.factories import CouponBookFactory, TenantFactory
 
     actor = Actor.system("profile")
     tables_truncate()
@@ -40,7 +39,7 @@ def main(cycles: int) -> None:
     def cycle(i: int) -> None:
         user = f"profile-{i}"
         code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
-        reservation = code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+        reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
         code_redeem(tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10")
 
     for i in range(20):  # warm up: connection, prepared statements, caches

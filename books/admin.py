@@ -8,7 +8,6 @@ the (tenant, code) unique index) with confirmed actions: void, unassign, release
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -17,15 +16,6 @@ from import_export.admin import ImportMixin
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
-from backoffice.code_upload import (
-    CodeConfirmImportForm,
-    CodeCSV,
-    CodeImportForm,
-    CodeUploadResource,
-    CodeXLSX,
-    dataset_code_strings,
-    preview_file_remove,
-)
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -39,19 +29,25 @@ from backoffice.scoping import (
 from backoffice.selectors import books_with_usage, redemptions_per_day
 from core.exceptions import ApplicationError
 from core.models import Job
+from tenants.models import Tenant
 
+from .code_upload import (
+    CodeConfirmImportForm,
+    CodeCSV,
+    CodeImportForm,
+    CodeUploadResource,
+    CodeXLSX,
+    dataset_code_strings,
+    preview_file_remove,
+)
 from .inputs import normalize_code
 from .models import Code, CouponBook, Event, Reservation
 from .parsers import upload_inspect
 from .selectors import book_stats, code_history
-from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_update
+from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_save_check, book_update
 from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
 from .services.distribution import distribution_file_request, result_csv
-
-
-class _DryRun(Exception):
-    """Rolls back a service call made only to validate a form."""
 
 
 def job_url(job: Job) -> str:
@@ -164,16 +160,22 @@ class CouponBookAdmin(TenantScopedAdmin):
 
     # --- saving through the services ----------------------------------------------------------------------
 
-    def _book_save(self, request, obj, form, change) -> CouponBook:
+    def _book_values(self, request, obj, form, change) -> tuple[Tenant, dict]:
+        """The book's tenant and the values to save: every editable field on create, the changed ones on change."""
         values = {field: form.cleaned_data[field] for field in EDITABLE_FIELDS if field in form.cleaned_data}
         if change:
-            changed = {field: values[field] for field in form.changed_data if field in values}
-            return book_update(book=obj, **changed) if changed else obj
+            return obj.tenant, {field: values[field] for field in form.changed_data if field in values}
         tenant = (form.cleaned_data.get("tenant") or obj.tenant) if sees_all_tenants(request) else request_tenant(request)
+        return tenant, values
+
+    def _book_save(self, request, obj, form, change) -> CouponBook:
+        tenant, values = self._book_values(request, obj, form, change)
+        if change:
+            return book_update(book=obj, **values) if values else obj
         return book_create(tenant=tenant, **values)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        """The form runs the save through the services once, rolled back, while it validates.
+        """The form asks the services' own check (book_save_check, which writes nothing) while it validates.
 
         So a rule that only the service knows (uses_per_code below a code's redemptions, say) comes back as an
         error on the form, with what the user typed kept, instead of a message over a reloaded, emptied page.
@@ -187,11 +189,9 @@ class CouponBookAdmin(TenantScopedAdmin):
                 if self.errors:
                     return cleaned
                 try:
-                    with transaction.atomic():
-                        model_admin._book_save(request, self.instance, self, change)
-                        raise _DryRun
-                except _DryRun:
-                    pass
+                    tenant, values = model_admin._book_values(request, self.instance, self, change)
+                    if not change or values:
+                        book_save_check(tenant=tenant, book=self.instance if change else None, values=values)
                 except ApplicationError as exc:
                     field = exc.details.get("field")
                     self.add_error(field if field in self.fields else None, exc.message)
@@ -270,7 +270,7 @@ class CouponBookAdmin(TenantScopedAdmin):
         extra_context = dict(extra_context or {})
         book = self.get_object(request, object_id)
         if book is not None:
-            stats = book_stats(book=book)
+            stats = book_stats(book=book, per_day=False)  # the page draws its own 30-day chart
             series = redemptions_per_day(tenant=book.tenant, book=book)
             extra_context.update(
                 stats=stats,

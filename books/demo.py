@@ -10,21 +10,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from books.services.codes import code_redeem, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem, redemption_reverse
 from tenants.models import ApiClient, Role, Tenant
 from tenants.services import api_client_create, staff_user_create, tenant_create
+from webhooks.models import EVENT_TYPES
+from webhooks.services import webhook_endpoint_create, webhook_endpoint_update
 
 from .models import Code, CouponBook, Reservation
 from .services.books import book_create
 from .services.code_creation import codes_generate, codes_upload
-from .services.codes import code_assign_random, code_lock, code_void
+from .services.codes import code_assign_random, code_reserve, code_void
 
 TENANT_SLUG = "demo"
 TENANT_NAME = "Demo Shop"
@@ -50,6 +53,7 @@ SHARED_BOOK = "Summer sale"
 SHARED_CODE = "SUMMER24"
 SHARED_USES = 1000
 SHARED_REDEEMED = 12
+DEMO_WEBHOOK = "Demo receiver served by this site (make run): every event, verified as a real receiver would."
 
 
 @dataclass
@@ -78,12 +82,15 @@ def _logins() -> list[DemoLogin]:
     ]
 
 
-def demo_seed() -> DemoSeed:
-    """Load the demo data unless the demo tenant exists already; either way, say what is there."""
+def demo_seed(*, base_url: str = "http://127.0.0.1:8000") -> DemoSeed:
+    """Load the demo data unless the demo tenant exists already; either way, say what is there.
+
+    `base_url` is where the site will be served: the demo's webhook endpoint is the site's own demo receiver.
+    """
     existing = Tenant.objects.filter(slug=TENANT_SLUG).first()
     if existing is None:
         try:
-            return _demo_create()
+            return _demo_create(base_url=base_url)
         except IntegrityError:
             # Another run created it between our check and our insert (two `make run` at once).
             existing = Tenant.objects.filter(slug=TENANT_SLUG).first()
@@ -101,8 +108,9 @@ def demo_seed() -> DemoSeed:
 
 
 @transaction.atomic
-def _demo_create() -> DemoSeed:
+def _demo_create(*, base_url: str) -> DemoSeed:
     tenant = tenant_create(slug=TENANT_SLUG, name=TENANT_NAME, timezone_name=TENANT_TIMEZONE)
+    _demo_webhook_register(tenant=tenant, base_url=base_url)
     get_user_model().objects.create_superuser(username=SUPERUSER[0], password=SUPERUSER[1], email="")
     staff = {
         username: staff_user_create(tenant=tenant, username=username, password=password, role=role)
@@ -122,6 +130,18 @@ def _demo_create() -> DemoSeed:
         client_secret=issued.secret,
         summary=_summary(tenant),
     )
+
+
+def _demo_webhook_register(*, tenant: Tenant, base_url: str) -> None:
+    """An endpoint served by the site itself (webhooks/demo.py), registered first so every demo event is delivered to
+    it once the worker runs: the delivery log in the admin fills up. Only where local URLs are allowed."""
+    if not (settings.COUPONS["WEBHOOKS_DEMO_RECEIVER"] and settings.COUPONS["WEBHOOKS_ALLOW_INSECURE"]):
+        return
+    base_url = base_url.rstrip("/")
+    endpoint = webhook_endpoint_create(
+        tenant=tenant, url=f"{base_url}/webhooks/demo-receiver/0/", events=list(EVENT_TYPES), description=DEMO_WEBHOOK
+    )
+    webhook_endpoint_update(endpoint=endpoint, url=f"{base_url}/webhooks/demo-receiver/{endpoint.pk}/")
 
 
 def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
@@ -147,7 +167,7 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
     for n, user in enumerate(redeemers, start=1):
         token = None
         if n <= WELCOME_REDEEMED_WITH_LOCK:
-            token = code_lock(tenant=tenant, code=held[user], user_id=user, actor=checkout).token
+            token = code_reserve(tenant=tenant, code=held[user], user_id=user, actor=checkout).token
         redemptions.append(
             code_redeem(
                 tenant=tenant,
@@ -165,7 +185,7 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
     lockers = customers[len(redeemers) : len(redeemers) + WELCOME_LOCKED + WELCOME_LOCKED_SHORT]
     for n, user in enumerate(lockers):
         ttl = 3600 if n < WELCOME_LOCKED else 10
-        code_lock(tenant=tenant, code=held[user], user_id=user, actor=checkout, ttl_seconds=ttl)
+        code_reserve(tenant=tenant, code=held[user], user_id=user, actor=checkout, ttl_seconds=ttl)
 
     leaked = Code.objects.filter(book=book, state=Code.State.FREE).order_by("shuffle").first()
     code_void(tenant=tenant, code=leaked.code, actor=marketing, reason="Posted on a deal forum")

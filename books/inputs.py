@@ -12,7 +12,9 @@ from django.conf import settings
 
 from core.exceptions import ApplicationError
 
-CODE_RE = re.compile(r"^[A-Z0-9_-]{3,64}$")
+from .models import CODE_REGEX
+
+CODE_RE = re.compile(CODE_REGEX)
 MAX_USER_ID_LENGTH = 255
 MAX_AMOUNT = Decimal("999999999999.99")
 # Every date or time a client or staff member sends must be one every time zone can show: a day's bounds and a

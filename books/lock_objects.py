@@ -36,6 +36,15 @@ def book_user_lock(*, book: CouponBook, user_id: str) -> None:
     )
 
 
+def book_user_lock_if_limited(*, book: CouponBook, user_id: str, limit: int | None) -> None:
+    """book_user_lock, only when a per-user limit applies.
+
+    Without a limit, skipping it saves a round trip and lets one user's concurrent claims run in parallel.
+    """
+    if limit is not None:
+        book_user_lock(book=book, user_id=user_id)
+
+
 def book_users_lock(*, book: CouponBook, user_ids: list[str], batch_size: int) -> None:
     """Lock (creating them if needed) the BookUser rows of many users at once, as book_user_lock does for one.
 
@@ -69,6 +78,11 @@ def book_lock(*, book_id: int) -> CouponBook:
 def code_lock_qs() -> QuerySet[Code]:
     """Codes, row-locked (only the code rows, not the joined book)."""
     return Code.objects.select_for_update(of=("self",), no_key=True).select_related("book")
+
+
+def code_relock(code: Code) -> Code:
+    """The same code row, locked, with its book: every decision after this reads only locked data."""
+    return code_lock_qs().get(pk=code.pk)
 
 
 def free_codes_claim_qs(*, book: CouponBook) -> QuerySet[Code]:

@@ -1,5 +1,6 @@
 """Coupon books, their codes, reservations (locks) of a code's use, and the event history of every code."""
 
+import secrets
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -8,7 +9,16 @@ from django.db.models import F, Q
 
 from core.actors import ACTOR_KIND_CHOICES
 
-CODE_REGEX = r"^[A-Z0-9_-]{3,64}$"
+CODE_REGEX = r"^[A-Z0-9_-]{3,64}$"  # the one code format: the model's validator, its CHECK, and inputs.is_valid_code
+
+
+def shuffle_keys(count: int) -> list[int]:
+    """Random keys for Code.shuffle from a cryptographic source (random assignment walks free codes in this order).
+
+    63 bits: the key is a signed bigint, and keys stay non-negative.
+    """
+    raw = secrets.token_bytes(8 * count)
+    return [int.from_bytes(raw[i : i + 8], "big") >> 1 for i in range(0, 8 * count, 8)]
 
 
 class CouponBook(models.Model):

@@ -47,7 +47,7 @@ class UploadShape:
 def _limits() -> dict:
     coupons = settings.COUPONS
     return {
-        "size": settings.API_UPLOAD_MAX_BYTES,
+        "size": coupons["API_UPLOAD_MAX_BYTES"],
         "inflated": coupons["UPLOAD_MAX_INFLATED_BYTES"],
         "ratio": coupons["UPLOAD_MAX_INFLATE_RATIO"],
         # A header row, then at most MAX_CODES_PER_REQUEST codes; empty rows count too.

@@ -31,10 +31,6 @@ class Pattern:
         """How many distinct codes the pattern can produce."""
         return math.prod(len(alphabet) for alphabet, fixed in zip(self.positions, self.literal, strict=True) if not fixed)
 
-    @property
-    def entropy_bits(self) -> float:
-        return math.log2(self.space)
-
     def matches(self, code: str) -> bool:
         return len(code) == len(self.positions) and all(c in alphabet for c, alphabet in zip(code, self.positions, strict=True))
 

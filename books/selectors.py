@@ -1,34 +1,51 @@
-"""Reads of books and codes: look-ups, a user's codes, book statistics, and validation (a dry run of redeem)."""
+"""Reads of books and codes: look-ups, a user's codes, book statistics, and validation (a dry run of redeem).
+
+Services call these look-ups; these never call services.
+"""
 
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
 
-from . import rules
-from .inputs import clean_amount, clean_text, clean_user_id
+from . import lock_objects, rules
+from .inputs import clean_amount, clean_text, clean_user_id, is_valid_code, normalize_code
 from .models import Code, CouponBook, Event, Reservation
-from .services.codes import book_for_update_get, code_find, reservation_rules_check
 
 STATS_DAYS = 366
 
 
 def book_get(*, tenant: Tenant, book_id: object) -> CouponBook:
-    return book_for_update_get(tenant=tenant, book_id=book_id)
+    """The tenant's book (not locked: book rows change rarely, and the rules re-read it under the code lock)."""
+    try:
+        return CouponBook.objects.get(tenant=tenant, pk=int(book_id))
+    except (CouponBook.DoesNotExist, TypeError, ValueError):
+        raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)}) from None
 
 
 def books_of_tenant(*, tenant: Tenant) -> QuerySet[CouponBook]:
     return CouponBook.objects.filter(tenant=tenant)
 
 
-def code_get(*, tenant: Tenant, code: object) -> Code:
-    return code_find(tenant=tenant, code=code)
+def code_get(*, tenant: Tenant, code: object, locked: bool = False) -> Code:
+    """The tenant's code by its string (normalised), with its book; another tenant's code is simply not found.
+
+    locked=True takes the code's row lock (lock_objects.code_lock_qs) in the same statement: for services that
+    lock no user row first.
+    """
+    value = normalize_code(code)
+    found = None
+    if is_valid_code(value):
+        codes = lock_objects.code_lock_qs() if locked else Code.objects.select_related("book")
+        found = codes.filter(tenant=tenant, code=value).first()
+    if found is None:
+        raise ApplicationError("code_not_found", "No such code.", {"code": value[:64]})
+    return found
 
 
 def codes_of_book(*, book: CouponBook) -> QuerySet[Code]:
@@ -48,10 +65,6 @@ def code_history(*, code: Code) -> QuerySet[Event]:
     return Event.objects.filter(code=code).order_by("created_at", "pk")
 
 
-def code_active_reservations(*, code: Code) -> int:
-    return code.reservations.filter(rules.active_reservations(now=timezone.now())).count()
-
-
 @dataclass(frozen=True)
 class Validation:
     valid: bool
@@ -69,50 +82,41 @@ def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: obje
     user_id = clean_user_id(user_id)
     amount = clean_amount(amount)
     product_id = clean_text(product_id, field="product_id")
-    found = code_find(tenant=tenant, code=code)
+    found = code_get(tenant=tenant, code=code)
     now = timezone.now()
     own = found.reservations.filter(rules.active_reservations(now=now), user_id=user_id).first()
     try:
         if own is not None:
-            rules.code_holder_check(book=found.book, code=found, user_id=user_id)
-            rules.book_open_check(book=found.book, code=found, now=now)
+            rules.held_use_check(code=found, user_id=user_id, now=now)
         else:
-            reservation_rules_check(code=found, user_id=user_id, now=now)
+            rules.new_use_check(code=found, user_id=user_id, now=now)
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)
     except ApplicationError as exc:
         return Validation(valid=False, reason=exc.code, message=exc.message, discount=None)
     return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount)
 
 
-def book_stats(*, book: CouponBook) -> dict:
-    """Counts by state, active reservations, redemptions (standing and reversed), discount given, per day."""
+def book_stats(*, book: CouponBook, per_day: bool = True) -> dict:
+    """Counts by state, active reservations, redemptions (standing and reversed), discount given, and (unless
+    per_day=False, for a page that draws its own chart) the days of the last STATS_DAYS with redemptions."""
     from redemptions.models import Redemption
+    from redemptions.selectors import redemptions_by_day
 
     now = timezone.now()
     by_state = dict(Code.objects.filter(book=book).values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
-    redemptions = Redemption.objects.filter(book=book)
-    totals = redemptions.aggregate(
+    totals = Redemption.objects.filter(book=book).aggregate(
         redeemed=Count("pk", filter=Q(reversed_at__isnull=True)),
         reversed=Count("pk", filter=Q(reversed_at__isnull=False)),
         discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
     )
-    per_day = (
-        redemptions.filter(redeemed_at__gte=now - timedelta(days=STATS_DAYS))
-        .annotate(day=TruncDate("redeemed_at", tzinfo=book.tenant.zoneinfo))
-        .values("day")
-        .annotate(
-            redemptions=Count("pk", filter=Q(reversed_at__isnull=True)),
-            discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
-        )
-        .order_by("day")
-    )
-    return {
+    stats = {
         "codes": {state: by_state.get(state, 0) for state in Code.State.values} | {"total": sum(by_state.values())},
         "active_reservations": Reservation.objects.filter(rules.active_reservations(now=now), book=book).count(),
         "redemptions": totals["redeemed"],
         "reversed": totals["reversed"],
         "discount_total": totals["discount"] or Decimal("0"),
-        "per_day": [
-            {"day": row["day"], "redemptions": row["redemptions"], "discount": row["discount"] or Decimal("0")} for row in per_day
-        ],
     }
+    if per_day:
+        since = now - timedelta(days=STATS_DAYS)
+        stats["per_day"] = list(redemptions_by_day(tenant=book.tenant, book_id=book.pk, since=since).values())
+    return stats

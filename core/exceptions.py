@@ -29,6 +29,8 @@ ERROR_STATUS: dict[str, int] = {
     "reservation_not_found": 404,
     "not_found": 404,
     "signing_key_not_found": 404,
+    "webhook_not_found": 404,
+    "webhook_delivery_not_found": 404,
     # 405, 406, 413, 415: the request's form is not accepted
     "method_not_allowed": 405,
     "not_acceptable": 406,

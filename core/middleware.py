@@ -24,7 +24,7 @@ def service_unavailable_response() -> JsonResponse:
         },
         status=503,
     )
-    response["Retry-After"] = str(getattr(settings, "API_UNAVAILABLE_RETRY_AFTER", 5))
+    response["Retry-After"] = str(settings.COUPONS["API_UNAVAILABLE_RETRY_AFTER"])
     return response
 
 

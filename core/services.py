@@ -38,13 +38,14 @@ from core.exceptions import ApplicationError
 
 from .dependencies import BROKER_ERRORS, cache_delete, cache_get, cache_set
 from .models import Job
+from .signals import job_finished
 
 logger = logging.getLogger(__name__)
 PROGRESS_TTL = 24 * 3600
 
 
 def _jobs_setting(name: str) -> int:
-    return int(settings.COUPONS_JOBS[name])
+    return int(settings.COUPONS[f"JOB_{name}"])
 
 
 def _progress_key(job_id: int) -> str:
@@ -233,8 +234,13 @@ def _job_finish(*, job: Job, status: str, result: dict, error: str = "", done: i
     if done is not None:
         fields["done"] = done
         fields["total"] = job.total  # a work that learns its total (an upload's file) sets job.total
-    owned = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
-    return bool(owned.update(**fields))
+    with transaction.atomic():
+        owned = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
+        if not owned.update(**fields):
+            return False
+        # In the same transaction: the job.finished webhook commits with the job's end, or not at all.
+        job_finished.send(sender=Job, job=Job.objects.get(pk=job.pk))
+    return True
 
 
 # --- The sweeper (beat) -------------------------------------------------------------------------------------
@@ -275,6 +281,7 @@ def _job_take_back(*, job: Job, now, max_attempts: int, result: SweepResult) -> 
             error=f"Run {job.attempts} of {max_attempts} ended without finishing: {lost}. Nothing of it was kept; "
             "it was not started again.",
         )
+        job_finished.send(sender=Job, job=Job.objects.get(pk=job.pk))  # in the sweeper's transaction
         result.failed += 1
         logger.warning("job %s failed: its worker was lost %s times", job.pk, job.attempts)
     else:

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from api.views.errors import not_found_json
 from api.views.health import healthz
 from backoffice.views import dashboard
+from webhooks.demo import demo_receiver
 
 admin.site.site_header = "Coupon service"
 admin.site.site_title = "Coupon service"
@@ -22,6 +23,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^api/", not_found_json),
     path("healthz", healthz, name="healthz"),
+    # The demo receiver of `make run` (404 unless WEBHOOKS_DEMO_RECEIVER, which follows DEBUG).
+    path("webhooks/demo-receiver/<int:endpoint_id>/", demo_receiver, name="webhooks-demo-receiver"),
 ]
 
 # JSON errors under /api/ (and 503 when the database is down) when DEBUG is off.

@@ -17,12 +17,12 @@ from backoffice.scoping import (
     sees_all_tenants,
     staff_actor,
 )
+from books.services.codes import redemption_reverse
 from core.models import Job
 from tenants.models import Tenant
 
 from .exports import ExportFile, export_request
 from .models import Redemption
-from .services import redemption_reverse
 
 
 @admin.register(Redemption)

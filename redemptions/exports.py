@@ -2,7 +2,7 @@
 
 Public interface (the admin and the API both call it):
 
-- ``export_request(*, tenant, queryset, actor) -> ExportFile | Job``: up to ``settings.COUPONS_EXPORT_SYNC_ROWS``
+- ``export_request(*, tenant, queryset, actor) -> ExportFile | Job``: up to ``settings.COUPONS["EXPORT_SYNC_ROWS"]``
   rows (default 50,000) the workbook is built at once and returned as an ExportFile; above that a core Job (kind
   export) is created and ``redemptions.tasks.run_export_job`` is queued on commit; it writes the file to Job.file.
 - ``redemptions_workbook_write(*, tenant, queryset, out, progress=None) -> int``: writes the workbook to ``out``
@@ -66,9 +66,6 @@ from .models import Redemption
 
 # Excel's rows per sheet (2**20). A module constant so that a test can lower it to see the overflow sheet.
 MAX_SHEET_ROWS = 1_048_576
-# Above this many rows an export runs as a job (settings.COUPONS_EXPORT_SYNC_ROWS overrides it).
-EXPORT_SYNC_ROWS = 50_000
-CHUNK_ROWS = 5_000
 DATA_SHEET = "Redemptions"
 SUMMARY_SHEET = "Summary"
 COLUMNS = (
@@ -146,7 +143,7 @@ def redemptions_workbook_write(
     """Write the tenant's redemptions of `queryset` as the documented workbook to `out`; return the rows written."""
     zone = tenant.zoneinfo
     rows = queryset.filter(tenant=tenant).order_by("redeemed_at", "pk").values_list(*_FIELDS)
-    chunk = int(getattr(settings, "COUPONS_EXPORT_CHUNK_ROWS", CHUNK_ROWS))
+    chunk = int(settings.COUPONS["EXPORT_CHUNK_ROWS"])
     per_sheet = MAX_SHEET_ROWS - 1  # the header takes one row of every data sheet
 
     workbook = Workbook(write_only=True)
@@ -265,7 +262,7 @@ def export_query_load(value: str):
 
 
 def export_sync_limit() -> int:
-    return int(getattr(settings, "COUPONS_EXPORT_SYNC_ROWS", EXPORT_SYNC_ROWS))
+    return int(settings.COUPONS["EXPORT_SYNC_ROWS"])
 
 
 def export_request(*, tenant: Tenant, queryset, actor: Actor) -> ExportFile | Job:

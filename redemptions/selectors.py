@@ -1,8 +1,10 @@
 """Reads of the redemption log."""
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 
 from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
@@ -39,3 +41,21 @@ def redemptions_of_tenant(
     if reversed is not None:
         rows = rows.filter(reversed_at__isnull=not reversed)
     return rows.order_by("-redeemed_at", "-pk")
+
+
+def redemptions_by_day(*, tenant: Tenant, since: datetime, book_id: int | None = None) -> dict[date, dict]:
+    """Standing redemptions and discount given per tenant-local day from `since`: the days with any redemption (a day whose redemptions were all reversed shows 0).
+
+    The one count behind the book's statistics (API) and the back office's charts (which list every day).
+    """
+    rows = Redemption.objects.filter(tenant=tenant, redeemed_at__gte=since)
+    if book_id is not None:
+        rows = rows.filter(book_id=book_id)
+    standing = Q(reversed_at__isnull=True)
+    return {
+        row["day"]: {"day": row["day"], "redemptions": row["redemptions"], "discount": row["discount"] or Decimal("0")}
+        for row in rows.annotate(day=TruncDate("redeemed_at", tzinfo=tenant.zoneinfo))
+        .values("day")
+        .annotate(redemptions=Count("pk", filter=standing), discount=Sum("discount", filter=standing))
+        .order_by("day")
+    }

@@ -22,7 +22,6 @@ than a 503 JSON error, and none during the cache outage. Exit status 1 when anyt
 Sizes and times: CHAOS_BIG_CODES (600,000 codes, as in the issue), CHAOS_CLIENTS (6), CHAOS_JOB_DEADLINE (180 s).
 """
 
-import json
 import os
 import random
 import shutil
@@ -32,33 +31,38 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from check_stack import (
+    LOCK_TTL,
+    ROOT,
+    TIMEOUT,
+    Answer,
+    api_call,
+    beat_command,
+    by_endpoint,
+    database_prepare,
+    gunicorn_command,
+    is_json_error,
+    log,
+    stack_env,
+    web_wait,
+    worker_command,
+)
 from invariants import invariants_broken
 from private_services import PrivatePostgres, PrivateRedis, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python")
-BIN = ROOT / ".venv" / "bin"
 DB_NAME = "coupons_chaos"
 BIG_CODES = int(os.environ.get("CHAOS_BIG_CODES", "600000"))
 CLIENTS = int(os.environ.get("CHAOS_CLIENTS", "6"))
 JOB_DEADLINE = float(os.environ.get("CHAOS_JOB_DEADLINE", "180"))
 CACHE_OUTAGE = 8.0
 BROKER_OUTAGE = 8.0
-TIMEOUT = 10
-LOCK_TTL = 10
 JOB_CODES = 12_000  # above the 10,000 codes a request handles at once: a job
 EXPORT_SYNC_ROWS = 50  # exports above this many rows become jobs in this run
 # Short lease and sweep so the check takes minutes, not the production defaults' 90 s per lost worker.
 LEASE, SWEEP, RESEND = 12, 4, 10
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 class Stack:
@@ -77,38 +81,18 @@ class Stack:
         return process
 
     def start_web(self) -> None:
-        self._start(
-            "gunicorn",
-            [
-                str(BIN / "gunicorn"),
-                "coupons_site.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
-                "--workers",
-                "3",
-                "--timeout",
-                "30",
-            ],
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2)
-                return
-            except Exception:  # not up yet
-                time.sleep(0.5)
-        raise SystemExit("gunicorn did not come up; see the logs")
+        self._start("gunicorn", gunicorn_command(self.web_port))
+        if not web_wait(self.web_port):
+            raise SystemExit("gunicorn did not come up; see the logs")
 
     def start_worker(self) -> str:
         self.worker_count += 1
         name = f"worker{self.worker_count}"
-        command = [str(BIN / "celery"), "-A", "coupons_site", "worker", "-n", f"{name}@%h", "--concurrency", "1"]
-        self._start(name, [*command, "--without-mingle", "--without-gossip", "--loglevel", "INFO"])
+        self._start(name, worker_command(name, "--without-mingle", "--without-gossip"))
         return name
 
     def start_beat(self) -> None:
-        schedule = str(self.logs / "celerybeat-schedule")
-        self._start("beat", [str(BIN / "celery"), "-A", "coupons_site", "beat", "--loglevel", "INFO", "--schedule", schedule])
+        self._start("beat", beat_command(self.logs / "celerybeat-schedule"))
 
     def worker_of(self, pid: int) -> str | None:
         """The name of our worker whose process group holds `pid` (a pool process of that worker)."""
@@ -140,15 +124,6 @@ class Stack:
 
 
 @dataclass
-class Answer:
-    at: float
-    endpoint: str
-    status: int  # 0 = no answer within the timeout, or the connection failed
-    body: object
-    seconds: float
-
-
-@dataclass
 class Client:
     port: int
     token: str = ""
@@ -156,25 +131,7 @@ class Client:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def call(self, method: str, path: str, endpoint: str, payload: object = None, record: bool = True) -> Answer:
-        data = json.dumps(payload).encode() if payload is not None else None
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=headers)
-        started = time.time()
-        status, raw = 0, b""
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except Exception:  # a timeout or refused connection is recorded as status 0
-            pass
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        answer = Answer(started, endpoint, status, body, time.time() - started)
+        answer = api_call(self.port, method, path, endpoint, token=self.token, payload=payload)
         if record:
             with self.lock:
                 self.answers.append(answer)
@@ -236,30 +193,18 @@ class ChaosCheck:
         self.postgres = PrivatePostgres()
         self.cache = PrivateRedis()
         self.broker = PrivateRedis()
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"{self.postgres.url}/{DB_NAME}",
-            "REDIS_URL": self.cache.url(0),
-            "CELERY_BROKER_URL": self.broker.url(0),
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "chaos-check-" + "k" * 40,
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on 127.0.0.1
-            "DJANGO_MEDIA_ROOT": str(self.workdir / "media"),
-            "COUPONS_VAR_DIR": str(self.workdir / "var"),
-            "COUPONS_EXPIRY_INTERVAL": "5",
-            "COUPONS_JOB_LEASE_SECONDS": str(LEASE),
-            "COUPONS_JOB_SWEEP_INTERVAL": str(SWEEP),
-            "COUPONS_JOB_RESEND_SECONDS": str(RESEND),
-            "COUPONS_EXPORT_SYNC_ROWS": str(EXPORT_SYNC_ROWS),
-            "DB_CONN_MAX_AGE": "60",
-            # Throttling stays on (its counters are in the cache being killed), with rates the clients never reach.
-            "API_RATE_AUTH": "100000/min",
-            "API_RATE_READ": "1000000/min",
-            "API_RATE_WRITE": "1000000/min",
-            "API_RATE_LOOKUP_FAILED": "1000000/min",
-            "PYTHONUNBUFFERED": "1",
-        }
+        # Throttling stays on (its counters are in the cache being killed), with rates the clients never reach.
+        self.env = stack_env(
+            DATABASE_URL=f"{self.postgres.url}/{DB_NAME}",
+            REDIS_URL=self.cache.url(0),
+            CELERY_BROKER_URL=self.broker.url(0),
+            DJANGO_MEDIA_ROOT=str(self.workdir / "media"),
+            COUPONS_VAR_DIR=str(self.workdir / "var"),
+            COUPONS_JOB_LEASE_SECONDS=str(LEASE),
+            COUPONS_JOB_SWEEP_INTERVAL=str(SWEEP),
+            COUPONS_JOB_RESEND_SECONDS=str(RESEND),
+            COUPONS_EXPORT_SYNC_ROWS=str(EXPORT_SYNC_ROWS),
+        )
         self.stack = Stack(self.env, self.logs)
         self.client: Client | None = None
         self.jobs: list[AcceptedJob] = []
@@ -269,18 +214,9 @@ class ChaosCheck:
 
     # --- set-up --------------------------------------------------------------------------------------------
 
-    def manage(self, *args: str) -> str:
-        return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, check=True, capture_output=True, text=True).stdout
-
     def prepare(self) -> dict:
-        import psycopg
-
         self.postgres.start()
-        with psycopg.connect(f"{self.postgres.url}/postgres", autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DB_NAME}")
-        self.manage("migrate", "--noinput")
-        self.manage("create_tenant", "chaos", "--name", "Chaos check", "--timezone", "UTC")
-        return json.loads(self.manage("create_api_client", "chaos", "chaos-check", "--json"))
+        return database_prepare(self.postgres.url, DB_NAME, self.env, tenant="chaos", title="Chaos check")
 
     def book(self, name: str) -> int:
         body = {"name": name, "status": "active", "discount_type": "percent", "discount_value": "10"}
@@ -335,15 +271,21 @@ class ChaosCheck:
 
     # --- the three losses ----------------------------------------------------------------------------------
 
+    def expect_unavailable(self, dependency: str) -> None:
+        """/healthz, with `dependency` down, must answer 200 and name it unavailable."""
+        status, body = self.healthz()
+        log(f"/healthz with the {dependency} down: {status} {body}")
+        if status != 200 or not isinstance(body, dict) or body.get(dependency) != "unavailable":
+            self.problems.append(
+                f"/healthz with the {dependency} down answered {status} {body}, not 200 with {dependency} unavailable"
+            )
+
     def lose_the_cache(self) -> None:
         log(f"killing the cache (redis-server :{self.cache.port}) for {CACHE_OUTAGE:.0f} s")
         started = time.time()
         self.cache.kill()
         time.sleep(1)
-        status, body = self.healthz()
-        log(f"/healthz with the cache down: {status} {body}")
-        if status != 200 or not isinstance(body, dict) or body.get("cache") != "unavailable":
-            self.problems.append(f"/healthz with the cache down answered {status} {body}, not 200 with cache unavailable")
+        self.expect_unavailable("cache")
         time.sleep(CACHE_OUTAGE - 1)
         self.windows["cache outage"] = (started, time.time())
         self.cache.start()
@@ -355,10 +297,7 @@ class ChaosCheck:
         started = time.time()
         self.broker.kill()
         time.sleep(0.5)
-        status, body = self.healthz()
-        log(f"/healthz with the broker down: {status} {body}")
-        if status != 200 or not isinstance(body, dict) or body.get("broker") != "unavailable":
-            self.problems.append(f"/healthz with the broker down answered {status} {body}, not 200 with broker unavailable")
+        self.expect_unavailable("broker")
         self.request_generation(books["broker-generate"], JOB_CODES, "broker outage")
         self.request_upload(books["broker-upload"], "broker outage")
         self.request_export("broker outage")
@@ -471,7 +410,7 @@ class ChaosCheck:
 
     def check_answers(self) -> None:
         answers = self.client.answers
-        bad = [a for a in answers if a.status >= 500 and not (a.status == 503 and _is_json_error(a.body))]
+        bad = [a for a in answers if a.status >= 500 and not (a.status == 503 and is_json_error(a.body))]
         hangs = [a for a in answers if a.status == 0]
         if bad:
             where = {}
@@ -499,7 +438,7 @@ class ChaosCheck:
             if phase == "cache outage":
                 before = [a for a in answers if a.at < start and a.endpoint in LIFECYCLE]
                 print(f"  lifecycle p50 {_p50(window)} while the cache was away, {_p50(before)} before")
-        for endpoint, statuses in sorted(_by_endpoint(answers).items()):
+        for endpoint, statuses in sorted(by_endpoint(answers).items()):
             print(f"- {endpoint}: " + ", ".join(f"{status or 'no answer'}: {n:,}" for status, n in sorted(statuses.items())))
 
     def run(self) -> int:
@@ -573,10 +512,6 @@ class ChaosCheck:
 LIFECYCLE = {"assign", "validate", "lock", "redeem", "unlock"}
 
 
-def _is_json_error(body: object) -> bool:
-    return isinstance(body, dict) and isinstance(body.get("error"), dict) and "code" in body["error"]
-
-
 def _p50(answers: list[Answer]) -> str:
     seconds = sorted(a.seconds for a in answers if a.endpoint in LIFECYCLE)
     return f"{1000 * seconds[len(seconds) // 2]:.0f} ms" if seconds else "n/a"
@@ -587,14 +522,6 @@ def _counts(answers: list[Answer]) -> str:
     for a in answers:
         statuses[a.status] = statuses.get(a.status, 0) + 1
     return ", ".join(f"{status or 'no answer'}: {n:,}" for status, n in sorted(statuses.items()))
-
-
-def _by_endpoint(answers: list[Answer]) -> dict[str, dict[int, int]]:
-    by: dict[str, dict[int, int]] = {}
-    for a in answers:
-        by.setdefault(a.endpoint, {}).setdefault(a.status, 0)
-        by[a.endpoint][a.status] += 1
-    return by
 
 
 if __name__ == "__main__":

@@ -10,137 +10,46 @@ redeem-without-token on one hot shared code, for a bounded time. Every request h
 failure). Exit status 1 when an invariant breaks.
 """
 
-import json
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
+import check_stack as stack
+from check_stack import LOCK_TTL, TIMEOUT, Answer, log
 from invariants import invariants_broken
 from private_services import PrivatePostgres, PrivateRedis, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python")
-BIN = ROOT / ".venv" / "bin"
 PORTS = (free_port(), free_port())
 DB_NAME = "coupons_scale"
 # DATABASE_URL, CELERY_BROKER_URL and REDIS_URL are set in main(), once the private servers are up.
-ENV = {
-    **os.environ,
-    "DJANGO_DEBUG": "false",
-    "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(48),
-    "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on 127.0.0.1
-    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "COUPONS_EXPIRY_INTERVAL": "5",
-    "DB_CONN_MAX_AGE": "60",
-    # Throttling is not what this run checks: raise every rate far above what the clients can send.
-    "API_RATE_AUTH": "100000/min",
-    "API_RATE_READ": "1000000/min",
-    "API_RATE_WRITE": "1000000/min",
-    "API_RATE_LOOKUP_FAILED": "1000000/min",
-    "API_RATE_LOOKUP_FAILED_CLIENT": "1000000/min",
-    "API_RATE_AUTH_ADDRESS": "100000/min",
-    "PYTHONUNBUFFERED": "1",
-}
+ENV = stack.stack_env()
 DURATION = float(os.environ.get("SCALE_SECONDS", "60"))
 CLIENTS = int(os.environ.get("SCALE_CLIENTS", "16"))
 OUTAGE_SECONDS = float(os.environ.get("SCALE_OUTAGE_SECONDS", "5"))
-TIMEOUT = 10
-LOCK_TTL = 10
 HOT_USES = 300
 HOT_USER_LIMIT = 2
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def manage(*args: str) -> str:
-    return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=ENV, check=True, capture_output=True, text=True).stdout
-
-
-def prepare(postgres: PrivatePostgres) -> dict:
-    """The database in the private cluster, the tenant and an API client."""
-    import psycopg
-
-    with psycopg.connect(f"{postgres.url}/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    manage("migrate", "--noinput")
-    manage("create_tenant", "scale", "--name", "Scale check", "--timezone", "UTC")
-    client = json.loads(manage("create_api_client", "scale", "scale-check", "--json"))
-    return client
-
-
 def start_processes() -> list[subprocess.Popen]:
-    logs = ROOT / "var" / "scale-check"
+    logs = stack.ROOT / "var" / "scale-check"
     logs.mkdir(parents=True, exist_ok=True)
     commands = [
-        *(
-            [
-                str(BIN / "gunicorn"),
-                "coupons_site.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "3",
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "5",
-                "--access-logfile",
-                "-",
-            ]
-            for port in PORTS
-        ),
-        *(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "coupons_site",
-                "worker",
-                "-n",
-                f"worker{i}@%h",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ]
-            for i in (1, 2)
-        ),
-        [
-            str(BIN / "celery"),
-            "-A",
-            "coupons_site",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(logs / "celerybeat-schedule"),
-        ],
+        *(stack.gunicorn_command(port, "--graceful-timeout", "5", "--access-logfile", "-") for port in PORTS),
+        *(stack.worker_command(f"worker{i}") for i in (1, 2)),
+        stack.beat_command(logs / "celerybeat-schedule"),
     ]
     processes = []
     for index, command in enumerate(commands):
         out = open(logs / f"process-{index}.log", "w")  # closed with the process
         processes.append(
-            subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(command, cwd=stack.ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         )
     for port in PORTS:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except Exception:  # not up yet
-                time.sleep(0.5)
-        else:
+        if not stack.web_wait(port):
             raise SystemExit(f"gunicorn on port {port} did not come up; see var/scale-check/")
     return processes
 
@@ -158,16 +67,6 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-@dataclass
-class Answer:
-    at: float
-    port: int
-    endpoint: str
-    status: int  # 0 = no answer within the timeout, or the connection failed
-    body: dict | None
-    seconds: float
-
-
 class Traffic:
     def __init__(self, token: str, book_id: int) -> None:
         self.token = token
@@ -177,28 +76,7 @@ class Traffic:
         self.stop_at = 0.0
 
     def call(self, method: str, path: str, endpoint: str, payload: dict | None = None) -> Answer:
-        port = random.choice(PORTS)
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}",
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        started = time.time()
-        status, body = 0, None
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except Exception:  # a timeout or refused connection is recorded as status 0
-            raw = b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        answer = Answer(started, port, endpoint, status, body, time.time() - started)
+        answer = stack.api_call(random.choice(PORTS), method, path, endpoint, token=self.token, payload=payload)
         with self.lock:
             self.answers.append(answer)
         return answer
@@ -240,14 +118,11 @@ class Traffic:
 
 
 def api(method: str, path: str, token: str | None, payload: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{PORTS[0]}{path}",
-        data=json.dumps(payload).encode(),
-        method=method,
-        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    """A set-up request to the first instance; anything but a success ends the check."""
+    answer = stack.api_call(PORTS[0], method, path, "setup", token=token or "", payload=payload, timeout=30)
+    if not 200 <= answer.status < 300:
+        raise SystemExit(f"set-up request {method} {path} answered {answer.status}: {answer.body}")
+    return answer.body
 
 
 def check(postgres: PrivatePostgres, traffic: Traffic, outage: tuple[float, float]) -> list[str]:
@@ -270,7 +145,7 @@ def check(postgres: PrivatePostgres, traffic: Traffic, outage: tuple[float, floa
     answers = traffic.answers
     start, end = outage
     during = [a for a in answers if start <= a.at <= end]
-    server_errors = [a for a in answers if a.status >= 500 and not (a.status == 503 and _is_json_error(a.body))]
+    server_errors = [a for a in answers if a.status >= 500 and not (a.status == 503 and stack.is_json_error(a.body))]
     hangs = [a for a in answers if a.status == 0]
     if server_errors:
         problems.append(f"{len(server_errors)} answer(s) were a 5xx other than a 503 JSON error, e.g. {server_errors[0]}")
@@ -279,10 +154,6 @@ def check(postgres: PrivatePostgres, traffic: Traffic, outage: tuple[float, floa
     outage_503 = [a for a in during if a.status == 503]
     if not outage_503:
         problems.append("no request was answered 503 during the outage: the outage was not exercised")
-    by_endpoint: dict[str, dict[int, int]] = {}
-    for a in answers:
-        by_endpoint.setdefault(a.endpoint, {}).setdefault(a.status, 0)
-        by_endpoint[a.endpoint][a.status] += 1
     print("\nScale check summary")
     print(
         f"- topology: gunicorn x2 (ports {PORTS[0]}, {PORTS[1]}, 3 workers each), Celery workers x2, beat x1, "
@@ -295,15 +166,11 @@ def check(postgres: PrivatePostgres, traffic: Traffic, outage: tuple[float, floa
         f"- during the outage: {len(during):,} requests, {len(outage_503):,} answered 503 JSON, "
         f"{sum(1 for a in during if a.status and a.status < 500):,} answered before the stop took effect"
     )
-    for endpoint, statuses in sorted(by_endpoint.items()):
+    for endpoint, statuses in sorted(stack.by_endpoint(answers).items()):
         print(f"- {endpoint}: " + ", ".join(f"{status or 'no answer'}: {n:,}" for status, n in sorted(statuses.items())))
     for label, value in figures.items():
         print(f"- {label}: {value:,}")
     return problems
-
-
-def _is_json_error(body: dict | None) -> bool:
-    return isinstance(body, dict) and isinstance(body.get("error"), dict) and "code" in body["error"]
 
 
 def main() -> int:
@@ -323,7 +190,7 @@ def main() -> int:
 
 def run(postgres: PrivatePostgres) -> int:
     log(f"preparing database {DB_NAME} on port {postgres.port}")
-    client = prepare(postgres)
+    client = stack.database_prepare(postgres.url, DB_NAME, ENV, tenant="scale", title="Scale check")
     processes = start_processes()
     outage = (0.0, 0.0)
     try:

@@ -15,6 +15,8 @@
     core.view_job                          x          x         x
     tenants.view/add/change_staffmembership                     x   (the tenant's staff)
     tenants.view/add/change_apiclient                           x   (the tenant's API clients)
+    webhooks.view/add/change/delete_webhookendpoint             x   (the tenant's webhook endpoints)
+    webhooks.view_webhookdelivery, retry_webhookdelivery        x   (the delivery log; retry, ping)
 
 Nobody (superusers aside) may delete a book, a code or a redemption: books are archived, codes voided and
 redemptions reversed, so the history stays. Tenants themselves are managed by superusers only.
@@ -62,6 +64,13 @@ ROLE_PERMISSIONS: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("core", "job"): ("view_job",),
         ("tenants", "apiclient"): ("view_apiclient", "add_apiclient", "change_apiclient"),
         ("tenants", "staffmembership"): ("view_staffmembership", "add_staffmembership", "change_staffmembership"),
+        ("webhooks", "webhookendpoint"): (
+            "view_webhookendpoint",
+            "add_webhookendpoint",
+            "change_webhookendpoint",
+            "delete_webhookendpoint",
+        ),
+        ("webhooks", "webhookdelivery"): ("view_webhookdelivery", "retry_webhookdelivery"),
     },
 }
 

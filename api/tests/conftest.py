@@ -8,8 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from api.services import api_tokens_issue, end_user_key_register
-from books.factories import CodeFactory, CouponBookFactory
 from tenants.services import api_client_create
+from tests.factories import CodeFactory, CouponBookFactory
 
 HS_SECRET = "s3cret-of-the-login-service-" + "x" * 16
 

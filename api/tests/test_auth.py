@@ -170,7 +170,7 @@ def test_unknown_or_revoked_keys_answer_401(tenant, signing_key):
 
 
 def test_an_end_user_acts_only_in_the_keys_tenant(signing_key, other_tenant):
-    from books.factories import CodeFactory, CouponBookFactory
+    from tests.factories import CodeFactory, CouponBookFactory
 
     foreign = CodeFactory(book=CouponBookFactory(tenant=other_tenant), code="FOREIGN-1", user_id="alice", state="assigned")
     assert_error(

@@ -8,9 +8,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from openpyxl import Workbook
 
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code, CouponBook, Event
 from core.models import Job
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 from .conftest import assert_error
 

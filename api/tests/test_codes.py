@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import Code, Reservation
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory
 
 from .conftest import assert_error
 

@@ -4,10 +4,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import Code
 from redemptions.models import Redemption
 from tenants.services import api_client_create
+from tests.factories import CodeFactory, CouponBookFactory
 
 from .httpclient import http_call
 

@@ -6,11 +6,11 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from books.factories import CouponBookFactory
 from books.models import Code, CouponBook
 from books.services.code_creation import codes_insert
 from books.tests.spreadsheets import xlsx_of
 from core.models import Job
+from tests.factories import CouponBookFactory
 
 from .conftest import assert_error
 

@@ -78,7 +78,7 @@ def test_an_oversized_body_answers_413_json(api, settings):
 def test_an_oversized_upload_file_answers_413_json(api, active_book, settings):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    settings.API_UPLOAD_MAX_BYTES = 500
+    settings.COUPONS = {**settings.COUPONS, "API_UPLOAD_MAX_BYTES": 500}
     upload = SimpleUploadedFile("codes.csv", b"code\n" + b"ABCDEF\n" * 200, content_type="text/csv")
     response = api.post(f"/api/v1/books/{active_book.pk}/codes/upload/", {"file": upload}, format="multipart")
     assert_error(response, 413, "request_too_large")

@@ -57,7 +57,7 @@ def campaign_settings(settings, tmp_path, eager_celery):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     # Small thresholds, so generation and the second export run as jobs (202, polled) in this short campaign.
     settings.COUPONS = {**settings.COUPONS, "SYNC_CODES_LIMIT": 50}
-    settings.COUPONS_EXPORT_SYNC_ROWS = 1
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 1}
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {scope: "100000/min" for scope in ("auth", "read", "write", "lookup_failed")},

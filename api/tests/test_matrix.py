@@ -3,8 +3,8 @@ another tenant's object -> 404; bad input (missing, ill-typed, oversized, unicod
 
 import pytest
 
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from core.models import Job
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 from .conftest import assert_error
 

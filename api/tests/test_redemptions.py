@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 from .conftest import assert_error
 
@@ -74,7 +74,7 @@ def test_a_client_that_accepts_only_octet_stream_gets_the_workbook_as_that_type(
 def test_a_large_export_answers_202_with_a_job_that_ends_in_a_download(
     api, other_api, log, settings, tmp_path, eager_celery, django_capture_on_commit_callbacks
 ):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 1
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 1}
     settings.MEDIA_ROOT = tmp_path
     with django_capture_on_commit_callbacks(execute=True):
         response = api.get("/api/v1/redemptions/export/", {"user_id": "ann"})

@@ -24,10 +24,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.schema import USE_RULES, XLSX
+from api.schema import XLSX
 from api.services import api_tokens_issue
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
+from books.rules import USE_RULES
 from core.tests.documented_errors import documented_error_statuses
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -5,11 +5,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from api.services import api_tokens_issue
-from books.factories import CouponBookFactory
 from books.models import Code
 from books.tests.spreadsheets import empty_rows_bomb, xlsx_of
 from books.tests.upload_probe import PEAK_GROWTH_LIMIT_KIB, probe
 from core.models import Job
+from tests.factories import CouponBookFactory
 
 from .conftest import assert_error
 

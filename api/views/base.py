@@ -18,11 +18,12 @@ class ApiView(GenericAPIView):
         if request.method in WRITE_METHODS:
             if request.content_type.startswith("multipart/"):
                 length = request.META.get("CONTENT_LENGTH") or "0"
-                if not length.isdigit() or int(length) > settings.API_UPLOAD_MAX_BYTES:
+                limit = settings.COUPONS["API_UPLOAD_MAX_BYTES"]
+                if not length.isdigit() or int(length) > limit:
                     raise ApplicationError(
                         "request_too_large",
-                        f"An upload is at most {settings.API_UPLOAD_MAX_BYTES:,} bytes.",
-                        {"limit": settings.API_UPLOAD_MAX_BYTES},
+                        f"An upload is at most {limit:,} bytes.",
+                        {"limit": limit},
                     )
             else:
                 # Read the body now: Django refuses one above DATA_UPLOAD_MAX_MEMORY_SIZE (413 here), and the

@@ -4,16 +4,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from books.models import Code
+from books.rules import USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
-from books.services.codes import code_assign, code_lock, code_unlock
+from books.services.codes import code_assign, code_redeem, code_release, code_reserve
 from core.exceptions import ApplicationError
-from redemptions.services import code_redeem
 
 from .. import examples
 from ..idempotency import idempotent
 from ..pagination import PagePagination
 from ..permissions import IsApiClientOrEndUser, user_id_for, with_end_user_id
-from ..schema import USE_RULES, errors
+from ..schema import errors
 from ..serializers import (
     AssignInput,
     CodeOutput,
@@ -99,7 +99,7 @@ class CodeLockView(_CodeView):
         user_id = user_id_for(request, data.get("user_id"))
 
         def run(key):
-            reservation = code_lock(
+            reservation = code_reserve(
                 tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
             )
             return Response(ReservationOutput(reservation).data, status=201)
@@ -135,7 +135,7 @@ class CodeUnlockView(_CodeView):
                 )
 
         def run(key):
-            released = code_unlock(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
+            released = code_release(tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, token=data.get("token"))
             return Response({"released": released})
 
         return idempotent(request, run)

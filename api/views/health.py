@@ -30,5 +30,5 @@ def healthz(request) -> JsonResponse:
         status=200 if database else 503,
     )
     if not database:
-        response["Retry-After"] = str(settings.API_UNAVAILABLE_RETRY_AFTER)
+        response["Retry-After"] = str(settings.COUPONS["API_UNAVAILABLE_RETRY_AFTER"])
     return response

@@ -4,11 +4,11 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from books.services.codes import redemption_reverse
 from core.models import Job
 from redemptions.exports import export_request
 from redemptions.models import Redemption
 from redemptions.selectors import redemptions_of_tenant
-from redemptions.services import redemption_reverse
 
 from .. import examples
 from ..idempotency import idempotent

@@ -7,10 +7,10 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api.services import api_tokens_issue
-from backoffice.testing import logged_in, redemption_make
-from books.factories import CodeFactory, CouponBookFactory
 from tenants.models import Role
 from tenants.services import api_client_create
+from tests.factories import CodeFactory, CouponBookFactory
+from tests.helpers import logged_in, redemption_make
 
 pytestmark = pytest.mark.django_db
 

@@ -17,6 +17,7 @@ from .. import lock_objects
 from ..inputs import clean_moment
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
+from .events import book_updated_record
 
 EDITABLE_FIELDS = (
     "name",
@@ -139,19 +140,9 @@ def _book_consistency_check(book: CouponBook) -> None:
         raise _bad("valid_until", "valid_until must be after valid_from.")
 
 
-def book_create(*, tenant: Tenant, name: str, **fields: Any) -> CouponBook:
-    clean = _clean_fields({"name": name, **fields})
-    book = CouponBook(tenant=tenant, **clean)
-    _book_consistency_check(book)
-    book.save()
-    return book
-
-
-@transaction.atomic
-def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
-    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
-    clean = _clean_fields(fields)
-    book = lock_objects.book_lock(book_id=book.pk)
+def _book_changed(*, book: CouponBook, clean: dict[str, Any]) -> tuple[CouponBook, bool]:
+    """Apply cleaned changes to `book` (in memory) after checking every rule they must pass; whether
+    uses_per_code changed."""
     if book.status == CouponBook.Status.ARCHIVED and clean.get("status", book.status) == CouponBook.Status.ARCHIVED and clean:
         raise ApplicationError("book_archived", "An archived book cannot be changed; restore it first by setting its status.")
     uses_changed = "uses_per_code" in clean and clean["uses_per_code"] != book.uses_per_code
@@ -166,6 +157,36 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
                 f"A code of this book was already redeemed {most} times; uses_per_code cannot go below that.",
                 {"most_redeemed": most},
             )
+    return book, uses_changed
+
+
+def book_save_check(*, tenant: Tenant, book: CouponBook | None, values: dict[str, Any]) -> None:
+    """Raise the ApplicationError that book_create (book None) or book_update would raise for these values, and
+    change nothing: for a form that shows a rule only the service knows as an error on its fields.
+
+    It reads the book as stored now; the service re-checks under its row lock when it saves (the checkouts in
+    progress that _holds_within_uses_check counts can only be seen there).
+    """
+    clean = _clean_fields(values if book is not None else {"name": values.get("name", ""), **values})
+    if book is None:
+        _book_consistency_check(CouponBook(tenant=tenant, **clean))
+    else:
+        _book_changed(book=CouponBook.objects.get(pk=book.pk), clean=clean)
+
+
+def book_create(*, tenant: Tenant, name: str, **fields: Any) -> CouponBook:
+    clean = _clean_fields({"name": name, **fields})
+    book = CouponBook(tenant=tenant, **clean)
+    _book_consistency_check(book)
+    book.save()
+    return book
+
+
+@transaction.atomic
+def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
+    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
+    clean = _clean_fields(fields)
+    book, uses_changed = _book_changed(book=lock_objects.book_lock(book_id=book.pk), clean=clean)
     book.save()
     if uses_changed:
         codes = Code.objects.filter(book=book)
@@ -179,6 +200,8 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
         codes.filter(state=Code.State.REDEEMED).exclude(used_up).update(
             state=Case(When(user_id__isnull=False, then=Value(Code.State.ASSIGNED)), default=Value(Code.State.FREE))
         )
+    if clean:
+        book_updated_record(book=book, changed=list(clean))
     return book
 
 
@@ -213,4 +236,5 @@ def book_archive(*, book: CouponBook) -> CouponBook | None:
         if book.status != CouponBook.Status.ARCHIVED:
             book.status = CouponBook.Status.ARCHIVED
             book.save(update_fields=["status", "updated_at"])
+            book_updated_record(book=book, changed=["status"])
         return book

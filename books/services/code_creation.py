@@ -7,7 +7,6 @@ Generated codes never collide with the tenant's existing codes; an upload with d
 
 import itertools
 import secrets
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -21,9 +20,9 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from core.services import job_create
 
-from .. import lock_objects
+from .. import lock_objects, rules
 from ..inputs import is_valid_code, normalize_code
-from ..models import Code, CouponBook, Event
+from ..models import Code, CouponBook, Event, shuffle_keys
 from ..parsers import codes_from_file, upload_inspect
 from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
 from .events import event_record
@@ -63,12 +62,18 @@ def _count_clean(count: object) -> int:
 
 def _book_writable_check(book: CouponBook) -> CouponBook:
     book = lock_objects.book_lock(book_id=book.pk)
-    if book.status == CouponBook.Status.ARCHIVED:
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    rules.codes_addable_check(status=book.status, book_id=book.pk)
     return book
 
 
-def _existing(tenant_id: int, codes: list[str]) -> set[str]:
+def _book_queueable_check(book: CouponBook) -> None:
+    """Before a job is queued: the row, not the caller's copy (a book archived since it was read gets no job)."""
+    rules.codes_addable_check(status=CouponBook.objects.values_list("status", flat=True).get(pk=book.pk), book_id=book.pk)
+
+
+def codes_stored(*, tenant_id: int, codes: list[str]) -> set[str]:
+    """Which of these codes the tenant holds already (in any book): the upload's duplicate check, with
+    codes_repeated, for the service and the admin preview alike."""
     found: set[str] = set()
     for start in range(0, len(codes), BATCH):
         chunk = codes[start : start + BATCH]
@@ -76,16 +81,22 @@ def _existing(tenant_id: int, codes: list[str]) -> set[str]:
     return found
 
 
-def _shuffle_keys(count: int) -> list[int]:
-    raw = secrets.token_bytes(8 * count)
-    # 63 bits: the key is a signed bigint, and keys stay non-negative.
-    return [int.from_bytes(raw[i : i + 8], "big") >> 1 for i in range(0, 8 * count, 8)]
+def codes_repeated(codes: list[str]) -> dict[int, int]:
+    """The rows (numbered from 1) that repeat an earlier row of the list, each with the row it repeats."""
+    first: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for number, code in enumerate(codes, start=1):
+        if code in first:
+            repeats[number] = first[code]
+        else:
+            first[code] = number
+    return repeats
 
 
 def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
     """Insert new free codes into the book through COPY, the fastest bulk path PostgreSQL offers."""
     now = timezone.now()
-    shuffles = _shuffle_keys(len(codes))
+    shuffles = shuffle_keys(len(codes))
     columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
     # COPY goes through psycopg's own cursor, past Django's wrapper: wrap_database_errors turns a clash on the
     # unique index into Django's IntegrityError, which the callers handle.
@@ -114,7 +125,7 @@ def _space_sample(*, book: CouponBook, pattern: Pattern, need: int, asked: int, 
     `created` codes of a request for `asked` are stored already (and rolled back if this refuses).
     """
     everything = ["".join(symbols) for symbols in itertools.product(*pattern.positions)]
-    stored = _existing(book.tenant_id, everything)
+    stored = codes_stored(tenant_id=book.tenant_id, codes=everything)
     left = [code for code in everything if code not in stored]
     if len(left) < need:
         available = len(left) + created
@@ -158,7 +169,7 @@ def codes_generate(
             # third of a million-code generation).
             fresh = drawn[:need]
             if not _insert_batch(book=book, codes=fresh):
-                stored = _existing(book.tenant_id, drawn)
+                stored = codes_stored(tenant_id=book.tenant_id, codes=drawn)
                 fresh = [code for code in drawn if code not in stored][:need]
                 if not fresh or not _insert_batch(book=book, codes=fresh):
                     barren += 1
@@ -248,7 +259,7 @@ def _codes_upload_once(
 ) -> CreationResult:
     with transaction.atomic():
         book = _book_writable_check(book)
-        repeated = [code for code, seen in Counter(codes).items() if seen > 1]
+        repeated = list(dict.fromkeys(codes[row - 1] for row in sorted(codes_repeated(codes).values())))
         unique = list(dict.fromkeys(codes))
         duplicates: list[str] = []
         fresh = unique
@@ -257,7 +268,7 @@ def _codes_upload_once(
         # pays for looking its codes up, to list the duplicates or to skip them (measured: the look-up of every
         # code made a 1,000,000-code upload 1.5x a raw COPY).
         if repeated or not _insert_batch_all(book=book, codes=unique, progress=progress):
-            stored = _existing(book.tenant_id, unique)
+            stored = codes_stored(tenant_id=book.tenant_id, codes=unique)
             duplicates = list(dict.fromkeys(repeated + sorted(stored)))
             if duplicates and not skip_duplicates:
                 raise ApplicationError(
@@ -300,9 +311,7 @@ def generation_request(
     count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
-    # The row, not the caller's copy: a book archived since the caller read it must not get a job queued.
-    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    _book_queueable_check(book)
     from ..tasks import run_generation_job
 
     with transaction.atomic():
@@ -325,9 +334,7 @@ def upload_request(
     normalized = upload_prepare(codes=codes)
     if len(normalized) <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_upload(book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates)
-    # The row, not the caller's copy: a book archived since the caller read it must not get a job queued.
-    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    _book_queueable_check(book)
     from ..tasks import run_upload_job
 
     with transaction.atomic():
@@ -355,8 +362,7 @@ def upload_file_request(
     if shape.inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
         codes = codes_from_file(file=file, filename=filename)
         return upload_request(book=book, codes=codes, actor=actor, skip_duplicates=skip_duplicates)
-    if CouponBook.objects.filter(pk=book.pk, status=CouponBook.Status.ARCHIVED).exists():
-        raise ApplicationError("book_archived", "Codes cannot be added to an archived book.", {"book": book.pk})
+    _book_queueable_check(book)
     from ..tasks import run_upload_job
 
     with transaction.atomic():

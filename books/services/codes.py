@@ -1,79 +1,47 @@
-"""The code lifecycle: assign (random or specific), lock, unlock, void, unassign, and reservation expiry.
+"""The code lifecycle, side by side: assign (random or specific), unassign, void, reserve and release (a
+reservation: the API's lock and unlock), redeem and reverse (a refund), and reservation expiry and staff release.
+"Lock" here means a row lock (lock_objects) only.
 
-Each service is one transaction: it takes its row locks through lock_objects (in the documented order), re-reads
-and re-checks every rule under those locks, changes rows with conditional updates, and records its event.
+Each service is one transaction: it looks its rows up through the selectors, takes its row locks through
+lock_objects (in the documented order), re-checks every rule of rules.py under those locks, changes rows with
+conditional updates, and records its event. The redemption log (the Redemption model, its reads and exports)
+lives in the redemptions app.
 """
 
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from core.actors import Actor
-from core.exceptions import ApplicationError, id_detail
+from core.exceptions import ApplicationError
+from redemptions.models import Redemption
+from redemptions.selectors import redemption_get
 from tenants.models import Tenant
 
 from .. import lock_objects, rules
-from ..inputs import clean_text, clean_ttl, clean_user_id, is_valid_code, normalize_code
-from ..models import Code, CouponBook, Event, Reservation
+from ..inputs import clean_amount, clean_text, clean_ttl, clean_user_id
+from ..models import Code, Event, Reservation, shuffle_keys
+from ..selectors import book_get, code_get
 from .events import event_record
-
-SHUFFLE_MAX = 2**63 - 1
-
-
-def new_shuffle_key() -> int:
-    return secrets.randbits(63)
-
-
-def book_for_update_get(*, tenant: Tenant, book_id: object) -> CouponBook:
-    """The tenant's book (not locked: book rows change rarely, and the rules re-read it under the code lock)."""
-    try:
-        return CouponBook.objects.get(tenant=tenant, pk=int(book_id))
-    except (CouponBook.DoesNotExist, TypeError, ValueError):
-        raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)}) from None
-
-
-def code_find(*, tenant: Tenant, code: object, locked: bool = False) -> Code:
-    """The tenant's code by its string (normalised); another tenant's code is simply not found.
-
-    locked=True takes the code's row lock in the same statement: for services that lock no user row first.
-    """
-    value = normalize_code(code)
-    found = None
-    if is_valid_code(value):
-        codes = lock_objects.code_lock_qs() if locked else Code.objects.select_related("book")
-        found = codes.filter(tenant=tenant, code=value).first()
-    if found is None:
-        raise ApplicationError("code_not_found", "No such code.", {"code": value[:64]})
-    return found
-
-
-def code_row_lock(code: Code) -> Code:
-    """The same code row, locked, with its book: every decision after this reads only locked data."""
-    return lock_objects.code_lock_qs().get(pk=code.pk)
-
-
-def book_user_lock_if_limited(*, book: CouponBook, user_id: str, limit: int | None) -> None:
-    # The per-user row lock only matters when a per-user limit applies; without one, skipping it saves a
-    # round trip and lets one user's concurrent claims run in parallel.
-    if limit is not None:
-        lock_objects.book_user_lock(book=book, user_id=user_id)
 
 
 @transaction.atomic
 def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, actor: Actor) -> Code:
     """Give the user a free code of the book, chosen at random; N concurrent callers get N distinct codes."""
     user_id = clean_user_id(user_id)
-    book = book_for_update_get(tenant=tenant, book_id=book_id)
+    book = book_get(tenant=tenant, book_id=book_id)
     now = timezone.now()
     rules.book_assignable_check(book=book, now=now)
-    book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
+    lock_objects.book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
     rules.user_code_limit_check(book=book, user_id=user_id)
 
     # Start the walk at a random point of the shuffle order and wrap around: each call picks anew at random, and
     # concurrent callers spread over the index instead of all meeting at its first row.
-    start = new_shuffle_key()
+    [start] = shuffle_keys(1)
     claim = lock_objects.free_codes_claim_qs(book=book)
     code = claim.filter(shuffle__gte=start).first() or claim.filter(shuffle__lt=start).first()
     if code is None:
@@ -90,21 +58,16 @@ def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, acto
 def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) -> tuple[Code, bool]:
     """Assign a named code to the user. Returns (code, assigned_now); already this user's is a no-op."""
     user_id = clean_user_id(user_id)
-    found = code_find(tenant=tenant, code=code)
+    found = code_get(tenant=tenant, code=code)
     book = found.book
     if found.user_id == user_id and found.state != Code.State.VOIDED:
         return found, False
-    book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
-    found = code_row_lock(found)
+    lock_objects.book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
+    found = lock_objects.code_relock(found)
     book = found.book
     if found.user_id == user_id and found.state != Code.State.VOIDED:
         return found, False
-    if found.state == Code.State.VOIDED:
-        raise ApplicationError("code_voided", "This code has been voided.", {"code": found.code})
-    if found.user_id is not None:
-        raise ApplicationError("code_already_assigned", "This code is assigned to another user.", {"code": found.code})
-    if found.state != Code.State.FREE:
-        raise ApplicationError("code_not_assignable", f"This code is {found.state} and cannot be assigned.", {"code": found.code})
+    rules.code_assignable_check(code=found)
     now = timezone.now()
     rules.book_assignable_check(book=book, now=now)
     rules.user_code_limit_check(book=book, user_id=user_id)
@@ -115,15 +78,15 @@ def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) 
 
 
 @transaction.atomic
-def code_lock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, ttl_seconds: object = None) -> Reservation:
+def code_reserve(*, tenant: Tenant, code: object, user_id: object, actor: Actor, ttl_seconds: object = None) -> Reservation:
     """Hold one use of the code for the user until the returned reservation's expires_at."""
     user_id = clean_user_id(user_id)
-    found = code_find(tenant=tenant, code=code)
+    found = code_get(tenant=tenant, code=code)
     ttl = clean_ttl(ttl_seconds, default=found.book.lock_ttl_seconds)
-    book_user_lock_if_limited(book=found.book, user_id=user_id, limit=found.book.max_redemptions_per_user)
-    found = code_row_lock(found)
+    lock_objects.book_user_lock_if_limited(book=found.book, user_id=user_id, limit=found.book.max_redemptions_per_user)
+    found = lock_objects.code_relock(found)
     now = timezone.now()
-    reservation_rules_check(code=found, user_id=user_id, now=now)
+    rules.new_use_check(code=found, user_id=user_id, now=now)
     reservation = Reservation.objects.create(
         tenant_id=found.tenant_id,
         book=found.book,
@@ -144,20 +107,8 @@ def code_lock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, tt
     return reservation
 
 
-def reservation_rules_check(*, code: Code, user_id: str, now: datetime) -> None:
-    """Every rule for taking a new use of a code (lock, or redeem without a token). Run under the locks."""
-    book = code.book
-    rules.code_holder_check(book=book, code=code, user_id=user_id)
-    rules.book_open_check(book=book, code=code, now=now)
-    if code.max_uses is None and book.max_redemptions_per_user is None:
-        return  # nothing to count: unlimited uses, no per-user limit
-    counts = rules.use_counts(code=code, user_id=user_id, now=now)
-    rules.code_use_left_check(code=code, counts=counts)
-    rules.user_redemption_limit_check(book=book, counts=counts)
-
-
 @transaction.atomic
-def code_unlock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, token: object = None) -> int:
+def code_release(*, tenant: Tenant, code: object, user_id: object, actor: Actor, token: object = None) -> int:
     """Release the user's reservation on the code (the one with this token, or all of theirs without one).
 
     Returns how many reservations were released. Releasing one that is already released or expired is a no-op
@@ -165,27 +116,35 @@ def code_unlock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, 
     """
     user_id = clean_user_id(user_id)
     token = clean_text(token, field="token", max_length=64)
-    found = code_find(tenant=tenant, code=code, locked=True)
+    found = code_get(tenant=tenant, code=code, locked=True)
     held = lock_objects.reservation_lock_qs().filter(code=found, user_id=user_id)
     if token:
-        reservation = held.filter(token=token).first()
-        if reservation is None:
-            raise ApplicationError(
-                "reservation_not_found", "No reservation of this user on this code has this token.", {"code": found.code}
-            )
-        if reservation.status == Reservation.Status.CONSUMED:
-            raise ApplicationError("reservation_not_active", "This reservation was already redeemed.", {"code": found.code})
+        reservation = rules.reservation_releasable_check(reservation=held.filter(token=token).first(), code=found)
         held = held.filter(pk=reservation.pk)
+    return _reservations_release(code=found, reservations=held.filter(status=Reservation.Status.ACTIVE), actor=actor)
+
+
+def _reservations_release(*, code: Code, reservations: Iterable[Reservation], actor: Actor, data: dict | None = None) -> int:
+    """End each (locked, active) reservation as released, recording it; one already past its time is marked
+    expired instead and not counted. Returns how many were released."""
     now = timezone.now()
     released = 0
-    for reservation in held.filter(status=Reservation.Status.ACTIVE):
+    for reservation in reservations:
         if reservation.expires_at <= now:
             _reservation_mark_expired(reservation=reservation, now=now)
             continue
         Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.ACTIVE).update(
             status=Reservation.Status.RELEASED, ended_at=now
         )
-        event_record(book=found.book, code=found, kind=Event.Kind.UNLOCKED, actor=actor, user_id=user_id, reservation=reservation)
+        event_record(
+            book=code.book,
+            code=code,
+            kind=Event.Kind.UNLOCKED,
+            actor=actor,
+            user_id=reservation.user_id,
+            reservation=reservation,
+            data=data,
+        )
         released += 1
     return released
 
@@ -194,13 +153,10 @@ def code_unlock(*, tenant: Tenant, code: object, user_id: object, actor: Actor, 
 def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = "") -> Code:
     """Withdraw a code for good (a leaked code, say): its reservations end; its past redemptions stay."""
     reason = clean_text(reason, field="reason", max_length=1000)
-    found = code_find(tenant=tenant, code=code, locked=True)
+    found = code_get(tenant=tenant, code=code, locked=True)
     if found.state == Code.State.VOIDED:
         return found
-    now = timezone.now()
-    Reservation.objects.filter(code=found, status=Reservation.Status.ACTIVE).update(
-        status=Reservation.Status.RELEASED, ended_at=now
-    )
+    _reservations_end(code=found)
     Code.objects.filter(pk=found.pk).update(state=Code.State.VOIDED)
     found.state = Code.State.VOIDED
     event_record(book=found.book, code=found, kind=Event.Kind.VOIDED, actor=actor, user_id=found.user_id, data={"reason": reason})
@@ -210,20 +166,22 @@ def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = ""
 @transaction.atomic
 def code_unassign(*, tenant: Tenant, code: object, actor: Actor) -> Code:
     """Take an assigned, unused code back into the book's free pool (its reservations end)."""
-    found = code_find(tenant=tenant, code=code, locked=True)
-    if found.state != Code.State.ASSIGNED or found.redeemed_count:
-        raise ApplicationError(
-            "code_not_assignable", "Only an assigned, never redeemed code can be unassigned.", {"code": found.code}
-        )
-    now = timezone.now()
-    Reservation.objects.filter(code=found, status=Reservation.Status.ACTIVE).update(
-        status=Reservation.Status.RELEASED, ended_at=now
-    )
+    found = code_get(tenant=tenant, code=code, locked=True)
+    rules.code_unassignable_check(code=found)
+    _reservations_end(code=found)
     previous = found.user_id
     Code.objects.filter(pk=found.pk).update(state=Code.State.FREE, user_id=None, assigned_at=None)
     found.refresh_from_db()
     event_record(book=found.book, code=found, kind=Event.Kind.UNASSIGNED, actor=actor, user_id=previous)
     return found
+
+
+def _reservations_end(*, code: Code) -> None:
+    """End every active reservation of a code that leaves circulation (voided, or taken back), in one statement:
+    the code's event says why, so no event per reservation."""
+    Reservation.objects.filter(code=code, status=Reservation.Status.ACTIVE).update(
+        status=Reservation.Status.RELEASED, ended_at=timezone.now()
+    )
 
 
 def _reservation_mark_expired(*, reservation: Reservation, now: datetime) -> bool:
@@ -270,24 +228,134 @@ def reservations_release(*, tenant: Tenant, code: object, actor: Actor) -> int:
 
     Returns how many were released; one already past its time is marked expired instead (and not counted).
     """
-    found = code_find(tenant=tenant, code=code, locked=True)
+    found = code_get(tenant=tenant, code=code, locked=True)
+    held = lock_objects.reservation_lock_qs().filter(code=found, status=Reservation.Status.ACTIVE)
+    return _reservations_release(code=found, reservations=held, actor=actor, data={"released_by_staff": True})
+
+
+@transaction.atomic
+def code_redeem(
+    *,
+    tenant: Tenant,
+    code: object,
+    user_id: object,
+    actor: Actor,
+    token: object = None,
+    order_ref: object = "",
+    amount: object = None,
+    product_id: object = "",
+    idempotency_key: str = "",
+) -> Redemption:
+    """Consume one use of the code for the user.
+
+    With a token, the reservation it names is consumed (it already counted against the code's uses and the
+    user's limit). Without one, the same rules as a lock are checked and the use is taken in this transaction.
+    Of any set of concurrent attempts on the last use, exactly one succeeds: all of them queue on the code's row
+    lock, and each re-checks the uses left once it holds it.
+    """
+    user_id = clean_user_id(user_id)
+    token = clean_text(token, field="token", max_length=64)
+    order_ref = clean_text(order_ref, field="order_ref")
+    product_id = clean_text(product_id, field="product_id")
+    amount = clean_amount(amount)
+    if token:
+        # The reservation already counts against the user's limit: no user lock, straight to the code's.
+        found = code_get(tenant=tenant, code=code, locked=True)
+    else:
+        found = code_get(tenant=tenant, code=code)
+        lock_objects.book_user_lock_if_limited(book=found.book, user_id=user_id, limit=found.book.max_redemptions_per_user)
+        found = lock_objects.code_relock(found)
+    book = found.book
     now = timezone.now()
-    released = 0
-    for reservation in lock_objects.reservation_lock_qs().filter(code=found, status=Reservation.Status.ACTIVE):
-        if reservation.expires_at <= now:
-            _reservation_mark_expired(reservation=reservation, now=now)
-            continue
-        Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.ACTIVE).update(
-            status=Reservation.Status.RELEASED, ended_at=now
-        )
-        event_record(
-            book=found.book,
+
+    reservation = None
+    if token:
+        reservation = rules.reservation_redeemable_check(
+            reservation=lock_objects.reservation_lock_qs().filter(code=found, token=token, user_id=user_id).first(),
             code=found,
-            kind=Event.Kind.UNLOCKED,
-            actor=actor,
-            user_id=reservation.user_id,
-            reservation=reservation,
-            data={"released_by_staff": True},
+            now=now,
         )
-        released += 1
-    return released
+        rules.held_use_check(code=found, user_id=user_id, now=now)
+    else:
+        rules.new_use_check(code=found, user_id=user_id, now=now)
+    discount = rules.discount_for(book=book, amount=amount, product_id=product_id)
+
+    if reservation is not None:
+        consumed = Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.ACTIVE).update(
+            status=Reservation.Status.CONSUMED, ended_at=now
+        )
+        if consumed != 1:  # pragma: no cover - the row lock above makes this unreachable
+            raise ApplicationError("reservation_not_active", "This reservation is no longer active.", {"code": found.code})
+    _use_take(code=found)
+    redemption = Redemption.objects.create(
+        tenant_id=found.tenant_id,
+        book=book,
+        code=found,
+        reservation=reservation,
+        user_id=user_id,
+        redeemed_at=now,
+        order_ref=order_ref,
+        amount=amount,
+        product_id=product_id,
+        discount=discount,
+        currency=book.currency,
+        actor_type=actor.kind,
+        actor_id=actor.id,
+        idempotency_key=idempotency_key,
+    )
+    event_record(
+        book=book,
+        code=found,
+        kind=Event.Kind.REDEEMED,
+        actor=actor,
+        user_id=user_id,
+        reservation=reservation,
+        data={"redemption": redemption.pk, "order_ref": order_ref},
+    )
+    return redemption
+
+
+def _use_take(*, code: Code) -> None:
+    """Count one more redemption on the code, in the database, only while a use is left.
+
+    The caller holds the code's row lock, so the new state is decided from the locked row; the WHERE on
+    redeemed_count still guards the count itself (and the CHECK constraint behind it).
+    """
+    used_up = code.max_uses is not None and code.redeemed_count + 1 >= code.max_uses
+    state = Code.State.REDEEMED if used_up and code.state != Code.State.VOIDED else code.state
+    uses = Code.objects.filter(pk=code.pk)
+    if code.max_uses is not None:
+        uses = uses.filter(redeemed_count__lt=F("max_uses"))
+    if uses.update(redeemed_count=F("redeemed_count") + 1, state=state) != 1:
+        raise rules.code_exhausted_error(code)
+    code.redeemed_count += 1
+    code.state = state
+
+
+@transaction.atomic
+def redemption_reverse(*, tenant: Tenant, redemption_id: object, actor: Actor, reason: object = "") -> Redemption:
+    """Record a refund: the use returns to the code, the redemption row stays with when, why and by whom."""
+    reason = clean_text(reason, field="reason", max_length=1000)
+    redemption = redemption_get(tenant=tenant, redemption_id=redemption_id)
+    code = lock_objects.code_relock(redemption.code)  # lock order: code, then redemption
+    redemption = lock_objects.redemption_lock_qs().get(pk=redemption.pk)
+    if redemption.reversed_at is not None:
+        raise ApplicationError(
+            "redemption_already_reversed",
+            "This redemption was already reversed.",
+            {"reversed_at": redemption.reversed_at.isoformat()},
+        )
+    now = timezone.now()
+    Redemption.objects.filter(pk=redemption.pk).update(
+        reversed_at=now, reversal_reason=reason, reversed_by_type=actor.kind, reversed_by_id=actor.id
+    )
+    restored_state = Code.State.ASSIGNED if code.user_id else Code.State.FREE
+    Code.objects.filter(pk=code.pk).update(
+        redeemed_count=F("redeemed_count") - 1,
+        state=Case(When(state=Code.State.REDEEMED, then=Value(restored_state)), default=F("state")),
+    )
+    redemption.refresh_from_db()
+    code.refresh_from_db()
+    refund = {"redemption": redemption.pk, "reason": reason}
+    event_record(book=code.book, code=code, kind=Event.Kind.REVERSED, actor=actor, user_id=redemption.user_id, data=refund)
+    return redemption

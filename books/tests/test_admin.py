@@ -15,13 +15,13 @@ from django.utils import timezone
 from openpyxl import Workbook
 
 from backoffice.paginator import COUNT_CAP
-from backoffice.testing import logged_in, redemption_make
-from books.factories import CodeFactory, CouponBookFactory, ReservationFactory
 from books.models import Code, Event, Reservation
 from books.services.code_creation import codes_generate
 from core.actors import Actor
 from core.models import Job
 from tenants.models import Role
+from tests.factories import CodeFactory, CouponBookFactory, ReservationFactory
+from tests.helpers import logged_in, redemption_make
 
 pytestmark = pytest.mark.django_db
 

@@ -8,13 +8,13 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from backoffice.testing import logged_in
-from books.factories import CouponBookFactory
 from books.models import Code
 from books.services.code_creation import codes_insert
 from books.tests.spreadsheets import xlsx_of
 from core.models import Job
 from tenants.models import Role
+from tests.factories import CouponBookFactory
+from tests.helpers import logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,11 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from openpyxl import load_workbook
 
-from backoffice.testing import logged_in, redemption_make
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import Code
 from core.models import Job
 from tenants.models import Role
+from tests.factories import CodeFactory, CouponBookFactory
+from tests.helpers import logged_in, redemption_make
 
 pytestmark = pytest.mark.django_db
 

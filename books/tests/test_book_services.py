@@ -6,13 +6,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
 from books.models import Code, CouponBook, Event
-from books.services.books import book_archive, book_create, book_update
+from books.services.books import book_archive, book_create, book_save_check, book_update
 from books.services.code_creation import codes_generate, codes_upload
-from books.services.codes import code_lock
+from books.services.codes import code_redeem, code_reserve
 from core.exceptions import ApplicationError
-from redemptions.services import code_redeem
+from tests.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, rows_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -212,6 +211,28 @@ def test_book_update_carries_uses_per_code_to_the_codes(book):
     assert {c.max_uses for c in Code.objects.filter(pk__in=[c.pk for c in codes])} == {None}
 
 
+def test_book_save_check_answers_what_the_save_would_and_writes_nothing(tenant):
+    """The admin form's check: the same refusal as book_create / book_update, with no row written."""
+    book = SharedBookFactory(tenant=tenant, uses_per_code=5)
+    CodeFactory(book=book, code="CHECK5", redeemed_count=3)
+    error = refused("uses_below_redemptions", book_save_check, tenant=tenant, book=book, values={"uses_per_code": 2})
+    assert error.details == {"most_redeemed": 3}
+    refused(
+        "invalid_input",
+        book_save_check,
+        tenant=tenant,
+        book=None,
+        values={"name": "P", "discount_type": "percent", "discount_value": "150"},
+    )
+    refused("invalid_input", book_save_check, tenant=tenant, book=None, values={"name": " "})
+    # Values the services accept pass, and are still not saved.
+    before = rows_snapshot()
+    book_save_check(tenant=tenant, book=book, values={"uses_per_code": 3, "name": "Renamed"})
+    book_save_check(tenant=tenant, book=None, values={"name": "New book"})
+    assert rows_snapshot() == before
+    assert CouponBook.objects.get(pk=book.pk).name != "Renamed"
+
+
 def test_book_update_refuses_uses_per_code_below_existing_redemptions(tenant, actor):
     # Given: a shared code redeemed three times
     book = SharedBookFactory(tenant=tenant, uses_per_code=5)
@@ -301,7 +322,7 @@ def test_uses_per_code_cannot_drop_below_redemptions_plus_active_holds(tenant, a
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=3, max_redemptions_per_user=None)
     code = CodeFactory(book=book, code="HELD-3")
     for user in ("a", "b"):
-        code_lock(tenant=tenant, code=code.code, user_id=user, actor=actor)
+        code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
 
     with pytest.raises(ApplicationError) as refused:
         book_update(book=book, uses_per_code=1)

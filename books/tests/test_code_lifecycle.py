@@ -8,7 +8,21 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from books.factories import (
+from books.models import BookUser, Code, CouponBook, Event, Reservation
+from books.services.code_creation import codes_upload
+from books.services.codes import (
+    code_assign,
+    code_assign_random,
+    code_redeem,
+    code_release,
+    code_reserve,
+    code_unassign,
+    code_void,
+    reservations_expire,
+)
+from core.actors import Actor
+from redemptions.models import Redemption
+from tests.factories import (
     AssignedCodeFactory,
     CodeFactory,
     CouponBookFactory,
@@ -17,20 +31,6 @@ from books.factories import (
     refused,
     rows_snapshot,
 )
-from books.models import BookUser, Code, CouponBook, Event, Reservation
-from books.services.code_creation import codes_upload
-from books.services.codes import (
-    code_assign,
-    code_assign_random,
-    code_lock,
-    code_unassign,
-    code_unlock,
-    code_void,
-    reservations_expire,
-)
-from core.actors import Actor
-from redemptions.models import Redemption
-from redemptions.services import code_redeem
 
 pytestmark = pytest.mark.django_db
 
@@ -249,7 +249,7 @@ def test_lock_by_the_assignee_holds_one_use_until_expiry(tenant, book, actor):
     code = AssignedCodeFactory(book=book, code="LOCK1", user_id="ann")
     before = timezone.now()
     # When
-    reservation = code_lock(tenant=tenant, code="lock1", user_id="ann", actor=actor, ttl_seconds=60)
+    reservation = code_reserve(tenant=tenant, code="lock1", user_id="ann", actor=actor, ttl_seconds=60)
     # Then
     stored = Reservation.objects.get(pk=reservation.pk)
     assert (stored.code_id, stored.book_id, stored.tenant_id, stored.user_id) == (code.pk, book.pk, tenant.pk, "ann")
@@ -266,7 +266,7 @@ def test_lock_by_the_assignee_holds_one_use_until_expiry(tenant, book, actor):
 def test_lock_uses_the_books_ttl_by_default(tenant, actor):
     book = CouponBookFactory(tenant=tenant, lock_ttl_seconds=120)
     AssignedCodeFactory(book=book, code="TTL1", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="TTL1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="TTL1", user_id="ann", actor=actor)
     left = (reservation.expires_at - timezone.now()).total_seconds()
     assert 110 < left <= 120
 
@@ -274,22 +274,22 @@ def test_lock_uses_the_books_ttl_by_default(tenant, actor):
 @pytest.mark.parametrize("ttl", [9, 3601, 0, -5, "abc", True, 30.5, [60]])
 def test_lock_refuses_a_ttl_out_of_bounds(tenant, book, actor, ttl):
     AssignedCodeFactory(book=book, code="TTL2", user_id="ann")
-    error = refused("invalid_input", code_lock, tenant=tenant, code="TTL2", user_id="ann", actor=actor, ttl_seconds=ttl)
+    error = refused("invalid_input", code_reserve, tenant=tenant, code="TTL2", user_id="ann", actor=actor, ttl_seconds=ttl)
     assert error.details == {"field": "ttl_seconds"}
 
 
 @pytest.mark.parametrize("ttl", [10, 3600, "45"])
 def test_lock_accepts_a_ttl_within_bounds(tenant, book, actor, ttl):
     AssignedCodeFactory(book=book, code="TTL3", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="TTL3", user_id="ann", actor=actor, ttl_seconds=ttl)
+    reservation = code_reserve(tenant=tenant, code="TTL3", user_id="ann", actor=actor, ttl_seconds=ttl)
     assert abs((reservation.expires_at - timezone.now()).total_seconds() - int(ttl)) < 5
 
 
 def test_only_the_assignee_may_lock(tenant, book, actor):
     AssignedCodeFactory(book=book, code="MINE1", user_id="ann")
     CodeFactory(book=book, code="NOBODY1")
-    refused("code_not_assigned_to_user", code_lock, tenant=tenant, code="MINE1", user_id="bob", actor=actor)
-    refused("code_not_assigned_to_user", code_lock, tenant=tenant, code="NOBODY1", user_id="bob", actor=actor)
+    refused("code_not_assigned_to_user", code_reserve, tenant=tenant, code="MINE1", user_id="bob", actor=actor)
+    refused("code_not_assigned_to_user", code_reserve, tenant=tenant, code="NOBODY1", user_id="bob", actor=actor)
 
 
 def test_a_shared_code_may_be_locked_by_anyone(tenant, actor):
@@ -298,10 +298,10 @@ def test_a_shared_code_may_be_locked_by_anyone(tenant, actor):
     CodeFactory(book=book, code="SUMMER24")
     # When
     for user in ("ann", "bob", "cid"):
-        code_lock(tenant=tenant, code="summer24", user_id=user, actor=actor)
+        code_reserve(tenant=tenant, code="summer24", user_id=user, actor=actor)
     # Then: three holds, and a fourth finds every use reserved
     assert Reservation.objects.filter(code__code="SUMMER24", status="active").count() == 3
-    refused("code_locked", code_lock, tenant=tenant, code="SUMMER24", user_id="dan", actor=actor)
+    refused("code_locked", code_reserve, tenant=tenant, code="SUMMER24", user_id="dan", actor=actor)
 
 
 @pytest.mark.parametrize(
@@ -317,39 +317,39 @@ def test_a_shared_code_may_be_locked_by_anyone(tenant, actor):
 def test_lock_needs_an_open_book(tenant, actor, fields, error):
     book = CouponBookFactory(tenant=tenant, **fields)
     AssignedCodeFactory(book=book, code="OPEN1", user_id="ann")
-    refused(error, code_lock, tenant=tenant, code="OPEN1", user_id="ann", actor=actor)
+    refused(error, code_reserve, tenant=tenant, code="OPEN1", user_id="ann", actor=actor)
 
 
 def test_a_codes_own_expiry_overrides_the_books(tenant, actor):
     # Given: a book still running, a code of it already expired
     book = CouponBookFactory(tenant=tenant, valid_until=timezone.now() + timedelta(days=1))
     AssignedCodeFactory(book=book, code="OWNEXP1", user_id="ann", expires_at=timezone.now() - timedelta(seconds=1))
-    refused("code_expired", code_lock, tenant=tenant, code="OWNEXP1", user_id="ann", actor=actor)
+    refused("code_expired", code_reserve, tenant=tenant, code="OWNEXP1", user_id="ann", actor=actor)
     # Given: a book that has ended, a code of it extended
     ended = CouponBookFactory(tenant=tenant, valid_until=timezone.now() - timedelta(days=1))
     AssignedCodeFactory(book=ended, code="EXTENDED1", user_id="ann", expires_at=timezone.now() + timedelta(days=1))
     # When / Then: the code's own expiry wins
-    reservation = code_lock(tenant=tenant, code="EXTENDED1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="EXTENDED1", user_id="ann", actor=actor)
     assert reservation.status == Reservation.Status.ACTIVE
 
 
 def test_lock_of_a_single_use_code_already_held_is_refused(tenant, actor):
     book = CouponBookFactory(tenant=tenant, max_redemptions_per_user=None)
     AssignedCodeFactory(book=book, code="HELD2", user_id="ann")
-    code_lock(tenant=tenant, code="HELD2", user_id="ann", actor=actor)
-    refused("code_locked", code_lock, tenant=tenant, code="HELD2", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="HELD2", user_id="ann", actor=actor)
+    refused("code_locked", code_reserve, tenant=tenant, code="HELD2", user_id="ann", actor=actor)
 
 
 def test_lock_of_a_used_up_code_is_refused(tenant, actor):
     book = CouponBookFactory(tenant=tenant, max_redemptions_per_user=None)
     AssignedCodeFactory(book=book, code="USED2", user_id="ann")
     code_redeem(tenant=tenant, code="USED2", user_id="ann", actor=actor)
-    refused("code_exhausted", code_lock, tenant=tenant, code="USED2", user_id="ann", actor=actor)
+    refused("code_exhausted", code_reserve, tenant=tenant, code="USED2", user_id="ann", actor=actor)
 
 
 def test_lock_of_a_voided_code_is_refused(tenant, book, actor):
     AssignedCodeFactory(book=book, code="GONE1", user_id="ann", state=Code.State.VOIDED)
-    refused("code_voided", code_lock, tenant=tenant, code="GONE1", user_id="ann", actor=actor)
+    refused("code_voided", code_reserve, tenant=tenant, code="GONE1", user_id="ann", actor=actor)
 
 
 def test_the_users_active_reservations_count_against_max_redemptions_per_user(tenant, actor):
@@ -357,20 +357,20 @@ def test_the_users_active_reservations_count_against_max_redemptions_per_user(te
     book = SharedBookFactory(tenant=tenant, max_redemptions_per_user=1)
     CodeFactory(book=book, code="PROMO-A")
     CodeFactory(book=book, code="PROMO-B")
-    code_lock(tenant=tenant, code="PROMO-A", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="PROMO-A", user_id="ann", actor=actor)
     # When / Then: the hold on A already uses the user's one redemption
-    error = refused("user_redemption_limit_reached", code_lock, tenant=tenant, code="PROMO-B", user_id="ann", actor=actor)
+    error = refused("user_redemption_limit_reached", code_reserve, tenant=tenant, code="PROMO-B", user_id="ann", actor=actor)
     assert error.details == {"limit": 1, "redeemed": 0, "reserved": 1}
     # Another user is fine.
-    code_lock(tenant=tenant, code="PROMO-B", user_id="bob", actor=actor)
+    code_reserve(tenant=tenant, code="PROMO-B", user_id="bob", actor=actor)
 
 
 def test_redemptions_and_holds_add_up_against_max_redemptions_per_user(tenant, actor):
     book = SharedBookFactory(tenant=tenant, max_redemptions_per_user=2)
     CodeFactory(book=book, code="TWICE")
     code_redeem(tenant=tenant, code="TWICE", user_id="ann", actor=actor)
-    code_lock(tenant=tenant, code="TWICE", user_id="ann", actor=actor)
-    error = refused("user_redemption_limit_reached", code_lock, tenant=tenant, code="TWICE", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="TWICE", user_id="ann", actor=actor)
+    error = refused("user_redemption_limit_reached", code_reserve, tenant=tenant, code="TWICE", user_id="ann", actor=actor)
     assert error.details == {"limit": 2, "redeemed": 1, "reserved": 1}
 
 
@@ -378,19 +378,19 @@ def test_an_expired_reservation_stops_counting_at_once(tenant, actor):
     # Given: a single-use code locked by its user, the hold past its time, no expiry task run
     book = CouponBookFactory(tenant=tenant, max_redemptions_per_user=1)
     AssignedCodeFactory(book=book, code="LAPSED1", user_id="ann")
-    first = code_lock(tenant=tenant, code="LAPSED1", user_id="ann", actor=actor)
+    first = code_reserve(tenant=tenant, code="LAPSED1", user_id="ann", actor=actor)
     Reservation.objects.filter(pk=first.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     # When: the user locks again (neither code_locked nor user_redemption_limit_reached)
-    second = code_lock(tenant=tenant, code="LAPSED1", user_id="ann", actor=actor)
+    second = code_reserve(tenant=tenant, code="LAPSED1", user_id="ann", actor=actor)
     # Then: the first row is still "active" in the table, yet no longer counts
     assert Reservation.objects.get(pk=first.pk).status == Reservation.Status.ACTIVE
     assert second.status == Reservation.Status.ACTIVE
     # And a shared code with one use: another user's lapsed hold frees the use for someone else.
     shared = SharedBookFactory(tenant=tenant, uses_per_code=1)
     CodeFactory(book=shared, code="LAPSED2")
-    held = code_lock(tenant=tenant, code="LAPSED2", user_id="bob", actor=actor)
+    held = code_reserve(tenant=tenant, code="LAPSED2", user_id="bob", actor=actor)
     Reservation.objects.filter(pk=held.pk).update(expires_at=timezone.now())
-    code_lock(tenant=tenant, code="LAPSED2", user_id="cid", actor=actor)
+    code_reserve(tenant=tenant, code="LAPSED2", user_id="cid", actor=actor)
 
 
 # --- Unlock ---------------------------------------------------------------------------------------------------
@@ -399,9 +399,9 @@ def test_an_expired_reservation_stops_counting_at_once(tenant, actor):
 def test_unlock_by_token_releases_that_reservation_at_once(tenant, book, actor):
     # Given
     AssignedCodeFactory(book=book, code="UNL1", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="UNL1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="UNL1", user_id="ann", actor=actor)
     # When
-    released = code_unlock(tenant=tenant, code="unl1", user_id="ann", actor=actor, token=reservation.token)
+    released = code_release(tenant=tenant, code="unl1", user_id="ann", actor=actor, token=reservation.token)
     # Then
     assert released == 1
     stored = Reservation.objects.get(pk=reservation.pk)
@@ -409,17 +409,17 @@ def test_unlock_by_token_releases_that_reservation_at_once(tenant, book, actor):
     assert stored.ended_at is not None
     assert events_of(stored.code) == ["locked", "unlocked"]
     # The use is free again at once.
-    code_lock(tenant=tenant, code="UNL1", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="UNL1", user_id="ann", actor=actor)
 
 
 def test_unlock_without_a_token_releases_all_of_the_users_holds_on_the_code(tenant, actor):
     # Given: a shared code held twice by ann and once by bob
     book = SharedBookFactory(tenant=tenant, uses_per_code=5)
     CodeFactory(book=book, code="MANY1")
-    mine = [code_lock(tenant=tenant, code="MANY1", user_id="ann", actor=actor) for _ in range(2)]
-    bobs = code_lock(tenant=tenant, code="MANY1", user_id="bob", actor=actor)
+    mine = [code_reserve(tenant=tenant, code="MANY1", user_id="ann", actor=actor) for _ in range(2)]
+    bobs = code_reserve(tenant=tenant, code="MANY1", user_id="bob", actor=actor)
     # When
-    released = code_unlock(tenant=tenant, code="MANY1", user_id="ann", actor=actor)
+    released = code_release(tenant=tenant, code="MANY1", user_id="ann", actor=actor)
     # Then
     assert released == 2
     assert {r.status for r in Reservation.objects.filter(pk__in=[r.pk for r in mine])} == {"released"}
@@ -429,44 +429,44 @@ def test_unlock_without_a_token_releases_all_of_the_users_holds_on_the_code(tena
 
 def test_unlock_with_a_wrong_token_is_refused(tenant, book, actor):
     AssignedCodeFactory(book=book, code="UNL2", user_id="ann")
-    code_lock(tenant=tenant, code="UNL2", user_id="ann", actor=actor)
-    refused("reservation_not_found", code_unlock, tenant=tenant, code="UNL2", user_id="ann", actor=actor, token="nope")
+    code_reserve(tenant=tenant, code="UNL2", user_id="ann", actor=actor)
+    refused("reservation_not_found", code_release, tenant=tenant, code="UNL2", user_id="ann", actor=actor, token="nope")
 
 
 def test_unlock_of_another_users_reservation_is_refused(tenant, actor):
     book = SharedBookFactory(tenant=tenant, uses_per_code=2)
     CodeFactory(book=book, code="UNL3")
-    bobs = code_lock(tenant=tenant, code="UNL3", user_id="bob", actor=actor)
-    refused("reservation_not_found", code_unlock, tenant=tenant, code="UNL3", user_id="ann", actor=actor, token=bobs.token)
+    bobs = code_reserve(tenant=tenant, code="UNL3", user_id="bob", actor=actor)
+    refused("reservation_not_found", code_release, tenant=tenant, code="UNL3", user_id="ann", actor=actor, token=bobs.token)
     # Without a token, ann has nothing to release, and bob's hold stays.
-    assert code_unlock(tenant=tenant, code="UNL3", user_id="ann", actor=actor) == 0
+    assert code_release(tenant=tenant, code="UNL3", user_id="ann", actor=actor) == 0
     assert Reservation.objects.get(pk=bobs.pk).status == Reservation.Status.ACTIVE
 
 
 def test_unlock_of_a_reservation_already_released_is_a_no_op(tenant, book, actor):
     AssignedCodeFactory(book=book, code="UNL4", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="UNL4", user_id="ann", actor=actor)
-    code_unlock(tenant=tenant, code="UNL4", user_id="ann", actor=actor, token=reservation.token)
+    reservation = code_reserve(tenant=tenant, code="UNL4", user_id="ann", actor=actor)
+    code_release(tenant=tenant, code="UNL4", user_id="ann", actor=actor, token=reservation.token)
     before = rows_snapshot()
-    assert code_unlock(tenant=tenant, code="UNL4", user_id="ann", actor=actor, token=reservation.token) == 0
+    assert code_release(tenant=tenant, code="UNL4", user_id="ann", actor=actor, token=reservation.token) == 0
     assert rows_snapshot() == before
 
 
 def test_unlock_of_a_consumed_reservation_is_refused(tenant, book, actor):
     AssignedCodeFactory(book=book, code="UNL5", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="UNL5", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="UNL5", user_id="ann", actor=actor)
     code_redeem(tenant=tenant, code="UNL5", user_id="ann", actor=actor, token=reservation.token)
     refused(
-        "reservation_not_active", code_unlock, tenant=tenant, code="UNL5", user_id="ann", actor=actor, token=reservation.token
+        "reservation_not_active", code_release, tenant=tenant, code="UNL5", user_id="ann", actor=actor, token=reservation.token
     )
     assert Reservation.objects.get(pk=reservation.pk).status == Reservation.Status.CONSUMED
 
 
 def test_unlock_of_a_lapsed_reservation_marks_it_expired_once(tenant, book, actor):
     AssignedCodeFactory(book=book, code="UNL6", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="UNL6", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="UNL6", user_id="ann", actor=actor)
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert code_unlock(tenant=tenant, code="UNL6", user_id="ann", actor=actor, token=reservation.token) == 0
+    assert code_release(tenant=tenant, code="UNL6", user_id="ann", actor=actor, token=reservation.token) == 0
     assert Reservation.objects.get(pk=reservation.pk).status == Reservation.Status.EXPIRED
     assert reservations_expire() == 0
     assert Event.objects.filter(reservation=reservation, kind="lock_expired").count() == 1
@@ -497,7 +497,7 @@ def test_void_releases_reservations_blocks_the_code_and_keeps_redemptions(tenant
     book = SharedBookFactory(tenant=tenant, uses_per_code=5)
     CodeFactory(book=book, code="LEAKED1")
     redemption = code_redeem(tenant=tenant, code="LEAKED1", user_id="ann", actor=actor)
-    hold = code_lock(tenant=tenant, code="LEAKED1", user_id="bob", actor=actor)
+    hold = code_reserve(tenant=tenant, code="LEAKED1", user_id="bob", actor=actor)
     staff = Actor(kind=Actor.STAFF, id="7")
     # When
     code = code_void(tenant=tenant, code="leaked1", actor=staff, reason="posted on a forum")
@@ -509,7 +509,7 @@ def test_void_releases_reservations_blocks_the_code_and_keeps_redemptions(tenant
     event = Event.objects.get(code=stored, kind="voided")
     assert (event.actor_type, event.actor_id, event.data) == ("staff", "7", {"reason": "posted on a forum"})
     # The code can no longer be locked or redeemed, with or without the old token.
-    refused("code_voided", code_lock, tenant=tenant, code="LEAKED1", user_id="cid", actor=actor)
+    refused("code_voided", code_reserve, tenant=tenant, code="LEAKED1", user_id="cid", actor=actor)
     refused("code_voided", code_redeem, tenant=tenant, code="LEAKED1", user_id="cid", actor=actor)
     refused("reservation_not_active", code_redeem, tenant=tenant, code="LEAKED1", user_id="bob", actor=actor, token=hold.token)
 
@@ -525,7 +525,7 @@ def test_void_of_a_voided_code_changes_nothing(tenant, book, actor):
 def test_unassign_returns_an_unused_code_to_the_free_pool(tenant, book, actor):
     # Given
     AssignedCodeFactory(book=book, code="BACK1", user_id="ann")
-    hold = code_lock(tenant=tenant, code="BACK1", user_id="ann", actor=actor)
+    hold = code_reserve(tenant=tenant, code="BACK1", user_id="ann", actor=actor)
     # When
     code = code_unassign(tenant=tenant, code="BACK1", actor=actor)
     # Then
@@ -557,11 +557,11 @@ def test_every_state_change_writes_its_event_with_actor_and_user(tenant, actor):
     staff = Actor(kind=Actor.STAFF, id="3")
     # When: the whole life of a code
     code_assign(tenant=tenant, code="STORY1", user_id="ann", actor=api)
-    first = code_lock(tenant=tenant, code="STORY1", user_id="ann", actor=end_user)
-    code_unlock(tenant=tenant, code="STORY1", user_id="ann", actor=end_user, token=first.token)
-    second = code_lock(tenant=tenant, code="STORY1", user_id="ann", actor=api)
+    first = code_reserve(tenant=tenant, code="STORY1", user_id="ann", actor=end_user)
+    code_release(tenant=tenant, code="STORY1", user_id="ann", actor=end_user, token=first.token)
+    second = code_reserve(tenant=tenant, code="STORY1", user_id="ann", actor=api)
     redemption = code_redeem(tenant=tenant, code="STORY1", user_id="ann", actor=api, token=second.token)
-    from redemptions.services import redemption_reverse
+    from books.services.codes import redemption_reverse
 
     redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=staff, reason="refund")
     code_void(tenant=tenant, code="STORY1", actor=staff)
@@ -591,8 +591,8 @@ def test_a_bad_user_id_is_refused_by_every_service(tenant, book, actor, user_id)
     for call, kwargs in [
         (code_assign_random, {"book_id": book.pk}),
         (code_assign, {"code": "INPUT1"}),
-        (code_lock, {"code": "INPUT1"}),
-        (code_unlock, {"code": "INPUT1"}),
+        (code_reserve, {"code": "INPUT1"}),
+        (code_release, {"code": "INPUT1"}),
         (code_redeem, {"code": "INPUT1"}),
     ]:
         error = refused("invalid_input", call, tenant=tenant, user_id=user_id, actor=actor, **kwargs)
@@ -604,8 +604,8 @@ def test_an_unknown_code_is_not_found_by_every_service(tenant, book, actor, code
     AssignedCodeFactory(book=book, code="REAL1", user_id="ann")
     for call, kwargs in [
         (code_assign, {"user_id": "ann"}),
-        (code_lock, {"user_id": "ann"}),
-        (code_unlock, {"user_id": "ann"}),
+        (code_reserve, {"user_id": "ann"}),
+        (code_release, {"user_id": "ann"}),
         (code_redeem, {"user_id": "ann"}),
         (code_void, {}),
         (code_unassign, {}),
@@ -618,8 +618,8 @@ def test_a_code_that_is_not_a_string_is_refused_by_every_service(tenant, book, a
     AssignedCodeFactory(book=book, code="REAL2", user_id="ann")
     for call, kwargs in [
         (code_assign, {"user_id": "ann"}),
-        (code_lock, {"user_id": "ann"}),
-        (code_unlock, {"user_id": "ann"}),
+        (code_reserve, {"user_id": "ann"}),
+        (code_release, {"user_id": "ann"}),
         (code_redeem, {"user_id": "ann"}),
         (code_void, {}),
         (code_unassign, {}),
@@ -631,8 +631,8 @@ def test_another_tenants_code_is_not_found_by_every_service(tenant, other_tenant
     foreign = AssignedCodeFactory(book=CouponBookFactory(tenant=other_tenant), code="THEIRS1", user_id="ann")
     for call, kwargs in [
         (code_assign, {"user_id": "ann"}),
-        (code_lock, {"user_id": "ann"}),
-        (code_unlock, {"user_id": "ann"}),
+        (code_reserve, {"user_id": "ann"}),
+        (code_release, {"user_id": "ann"}),
         (code_redeem, {"user_id": "ann"}),
         (code_void, {}),
         (code_unassign, {}),
@@ -643,9 +643,9 @@ def test_another_tenants_code_is_not_found_by_every_service(tenant, other_tenant
 
 def test_the_user_lock_row_is_created_only_by_services_that_change_data(tenant, book, actor):
     AssignedCodeFactory(book=book, code="ROW1", user_id="ann")
-    code_lock(tenant=tenant, code="ROW1", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="ROW1", user_id="ann", actor=actor)
     assert BookUser.objects.filter(book=book, user_id="ann").count() == 1
     # A second claim reuses the row.
-    code_unlock(tenant=tenant, code="ROW1", user_id="ann", actor=actor)
-    code_lock(tenant=tenant, code="ROW1", user_id="ann", actor=actor)
+    code_release(tenant=tenant, code="ROW1", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="ROW1", user_id="ann", actor=actor)
     assert BookUser.objects.filter(book=book, user_id="ann").count() == 1

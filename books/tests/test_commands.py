@@ -12,11 +12,11 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from books.demo import SHARED_CODE, STAFF_USERS, SUPERUSER
-from books.factories import ReservationFactory
 from books.models import Code, CouponBook, Event, Reservation
 from redemptions.models import Redemption
 from tenants.models import StaffMembership, Tenant
 from tenants.services import api_client_authenticate
+from tests.factories import ReservationFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,12 +13,19 @@ import pytest
 from django.db.models import Q
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import BookUser, Code, Event, Reservation
-from books.services.codes import code_assign, code_assign_random, code_lock, code_unlock, reservations_expire
+from books.services.codes import (
+    code_assign,
+    code_assign_random,
+    code_redeem,
+    code_release,
+    code_reserve,
+    redemption_reverse,
+    reservations_expire,
+)
 from core.exceptions import ApplicationError
 from redemptions.models import Redemption
-from redemptions.services import code_redeem, redemption_reverse
+from tests.factories import CodeFactory, CouponBookFactory
 
 from .concurrency import error_counts, run_concurrently, successes
 
@@ -79,7 +86,7 @@ def test_token_holder_wins_the_single_use_against_fifty_redeems_of_the_assignee(
     book = CouponBookFactory(tenant=tenant, uses_per_code=1, max_redemptions_per_user=None)
     code = CodeFactory(book=book, code="ALICE-ONLY")
     code_assign(tenant=tenant, code="ALICE-ONLY", user_id="alice", actor=actor)
-    reservation = code_lock(tenant=tenant, code="ALICE-ONLY", user_id="alice", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="ALICE-ONLY", user_id="alice", actor=actor)
 
     calls = [partial(code_redeem, tenant=tenant, code="ALICE-ONLY", user_id="alice", actor=actor) for _ in range(49)]
     calls.insert(
@@ -191,7 +198,7 @@ def test_max_redemptions_per_user_counts_concurrent_locks_of_one_user(tenant, ac
             code_assign(tenant=tenant, code=target, user_id="greedy", actor=actor)
 
     outcomes = run_concurrently(
-        [partial(code_lock, tenant=tenant, code=target, user_id="greedy", actor=actor) for target in targets]
+        [partial(code_reserve, tenant=tenant, code=target, user_id="greedy", actor=actor) for target in targets]
     )
 
     assert len(successes(outcomes)) == 2
@@ -210,9 +217,9 @@ def test_redeeming_a_reservation_while_the_same_user_locks_more_stays_within_the
         held, *others = CodeFactory.create_batch(12, book=book)
         for code in [held, *others]:
             code_assign(tenant=tenant, code=code.code, user_id="greedy", actor=actor)
-        reservation = code_lock(tenant=tenant, code=held.code, user_id="greedy", actor=actor)
+        reservation = code_reserve(tenant=tenant, code=held.code, user_id="greedy", actor=actor)
 
-        calls = [partial(code_lock, tenant=tenant, code=code.code, user_id="greedy", actor=actor) for code in others]
+        calls = [partial(code_reserve, tenant=tenant, code=code.code, user_id="greedy", actor=actor) for code in others]
         calls.insert(
             0, partial(code_redeem, tenant=tenant, code=held.code, user_id="greedy", actor=actor, token=reservation.token)
         )
@@ -232,7 +239,7 @@ def test_twenty_locks_on_a_five_use_code_leave_exactly_five_reservations(tenant,
     code = CodeFactory(book=book, code="FIVEUSES")
 
     outcomes = run_concurrently(
-        [partial(code_lock, tenant=tenant, code="FIVEUSES", user_id=f"user-{i}", actor=actor) for i in range(20)]
+        [partial(code_reserve, tenant=tenant, code="FIVEUSES", user_id=f"user-{i}", actor=actor) for i in range(20)]
     )
 
     reservations = successes(outcomes)
@@ -259,7 +266,7 @@ def test_redeem_with_token_and_expiry_of_a_just_expired_reservation_never_both_w
     for round_no in range(12):
         code = CodeFactory(book=book)
         code_assign(tenant=tenant, code=code.code, user_id="alice", actor=actor)
-        reservation = code_lock(tenant=tenant, code=code.code, user_id="alice", actor=actor)
+        reservation = code_reserve(tenant=tenant, code=code.code, user_id="alice", actor=actor)
         just_after = reservation.expires_at + timedelta(milliseconds=1)
 
         calls = [partial(reservations_expire, now=just_after), partial(reservations_expire, now=just_after)]
@@ -333,10 +340,10 @@ def test_a_mix_of_every_operation_on_one_small_book_ends_without_deadlock_and_wi
                 if op == "assign":
                     code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
                 elif op == "lock" and own:
-                    code_lock(tenant=tenant, code=rng.choice(own), user_id=user, actor=actor)
+                    code_reserve(tenant=tenant, code=rng.choice(own), user_id=user, actor=actor)
                 elif op == "unlock" and held:
                     code_value, token = rng.choice(held)
-                    code_unlock(tenant=tenant, code=code_value, user_id=user, actor=actor, token=token)
+                    code_release(tenant=tenant, code=code_value, user_id=user, actor=actor, token=token)
                 elif op == "redeem_token" and held:
                     code_value, token = rng.choice(held)
                     code_redeem(tenant=tenant, code=code_value, user_id=user, actor=actor, token=token)

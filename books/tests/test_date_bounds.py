@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime
 import pytest
 from django.urls import reverse
 
-from backoffice.testing import logged_in
 from books.inputs import clean_day, clean_moment
 from books.models import CouponBook
 from core.exceptions import ApplicationError
 from tenants.models import Role
+from tests.helpers import logged_in
 
 pytestmark = pytest.mark.django_db
 

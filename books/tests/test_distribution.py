@@ -9,13 +9,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from openpyxl import Workbook
 
-from books.factories import CodeFactory, CouponBookFactory
 from books.models import BookUser, Code, CouponBook, Event
 from books.parsers import codes_from_file, user_ids_from_file
 from books.services.code_creation import codes_insert
 from books.services.distribution import codes_distribute, distribution_request, result_csv
 from core.exceptions import ApplicationError
 from core.models import Job
+from tests.factories import CodeFactory, CouponBookFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,11 +6,11 @@ from functools import partial
 
 import pytest
 
-from books.factories import CouponBookFactory
 from books.models import Code
 from books.services.code_creation import codes_insert
 from books.services.codes import code_assign, code_assign_random
 from books.services.distribution import codes_distribute
+from tests.factories import CouponBookFactory
 
 from .concurrency import error_counts, run_concurrently, successes
 

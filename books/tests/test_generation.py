@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from books.factories import CodeFactory, CouponBookFactory, refused
 from books.models import Code, Event
 from books.patterns import DEFAULT_CHARSET, pattern_parse
 from books.services.code_creation import codes_generate, codes_upload, generation_request
+from tests.factories import CodeFactory, CouponBookFactory, refused
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,6 @@ The task is queued on commit; these tests run Celery eagerly and execute the cap
 
 import pytest
 
-from books.factories import CodeFactory, CouponBookFactory, rows_snapshot
 from books.models import Code, CouponBook, Event
 from books.patterns import pattern_parse
 from books.services.code_creation import generation_request, upload_request
@@ -15,6 +14,7 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from core.selectors import job_get
 from coupons_site.celery import app as celery_app
+from tests.factories import CodeFactory, CouponBookFactory, rows_snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from books.factories import (
+from books.models import Code, CouponBook
+from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
+from books.services.codes import code_assign, code_redeem, code_release, code_reserve, code_void, redemption_reverse
+from core.exceptions import ApplicationError
+from tests.factories import (
     AssignedCodeFactory,
     CodeFactory,
     CouponBookFactory,
@@ -17,11 +21,6 @@ from books.factories import (
     TenantFactory,
     rows_snapshot,
 )
-from books.models import Code, CouponBook
-from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
-from books.services.codes import code_assign, code_lock, code_unlock, code_void
-from core.exceptions import ApplicationError
-from redemptions.services import code_redeem, redemption_reverse
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +61,7 @@ def test_validate_of_a_fixed_discount_caps_it_at_the_amount(tenant):
 def test_validate_for_a_user_holding_their_own_reservation_is_valid(tenant, book, actor):
     # Given: the single use is held by the user asking
     AssignedCodeFactory(book=book, code="MYHOLD", user_id="ann")
-    code_lock(tenant=tenant, code="MYHOLD", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="MYHOLD", user_id="ann", actor=actor)
     # When / Then: their redeem-with-token would succeed, so the answer is valid
     result = validate_unchanged(tenant=tenant, code="MYHOLD", user_id="ann", amount=10)
     assert (result.valid, result.reason, result.discount) == (True, "ok", Decimal("1.00"))
@@ -103,7 +102,7 @@ def _setup_failing_case(tenant, case):
         return "CASE1", "ann", {}
     if case == "code_locked":
         CodeFactory(book=SharedBookFactory(tenant=tenant, uses_per_code=1), code="CASE1")
-        code_lock(tenant=tenant, code="CASE1", user_id="bob", actor=actor)
+        code_reserve(tenant=tenant, code="CASE1", user_id="bob", actor=actor)
         return "CASE1", "ann", {}
     if case == "code_exhausted":
         CodeFactory(book=SharedBookFactory(tenant=tenant, uses_per_code=1), code="CASE1")
@@ -198,7 +197,7 @@ def test_book_stats_counts_codes_by_state_and_totals(tenant, actor):
     code_redeem(tenant=tenant, code=used.code, user_id="bob", actor=actor, amount=30)
     redemption = code_redeem(tenant=tenant, code=refunded.code, user_id="bob", actor=actor, amount=50)
     redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor)
-    code_lock(tenant=tenant, code=held.code, user_id="cid", actor=actor)
+    code_reserve(tenant=tenant, code=held.code, user_id="cid", actor=actor)
     # A lapsed hold is not counted.
     ReservationFactory(code=AssignedCodeFactory(book=book, user_id="dan"), user_id="dan", expires_at=timezone.now())
     # Another book's rows are not counted.
@@ -243,8 +242,8 @@ def test_book_stats_per_day_follows_the_tenants_timezone(db):
 def test_code_history_lists_the_codes_events_in_order(tenant, book, actor):
     CodeFactory(book=book, code="HIST1")
     code_assign(tenant=tenant, code="HIST1", user_id="ann", actor=actor)
-    reservation = code_lock(tenant=tenant, code="HIST1", user_id="ann", actor=actor)
-    code_unlock(tenant=tenant, code="HIST1", user_id="ann", actor=actor, token=reservation.token)
+    reservation = code_reserve(tenant=tenant, code="HIST1", user_id="ann", actor=actor)
+    code_release(tenant=tenant, code="HIST1", user_id="ann", actor=actor, token=reservation.token)
     code_void(tenant=tenant, code="HIST1", actor=actor)
     CodeFactory(book=book, code="OTHER1")
     code_assign(tenant=tenant, code="OTHER1", user_id="bob", actor=actor)

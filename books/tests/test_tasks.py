@@ -5,9 +5,6 @@ does: the Redis of CELERY_BROKER_URL when it names one (CI), otherwise a private
 on a free loopback port and stop, so that they run on a contributor's machine too.
 """
 
-import shutil
-import socket
-import subprocess
 import time
 from datetime import timedelta
 
@@ -17,17 +14,16 @@ from celery.signals import task_postrun
 from django.db import connection
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory, ReservationFactory
 from books.models import Code, Event, Reservation
 from books.patterns import pattern_parse
 from books.selectors import code_validate
 from books.services.code_creation import generation_request
-from books.services.codes import code_assign, code_lock
+from books.services.codes import code_assign, code_redeem, code_reserve
 from books.tasks import expire_reservations
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from redemptions.services import code_redeem
+from tests.factories import CodeFactory, CouponBookFactory, ReservationFactory
 
 from .concurrency import run_concurrently
 
@@ -51,15 +47,15 @@ def expiry_events(reservation: Reservation) -> int:
 def test_an_expired_reservation_stops_counting_at_once_without_the_task(tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_codes_per_user=None)
     CodeFactory(book=book, code="ONEUSE")
-    held = code_lock(tenant=tenant, code="ONEUSE", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="ONEUSE", user_id="alice", actor=actor)
     with pytest.raises(ApplicationError) as refused:
-        code_lock(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
+        code_reserve(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
     assert refused.value.code == "code_locked"
 
     expire_now(held)
 
     assert code_validate(tenant=tenant, code="ONEUSE", user_id="bob").valid
-    taken = code_lock(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
+    taken = code_reserve(tenant=tenant, code="ONEUSE", user_id="bob", actor=actor)
     assert taken.status == Reservation.Status.ACTIVE
     held.refresh_from_db()
     assert held.status == Reservation.Status.ACTIVE  # the task has not run: the row is untouched, yet ignored
@@ -73,7 +69,7 @@ def test_an_expired_reservation_does_not_count_against_its_users_limit(tenant, a
     book = CouponBookFactory(tenant=tenant, max_redemptions_per_user=1)
     CodeFactory(book=book, code="MINE01")
     code_assign(tenant=tenant, code="MINE01", user_id="alice", actor=actor)
-    held = code_lock(tenant=tenant, code="MINE01", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="MINE01", user_id="alice", actor=actor)
     expire_now(held)
 
     with pytest.raises(ApplicationError) as refused:
@@ -91,9 +87,9 @@ def test_an_expired_reservation_does_not_count_against_its_users_limit(tenant, a
 def test_the_expiry_task_run_twice_marks_an_expired_reservation_once_with_one_event(tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=3, max_codes_per_user=None)
     CodeFactory(book=book, code="TRIO")
-    expired = code_lock(tenant=tenant, code="TRIO", user_id="alice", actor=actor)
-    running = code_lock(tenant=tenant, code="TRIO", user_id="bob", actor=actor)
-    consumed = code_lock(tenant=tenant, code="TRIO", user_id="carol", actor=actor)
+    expired = code_reserve(tenant=tenant, code="TRIO", user_id="alice", actor=actor)
+    running = code_reserve(tenant=tenant, code="TRIO", user_id="bob", actor=actor)
+    consumed = code_reserve(tenant=tenant, code="TRIO", user_id="carol", actor=actor)
     code_redeem(tenant=tenant, code="TRIO", user_id="carol", actor=actor, token=consumed.token)
     expire_now(expired)
     expire_now(consumed)  # already redeemed: past its time, but not "active", so not the task's business
@@ -144,56 +140,8 @@ def test_concurrent_expiry_runs_mark_each_reservation_once_with_one_event(tenant
 # --- A real worker through Redis -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """CELERY_BROKER_URL when it is Redis; otherwise a private redis-server of this module (no disk writes)."""
-    from django.conf import settings
-
-    if settings.CELERY_BROKER_URL.startswith("redis://"):
-        yield settings.CELERY_BROKER_URL
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("These tests run a Celery worker through Redis: install it with apt-get install -y redis-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + WORKER_WAIT_SECONDS
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        client.close()
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def broker_use(app, url: str, transport_options: dict) -> None:
-    """Point the project's Celery app at another broker. _after_fork is Celery's own way to drop the connection
-    pools of the app (as after a fork); the next publish connects to the new URL."""
-    app.conf.broker_url = url
-    app.conf.broker_transport_options = transport_options
-    app._after_fork()
-
-
 @pytest.fixture
-def redis_worker(redis_url):
+def redis_worker(redis_broker_url, celery_broker_use):
     """A Celery worker of the project app, consuming from the Redis broker, in a thread of this process."""
     from coupons_site.celery import app
 
@@ -205,14 +153,14 @@ def redis_worker(redis_url):
         connection.close()
 
     task_postrun.connect(close_worker_connection, weak=False)
-    broker_use(app, redis_url, {})
+    celery_broker_use(app, redis_broker_url, {})
     try:
         app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
         with start_worker(app, perform_ping_check=False, shutdown_timeout=30):
             yield app
     finally:
         task_postrun.disconnect(close_worker_connection)
-        broker_use(app, *configured)
+        celery_broker_use(app, *configured)
 
 
 def wait_for(check) -> bool:
@@ -230,7 +178,7 @@ def wait_for(check) -> bool:
 def test_the_expiry_task_runs_in_a_real_worker_through_redis(redis_worker, tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_codes_per_user=None)
     CodeFactory(book=book, code="WORKER1")
-    held = code_lock(tenant=tenant, code="WORKER1", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="WORKER1", user_id="alice", actor=actor)
     expire_now(held)
 
     expire_reservations.delay()

@@ -2,9 +2,9 @@
 
 import pytest
 
-from books.factories import CodeFactory, CouponBookFactory, refused
 from books.models import Code, Event
 from books.services.code_creation import codes_upload, upload_request
+from tests.factories import CodeFactory, CouponBookFactory, refused
 
 pytestmark = pytest.mark.django_db
 

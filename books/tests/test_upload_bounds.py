@@ -13,12 +13,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from backoffice.tasks import PREVIEW_FOLDER, purge_import_previews
-from backoffice.testing import logged_in, staff_user
-from books.factories import CouponBookFactory
 from books.models import Code
 from books.parsers import codes_from_file, upload_inspect
 from core.exceptions import ApplicationError
 from tenants.models import Role
+from tests.factories import CouponBookFactory
+from tests.helpers import logged_in, staff_user
 
 from .spreadsheets import declared_rows_sheet, empty_rows_bomb, huge_shared_string_bomb, inflated_size, xlsx_of
 from .upload_probe import PEAK_GROWTH_LIMIT_KIB, probe
@@ -114,7 +114,7 @@ def test_the_admin_import_refuses_a_bomb_with_a_form_error_and_keeps_no_file(cli
 
 @pytest.mark.django_db
 def test_the_admin_import_has_the_api_size_limit(client, book, settings):
-    settings.API_UPLOAD_MAX_BYTES = 1000
+    settings.COUPONS = {**settings.COUPONS, "API_UPLOAD_MAX_BYTES": 1000}
     logged_in(client, book.tenant, Role.MARKETING)
     answer = _admin_import(client, book, b"code\n" + b"CODE-12345\n" * 200, name="codes.csv", fmt="0")
     assert "An upload is at most 1,000 bytes" in answer.content.decode()
@@ -145,7 +145,7 @@ def test_a_confirmed_preview_deletes_its_file(client, book):
 
 def test_abandoned_previews_are_purged_by_beat(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-    settings.IMPORT_PREVIEW_MAX_AGE_HOURS = 6
+    settings.COUPONS = {**settings.COUPONS, "IMPORT_PREVIEW_MAX_AGE_HOURS": 6}
     old = default_storage.save(f"{PREVIEW_FOLDER}/abandoned", ContentFile(b"code\nX-1\n"))
     fresh = default_storage.save(f"{PREVIEW_FOLDER}/waiting", ContentFile(b"code\nX-2\n"))
     stale = (default_storage.get_modified_time(old) - timedelta(hours=7)).timestamp()

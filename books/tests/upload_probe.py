@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[2]
 # A request may grow the process's peak by this much at most (the bombs inflate past 150 MB).
@@ -24,7 +25,8 @@ def probe(kind: str, data: bytes, book_id: int, credential: str, tmp_path) -> di
     env = {
         **os.environ,
         "DJANGO_DEBUG": "1",
-        "DATABASE_URL": f"postgres://{settings_dict['USER']}@{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}",
+        # A Unix socket directory as host (the embedded PostgreSQL) is percent-encoded, as dj-database-url reads it.
+        "DATABASE_URL": f"postgres://{settings_dict['USER']}@{quote(settings_dict['HOST'] or '127.0.0.1', safe='')}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}",
     }
     answer = subprocess.run(
         [sys.executable, "-m", "books.tests.upload_probe", kind, str(path), str(book_id), credential],

@@ -4,9 +4,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from backoffice.testing import logged_in, redemption_make
-from books.factories import CodeFactory, CouponBookFactory
 from tenants.models import Role
+from tests.factories import CodeFactory, CouponBookFactory
+from tests.helpers import logged_in, redemption_make
 
 pytestmark = pytest.mark.django_db
 

@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from backoffice.testing import logged_in
 from core.models import Job
 from core.services import job_claim, job_progress_report
 from tenants.models import Role
+from tests.helpers import logged_in
 
 pytestmark = pytest.mark.django_db
 

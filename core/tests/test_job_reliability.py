@@ -15,7 +15,6 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from books.factories import CodeFactory, CouponBookFactory, TenantFactory
 from books.models import Code
 from books.services.code_creation import generation_request
 from books.tasks import run_generation_job
@@ -23,6 +22,7 @@ from core.actors import Actor
 from core.models import Job
 from core.services import JobHeartbeat, job_claim, job_create, job_progress, job_run, jobs_sweep
 from coupons_site.celery import app as celery_app
+from tests.factories import CodeFactory, CouponBookFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +117,7 @@ def test_the_sweeper_sends_a_refused_job_once_the_broker_answers(book, local_cac
 
 
 def test_the_sweeper_resends_only_jobs_that_waited_too_long(book, settings, local_cache, eager):
-    settings.COUPONS_JOBS = {**settings.COUPONS_JOBS, "RESEND_AFTER_SECONDS": 60}
+    settings.COUPONS = {**settings.COUPONS, "JOB_RESEND_AFTER_SECONDS": 60}
     fresh, lost = _generation_job(book), _generation_job(CouponBookFactory(tenant=book.tenant))
     # The broker accepted `lost`'s message two minutes ago and then restarted empty.
     Job.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - timedelta(minutes=2))
@@ -158,7 +158,7 @@ def test_a_taken_back_job_shows_why_while_it_waits(book, local_cache, broker_unr
 
 def test_a_job_whose_worker_keeps_vanishing_ends_failed_with_the_reason(book, settings, local_cache):
     # Given: the last allowed run lost its worker too
-    settings.COUPONS_JOBS = {**settings.COUPONS_JOBS, "MAX_ATTEMPTS": 2}
+    settings.COUPONS = {**settings.COUPONS, "JOB_MAX_ATTEMPTS": 2}
     job = _generation_job(book)
     Job.objects.filter(pk=job.pk).update(attempts=1)
     claimed = job_claim(job_id=job.pk)

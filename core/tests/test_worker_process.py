@@ -22,14 +22,14 @@ from openpyxl import load_workbook
 
 from api.models import IdempotencyKey
 from api.tasks import purge_idempotency_keys
-from books.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 from books.models import Code, Reservation
 from books.services.code_creation import generation_request, upload_request
-from books.services.codes import code_lock
+from books.services.codes import code_reserve
 from books.tasks import expire_reservations
 from core.models import Job
 from redemptions.exports import DATA_SHEET, export_request
 from redemptions.models import Redemption
+from tests.factories import CodeFactory, CouponBookFactory, RedemptionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bound on waiting for the worker (its start included); only reached when it is broken, and then the test fails.
@@ -47,12 +47,13 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def worker_process(django_db_setup, tmp_path_factory):
-    """A Celery worker process on the test database; its log is printed when a test fails."""
+def worker_process(django_db_setup, tmp_path_factory, redis_broker_url, celery_broker_use):
+    """A Celery worker process on the test database and the Redis broker (CI's, or a private one); its log is
+    printed when a test fails."""
     from coupons_site.celery import app
 
-    if not django_settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip(f"needs CELERY_BROKER_URL=redis://... (CI sets it); it is {django_settings.CELERY_BROKER_URL!r}")
+    configured = (app.conf.broker_url, app.conf.broker_transport_options)
+    celery_broker_use(app, redis_broker_url, {})
     media = tmp_path_factory.mktemp("media")
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {
@@ -61,6 +62,7 @@ def worker_process(django_db_setup, tmp_path_factory):
         "DB_CONN_MAX_AGE": "0",  # no connection outlives a task: the test database can be dropped at the end
         "DJANGO_MEDIA_ROOT": str(media),
         "PYTHONUNBUFFERED": "1",
+        "CELERY_BROKER_URL": redis_broker_url,
     }
     app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
     name = f"test-{os.getpid()}@localhost"
@@ -81,6 +83,7 @@ def worker_process(django_db_setup, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        celery_broker_use(app, *configured)
 
 
 @pytest.fixture
@@ -128,7 +131,7 @@ def test_an_upload_job_runs_in_a_worker_process(shared_media, settings, tenant, 
 
 
 def test_an_export_job_runs_in_a_worker_process(shared_media, settings, tenant, actor):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 5
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 5}
     book = CouponBookFactory(tenant=tenant, uses_per_code=None, max_redemptions_per_user=None)
     code = CodeFactory(book=book, code="EXPORTED", max_uses=None, redeemed_count=30)
     RedemptionFactory.create_batch(30, code=code)
@@ -147,7 +150,7 @@ def test_an_export_job_runs_in_a_worker_process(shared_media, settings, tenant, 
 def test_reservation_expiry_runs_in_a_worker_process(worker_process, tenant, actor):
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_codes_per_user=None)
     CodeFactory(book=book, code="PROCLOCK")
-    held = code_lock(tenant=tenant, code="PROCLOCK", user_id="alice", actor=actor)
+    held = code_reserve(tenant=tenant, code="PROCLOCK", user_id="alice", actor=actor)
     Reservation.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
     expire_reservations.delay()
@@ -162,7 +165,7 @@ def test_the_idempotency_key_purge_runs_in_a_worker_process(worker_process, sett
         )
 
     old, fresh = key("old"), key("fresh")
-    retention = timedelta(hours=django_settings.API_IDEMPOTENCY_KEY_HOURS)
+    retention = timedelta(hours=django_settings.COUPONS["API_IDEMPOTENCY_KEY_HOURS"])
     IdempotencyKey.objects.filter(pk=old.pk).update(created_at=timezone.now() - retention - timedelta(minutes=1))
 
     purge_idempotency_keys.delay()

@@ -9,13 +9,13 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from backoffice.testing import logged_in, redemption_make
-from books.factories import CouponBookFactory
 from books.models import Code
 from core.models import Job
 from redemptions.models import Redemption
 from redemptions.tasks import run_export_job
 from tenants.models import Role
+from tests.factories import CouponBookFactory
+from tests.helpers import logged_in, redemption_make
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +113,7 @@ def test_export_selected_action(client, book):
 def test_large_export_runs_as_a_job_and_ends_in_a_download_for_its_tenant_only(
     client, tenant, other_tenant, book, settings, django_capture_on_commit_callbacks
 ):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 1
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 1}
     settings.MEDIA_ROOT = str(settings.MEDIA_ROOT) + "-test-exports"
     redemption_make(book, order_ref="J1")
     redemption_make(book, order_ref="J2")

@@ -9,14 +9,14 @@ import pytest
 from django.db.models import Count, Q, Sum
 from openpyxl import load_workbook
 
-from backoffice.testing import redemption_make
-from books.factories import CouponBookFactory
 from core.actors import Actor
 from core.models import Job
 from redemptions import exports
 from redemptions.exports import COLUMNS, ExportFile, export_request, redemptions_workbook_write
 from redemptions.models import Redemption
 from redemptions.tasks import run_export_job
+from tests.factories import CouponBookFactory
+from tests.helpers import redemption_make
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +135,7 @@ def test_small_export_is_answered_at_once(tenant, book):
 
 
 def test_large_export_becomes_a_job_whose_task_writes_the_file(tenant, book, settings, django_capture_on_commit_callbacks):
-    settings.COUPONS_EXPORT_SYNC_ROWS = 2
+    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 2}
     settings.MEDIA_ROOT = str(settings.MEDIA_ROOT) + "-test-exports"
     for index in range(3):
         redemption_make(book, order_ref=f"O{index}")

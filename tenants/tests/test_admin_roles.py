@@ -4,11 +4,11 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from backoffice.testing import logged_in, redemption_make, staff_user
-from books.factories import CodeFactory
 from books.models import Code, CouponBook
 from redemptions.models import Redemption
 from tenants.models import ApiClient, Role, StaffMembership
+from tests.factories import CodeFactory
+from tests.helpers import logged_in, redemption_make, staff_user
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 
-from books.factories import rows_snapshot
 from core.exceptions import ApplicationError
 from tenants.models import ApiClient, Role, StaffMembership, Tenant
 from tenants.services import (
@@ -15,6 +14,7 @@ from tenants.services import (
     tenant_create,
     tenant_get,
 )
+from tests.factories import rows_snapshot
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

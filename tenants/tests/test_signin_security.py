@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from backoffice.testing import PASSWORD, staff_user
 from core.exceptions import ApplicationError
 from tenants.models import Role
 from tenants.services import staff_user_create
+from tests.helpers import PASSWORD, staff_user
 
 pytestmark = pytest.mark.django_db
 

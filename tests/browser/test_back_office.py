@@ -14,16 +14,15 @@ from django.db import connections
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from backoffice.testing import PASSWORD, staff_user
-from books.factories import TenantFactory
 from books.models import Code, CouponBook
-from books.services.codes import code_assign
+from books.services.codes import code_assign, code_redeem
 from core.actors import Actor
 from core.models import Job
 from core.services import job_claim, job_progress_report
 from redemptions.exports import COLUMNS
-from redemptions.services import code_redeem
 from tenants.models import Role
+from tests.factories import TenantFactory
+from tests.helpers import PASSWORD, staff_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -27,7 +27,7 @@ class Command(BaseCommand):
                 "(or with --allow-without-debug on a machine nobody else can reach)."
             )
         with application_errors():
-            seed = demo_seed()
+            seed = demo_seed(base_url=base_url)
         out = self.stdout
         if seed.created:
             out.write(
@@ -58,3 +58,9 @@ class Command(BaseCommand):
             if seed.client_id:
                 out.write(f"  client_id      {seed.client_id} (its secret was shown when it was created and is not stored)")
             out.write(f"  For new credentials: python manage.py create_api_client {seed.tenant.slug} 'My client'")
+        if settings.COUPONS["WEBHOOKS_DEMO_RECEIVER"]:
+            out.write("")
+            out.write(
+                f"Webhooks: the demo's events are delivered to {base_url}/webhooks/demo-receiver/<id>/ once the worker runs; "
+                f"see {base_url}/admin/webhooks/webhookdelivery/ (as admin)."
+            )

@@ -1,11 +1,11 @@
-"""Helpers for the back-office tests: staff users of each role, logged in."""
+"""Helpers shared by the apps' tests: staff users of each role, logged in, and a redemption row."""
 
 from decimal import Decimal
 
 from django.utils import timezone
 
-from books.factories import CodeFactory, RedemptionFactory
 from tenants.services import staff_user_create
+from tests.factories import CodeFactory, RedemptionFactory
 
 PASSWORD = "Back-office-pass-1"
 

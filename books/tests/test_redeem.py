@@ -8,13 +8,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from books.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 from books.models import Code, CouponBook, Event, Reservation
 from books.services.books import book_update
-from books.services.codes import code_lock, code_unlock
+from books.services.codes import code_redeem, code_release, code_reserve, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
-from redemptions.services import code_redeem, redemption_reverse
+from tests.factories import AssignedCodeFactory, CodeFactory, CouponBookFactory, SharedBookFactory, refused
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.django_db
 def test_redeem_with_a_token_consumes_the_reservation(tenant, book, actor):
     # Given
     code = AssignedCodeFactory(book=book, code="TOKEN1", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="TOKEN1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="TOKEN1", user_id="ann", actor=actor)
     api = Actor(kind=Actor.API_CLIENT, id="cli_9")
     # When
     redemption = code_redeem(
@@ -81,7 +80,7 @@ def test_redeem_without_a_token_follows_the_lock_rules(tenant, book, actor):
     AssignedCodeFactory(book=book, code="RULES1", user_id="ann")
     refused("code_not_assigned_to_user", code_redeem, tenant=tenant, code="RULES1", user_id="bob", actor=actor)
     # The assignee's own hold reserves the only use: redeem it with the token, not without.
-    code_lock(tenant=tenant, code="RULES1", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="RULES1", user_id="ann", actor=actor)
     refused("code_locked", code_redeem, tenant=tenant, code="RULES1", user_id="ann", actor=actor)
 
 
@@ -132,7 +131,7 @@ def test_only_eligible_products_may_be_redeemed(tenant, actor):
     # Given
     book = CouponBookFactory(tenant=tenant, product_ids=["sku-1", "sku-2"], max_redemptions_per_user=None, uses_per_code=3)
     AssignedCodeFactory(book=book, code="ELIG1", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="ELIG1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="ELIG1", user_id="ann", actor=actor)
     # When / Then: another product, or none, is refused and the reservation stays active
     refused("product_not_eligible", code_redeem, tenant=tenant, code="ELIG1", user_id="ann", actor=actor, product_id="sku-3")
     refused("product_not_eligible", code_redeem, tenant=tenant, code="ELIG1", user_id="ann", actor=actor, token=reservation.token)
@@ -145,7 +144,7 @@ def test_only_eligible_products_may_be_redeemed(tenant, actor):
 
 def test_redeem_with_a_lapsed_reservation_is_refused(tenant, book, actor):
     AssignedCodeFactory(book=book, code="LATE1", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="LATE1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="LATE1", user_id="ann", actor=actor)
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     refused("reservation_expired", code_redeem, tenant=tenant, code="LATE1", user_id="ann", actor=actor, token=reservation.token)
 
@@ -153,10 +152,10 @@ def test_redeem_with_a_lapsed_reservation_is_refused(tenant, book, actor):
 def test_redeem_with_a_released_or_consumed_reservation_is_refused(tenant, actor):
     book = CouponBookFactory(tenant=tenant, uses_per_code=3, max_redemptions_per_user=None)
     AssignedCodeFactory(book=book, code="DONE1", user_id="ann")
-    released = code_lock(tenant=tenant, code="DONE1", user_id="ann", actor=actor)
-    code_unlock(tenant=tenant, code="DONE1", user_id="ann", actor=actor, token=released.token)
+    released = code_reserve(tenant=tenant, code="DONE1", user_id="ann", actor=actor)
+    code_release(tenant=tenant, code="DONE1", user_id="ann", actor=actor, token=released.token)
     refused("reservation_not_active", code_redeem, tenant=tenant, code="DONE1", user_id="ann", actor=actor, token=released.token)
-    consumed = code_lock(tenant=tenant, code="DONE1", user_id="ann", actor=actor)
+    consumed = code_reserve(tenant=tenant, code="DONE1", user_id="ann", actor=actor)
     code_redeem(tenant=tenant, code="DONE1", user_id="ann", actor=actor, token=consumed.token)
     refused("reservation_not_active", code_redeem, tenant=tenant, code="DONE1", user_id="ann", actor=actor, token=consumed.token)
     assert Code.objects.get(code="DONE1").redeemed_count == 1
@@ -166,7 +165,7 @@ def test_redeem_with_a_token_of_another_user_or_code_is_refused(tenant, actor):
     book = SharedBookFactory(tenant=tenant, uses_per_code=5)
     CodeFactory(book=book, code="TOK-A")
     CodeFactory(book=book, code="TOK-B")
-    bobs = code_lock(tenant=tenant, code="TOK-A", user_id="bob", actor=actor)
+    bobs = code_reserve(tenant=tenant, code="TOK-A", user_id="bob", actor=actor)
     refused("reservation_not_found", code_redeem, tenant=tenant, code="TOK-A", user_id="ann", actor=actor, token=bobs.token)
     refused("reservation_not_found", code_redeem, tenant=tenant, code="TOK-B", user_id="bob", actor=actor, token=bobs.token)
     refused("reservation_not_found", code_redeem, tenant=tenant, code="TOK-A", user_id="bob", actor=actor, token="made-up")
@@ -174,7 +173,7 @@ def test_redeem_with_a_token_of_another_user_or_code_is_refused(tenant, actor):
 
 def test_redeem_with_a_token_after_the_book_was_paused_is_refused(tenant, book, actor):
     AssignedCodeFactory(book=book, code="PAUSE1", user_id="ann")
-    reservation = code_lock(tenant=tenant, code="PAUSE1", user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=tenant, code="PAUSE1", user_id="ann", actor=actor)
     book_update(book=book, status="paused")
     refused("book_not_active", code_redeem, tenant=tenant, code="PAUSE1", user_id="ann", actor=actor, token=reservation.token)
 

@@ -1,7 +1,8 @@
 """Code upload through django-import-export: its file handling (CSV, XLSX), preview and confirm step, ending in
 the same all-or-nothing service as the API (books.services.code_creation.upload_request).
 
-The preview (import-export's dry run) checks every row with the service's own rules and reports each bad row with
+The file is read by books.parsers, the one upload reader of the API, the admin and the upload job (its header
+rule: the column headed "code", else the first). The preview (import-export's dry run) checks every row with the service's own rules and reports each bad row with
 its number: not a valid code, repeated in the file (with the row it repeats), or stored already in the tenant.
 Duplicates refuse the whole file unless "skip duplicates" is ticked, exactly as the service does. The confirm step
 does not save rows one by one through import-export: it hands the whole list to upload_request, which imports it
@@ -16,15 +17,16 @@ from import_export.formats.base_formats import CSV, XLSX
 from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.results import Error, Result, RowResult
 
-from books.inputs import is_valid_code, normalize_code
-from books.models import Code, CouponBook
-from books.parsers import codes_from_file, upload_inspect
 from core.exceptions import ApplicationError
+
+from .inputs import is_valid_code, normalize_code
+from .models import Code, CouponBook
+from .parsers import HEADER, codes_from_file, upload_inspect
+from .services.code_creation import codes_repeated, codes_stored
 
 # Valid rows listed in the preview, and bad rows listed in the error report (the totals count them all).
 PREVIEW_ROWS = 500
 LISTED_ERRORS = 1000
-_EXISTING_BATCH = 5000
 
 
 class _BoundedCodeFile:
@@ -54,30 +56,17 @@ class CodeXLSX(_BoundedCodeFile, XLSX):
     pass
 
 
-def dataset_codes(dataset) -> list[object] | None:
-    """The raw values of the file's code column: the column headed "code", or the only column of a plain list
-    (whose first line is then a code too, not a header). None when neither is there."""
-    headers = [str(h or "").strip().lower() for h in (dataset.headers or [])]
-    if "code" in headers:
-        return list(dataset.get_col(headers.index("code")))
-    if dataset.width == 1:
-        first = (dataset.headers or [None])[0]
-        values = list(dataset.get_col(0))
-        return ([first] if first not in (None, "") else []) + values
-    return None
+def dataset_codes(dataset) -> list[str] | None:
+    """The codes of the file as books.parsers read them (the dataset's one column); None for a dataset that did
+    not come from the upload formats above."""
+    if list(dataset.headers or []) != [HEADER]:
+        return None
+    return [str(value) for value in dataset.get_col(0)]
 
 
 def dataset_code_strings(dataset) -> list[str]:
     """The file's codes as the text the upload service receives (empty when the file has no code column)."""
-    return [_raw_text(value) for value in dataset_codes(dataset) or []]
-
-
-def _raw_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # a spreadsheet stores a numeric code as a number
-    return str(value)
+    return dataset_codes(dataset) or []
 
 
 class CodeUploadResource(resources.Resource):
@@ -110,19 +99,19 @@ class CodeUploadResource(resources.Resource):
         if self.book is None:
             result.append_base_error(Error(ValueError("Choose the coupon book to upload into.")))
             return result
-        normalized = [normalize_code(_raw_text(raw)) for raw in raw_values]
-        stored = self._stored(normalized)
-        first_row: dict[str, int] = {}
+        normalized = [normalize_code(raw) for raw in raw_values]
+        valid = [code for code in normalized if is_valid_code(code)]
+        stored = codes_stored(tenant_id=self.book.tenant_id, codes=list(dict.fromkeys(valid)))
+        repeats = codes_repeated(normalized)
         listed_errors = shown = 0
         for number, (raw, code) in enumerate(zip(raw_values, normalized, strict=True), start=1):
             problem, duplicate = None, False
             if not is_valid_code(code):
                 problem = "Not a code: 3 to 64 letters, digits, '-' or '_'."
-            elif code in first_row:
-                problem, duplicate = f"Repeats row {first_row[code]}.", True
+            elif number in repeats:
+                problem, duplicate = f"Repeats row {repeats[number]}.", True
             elif code in stored:
                 problem, duplicate = "This code exists already in your codes.", True
-            first_row.setdefault(code, number)
             row_result = RowResult()
             if problem and duplicate and self.skip_duplicates:
                 row_result.import_type = RowResult.IMPORT_TYPE_SKIP
@@ -132,7 +121,7 @@ class CodeUploadResource(resources.Resource):
                 row_result.import_type = RowResult.IMPORT_TYPE_INVALID
                 result.increment_row_result_total(row_result)
                 if listed_errors < LISTED_ERRORS:
-                    result.append_invalid_row(number, {"code": _raw_text(raw)}, ValidationError({"code": [problem]}))
+                    result.append_invalid_row(number, {"code": raw}, ValidationError({"code": [problem]}))
                     listed_errors += 1
                 continue
             row_result.import_type = RowResult.IMPORT_TYPE_NEW
@@ -144,14 +133,6 @@ class CodeUploadResource(resources.Resource):
         if not result.totals[RowResult.IMPORT_TYPE_NEW] and not result.has_validation_errors():
             result.append_base_error(Error(ValueError("The file holds no new code.")))
         return result
-
-    def _stored(self, codes: list[str]) -> set[str]:
-        unique = list(dict.fromkeys(code for code in codes if is_valid_code(code)))
-        stored: set[str] = set()
-        for start in range(0, len(unique), _EXISTING_BATCH):
-            chunk = unique[start : start + _EXISTING_BATCH]
-            stored.update(Code.objects.filter(tenant_id=self.book.tenant_id, code__in=chunk).values_list("code", flat=True))
-        return stored
 
 
 class CodeImportForm(ImportForm):
