@@ -45,8 +45,11 @@ from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER, is_idempote
 ERROR_CODES = sorted(ERROR_STATUS)
 XLSX = XLSX_CONTENT_TYPE
 BINARY = "application/octet-stream"
+CSV = "text/csv"
 # What a workbook download answers: the XLSX type, or bytes for a client that accepts only those.
 WORKBOOK_TYPES = (XLSX, BINARY)
+# What a job's file answers: an export's workbook or a distribution's CSV (or bytes).
+JOB_FILE_TYPES = (XLSX, BINARY, CSV)
 
 RETRY_AFTER = {
     "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."},
@@ -78,6 +81,7 @@ class ErrorDetailsOutput(serializers.Serializer):
     )
     count = serializers.IntegerField(required=False, help_text="How many inputs are at fault, or were asked for.")
     space = serializers.IntegerField(required=False, help_text="pattern_space_too_small: how many codes the pattern can make.")
+    available = serializers.IntegerField(required=False, help_text="book_exhausted (distribution): the free codes left.")
     code = serializers.CharField(required=False, help_text="The code concerned.")
     book = serializers.IntegerField(required=False, allow_null=True, help_text="The book's id (null: not an id).")
     job = serializers.IntegerField(required=False, allow_null=True, help_text="The job's id (null: not an id).")
@@ -132,7 +136,8 @@ CONTENT_DISPOSITION_PARAMETER = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     response=[200],
     required=True,
-    description='`attachment; filename="redemptions-<tenant>-<time>.xlsx"`: the name to save the workbook under.',
+    description='`attachment; filename="redemptions-<tenant>-<time>.xlsx"` (a distribution\'s: `distribution-<job>.csv`): '
+    "the name to save the file under.",
 )
 
 ALWAYS = ("invalid_input", "not_acceptable", "throttled", "service_unavailable")
@@ -145,6 +150,22 @@ OPERATION_ID = re.compile(r"^[a-z]+(_[a-z]+)*$")
 def binary_response(description: str) -> dict:
     """The 200 answer of a workbook download, for ``extend_schema(responses=...)``."""
     return {(200, XLSX, BINARY): OpenApiResponse(OpenApiTypes.BINARY, description=description)}
+
+
+def job_file_schema(description: str) -> dict:
+    """The 200 answer of a job's file: a workbook or a CSV, or bytes.
+
+    Bytes come before the CSV: a client generator reads the answer as the first media type it knows, and bytes
+    suit both files (openapi-python-client would read text/csv as a str)."""
+    return {(200, XLSX, BINARY, CSV): OpenApiResponse(OpenApiTypes.BINARY, description=description)}
+
+
+def file_content_type(request, media_type: str) -> str:
+    """`media_type`, or application/octet-stream for a client that accepts only that."""
+    django_request = getattr(request, "_request", request)
+    if not django_request.accepts(media_type) and django_request.accepts(BINARY):
+        return BINARY
+    return f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
 
 
 def workbook_content_type(request) -> str:

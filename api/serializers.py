@@ -20,6 +20,7 @@ from .schema import ErrorBody
 from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
+MAX_DISTRIBUTION_USERS = settings.COUPONS["MAX_DISTRIBUTION_USERS"]
 TTL_MIN, TTL_MAX = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
 LIMIT_MAX = 2_000_000_000
 
@@ -170,6 +171,35 @@ class UploadJsonInput(serializers.Serializer):
 class UploadFileInput(serializers.Serializer):
     file = serializers.FileField(help_text="CSV or XLSX: codes in the first column, an optional header `code`.")
     skip_duplicates = serializers.BooleanField(default=False)
+
+
+class DistributeJsonInput(serializers.Serializer):
+    user_ids = serializers.ListField(
+        child=StrictCharField(allow_blank=True, trim_whitespace=False),
+        min_length=1,
+        max_length=MAX_DISTRIBUTION_USERS,
+        help_text="End-user ids. An empty, over-long (255) or non-printable id is reported `invalid_user_id`; "
+        "repeats collapse to one.",
+    )
+
+
+class DistributeFileInput(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV or XLSX: user ids in the column headed `user_id`, else the first column.")
+
+
+class DistributionRowOutput(serializers.Serializer):
+    user_id = serializers.CharField()
+    code = serializers.CharField(allow_null=True, help_text="Null for an invalid user id.")
+    status = serializers.ChoiceField(choices=["assigned", "already_assigned", "invalid_user_id"])
+
+
+class DistributionOutput(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Rows of the result: one per distinct id of the list.")
+    assigned = serializers.IntegerField(help_text="Users given a code now.")
+    already_assigned = serializers.IntegerField(help_text="Users who held a code of the book: they keep it.")
+    invalid = serializers.IntegerField(help_text="Rows that are no valid user id.")
+    duplicates = serializers.IntegerField(help_text="Repeated ids collapsed into one row.")
+    rows = DistributionRowOutput(many=True, help_text="`user_id,code,status` per distinct id, in the list's order.")
 
 
 # --- Codes ----------------------------------------------------------------------------------------------------
@@ -368,7 +398,12 @@ class JobResultOutput(serializers.Serializer):
     )
     skipped_count = serializers.IntegerField(required=False, help_text="upload: duplicates skipped.")
     rows = serializers.IntegerField(required=False, help_text="export: rows written.")
-    filename = serializers.CharField(required=False, help_text="export: the workbook's file name.")
+    filename = serializers.CharField(required=False, help_text="export: the workbook's file name; distribute: the CSV's.")
+    total = serializers.IntegerField(required=False, help_text="distribute: rows of the result (one per distinct id).")
+    assigned = serializers.IntegerField(required=False, help_text="distribute: users given a code now.")
+    already_assigned = serializers.IntegerField(required=False, help_text="distribute: users who kept the code they held.")
+    invalid = serializers.IntegerField(required=False, help_text="distribute: rows that are no valid user id.")
+    duplicates = serializers.IntegerField(required=False, help_text="distribute: repeated ids collapsed into one row.")
     error = JobErrorField(required=False, help_text="failed: the error, in the API's error shape.")
 
 

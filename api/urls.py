@@ -20,6 +20,7 @@ urlpatterns = [
     path("books/<int:book_id>/codes/generate/", books.CodesGenerateView.as_view(), name="api-book-generate"),
     path("books/<int:book_id>/codes/upload/", books.CodesUploadView.as_view(), name="api-book-upload"),
     path("books/<int:book_id>/assign/", books.BookAssignView.as_view(), name="api-book-assign"),
+    path("books/<int:book_id>/distribute/", books.BookDistributeView.as_view(), name="api-book-distribute"),
     path("codes/<str:code>/", codes.CodeDetailView.as_view(), name="api-code"),
     path("codes/<str:code>/assign/", codes.CodeAssignView.as_view(), name="api-code-assign"),
     path("codes/<str:code>/lock/", codes.CodeLockView.as_view(), name="api-code-lock"),

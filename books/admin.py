@@ -1,14 +1,14 @@
 """Back office for coupon books and codes: every write goes through the same services as the API.
 
-Books: a changelist with usage counts (one query), a book page with stats, a chart and the generate and upload
-forms. Codes: a changelist built for millions of rows (capped count, exact search, indexed filters, ordering on
+Books: a changelist with usage counts (one query), a book page with stats, a chart and the generate, upload and
+distribute forms. Codes: a changelist built for millions of rows (capped count, exact search, indexed filters, ordering on
 the (tenant, code) unique index) with confirmed actions: void, unassign, release reservations.
 """
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -46,6 +46,7 @@ from .selectors import book_stats, code_history
 from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_save_check, book_update
 from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
+from .services.distribution import distribution_file_request, result_csv
 from .usage import books_with_usage, redemptions_per_day
 
 
@@ -59,6 +60,13 @@ class GenerateCodesForm(forms.Form):
         required=False, max_length=64, help_text="# a digit, ? a letter, * any symbol of the charset; default 10 *."
     )
     charset = forms.CharField(required=False, max_length=128, help_text="Symbols for *; default without look-alikes.")
+
+
+class DistributeForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV or XLSX: end-user ids in the column headed user_id (or a single column). "
+        "Above 10,000 users the distribution runs as a job."
+    )
 
 
 # --- Books --------------------------------------------------------------------------------------------------
@@ -244,10 +252,19 @@ class CouponBookAdmin(TenantScopedAdmin):
                 self.admin_site.admin_view(self.generate_view),
                 name="books_couponbook_generate",
             ),
+            path(
+                "<path:object_id>/distribute/",
+                self.admin_site.admin_view(self.distribute_view),
+                name="books_couponbook_distribute",
+            ),
         ] + super().get_urls()
 
     def has_codes_add_permission(self, request) -> bool:
         return request.user.has_perm("books.add_code")
+
+    def has_distribute_permission(self, request) -> bool:
+        # Handing codes to users is changing codes (marketing, admin), as assigning one is in the API.
+        return request.user.has_perm("books.change_code")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
@@ -265,6 +282,9 @@ class CouponBookAdmin(TenantScopedAdmin):
                 generate_form=GenerateCodesForm(),
                 generate_url=reverse("admin:books_couponbook_generate", args=[book.pk]),
                 upload_url=reverse("admin:books_code_import") + f"?book={book.pk}",
+                can_distribute=self.has_distribute_permission(request) and book.status == CouponBook.Status.ACTIVE,
+                distribute_form=DistributeForm(),
+                distribute_url=reverse("admin:books_couponbook_distribute", args=[book.pk]),
                 codes_url=reverse("admin:books_code_changelist") + f"?book__id__exact={book.pk}",
                 redemptions_url=reverse("admin:redemptions_redemption_changelist") + f"?book__id__exact={book.pk}",
                 jobs=Job.objects.filter(book=book).order_by("-created_at")[:5],
@@ -296,6 +316,37 @@ class CouponBookAdmin(TenantScopedAdmin):
             self.message_user(request, f"Not generated: {exc.message}", messages.ERROR)
             return HttpResponseRedirect(back)
         return creation_response(self, request, outcome, book=book, verb="Generated")
+
+    def distribute_view(self, request, object_id):
+        """Distribute to an uploaded list: a small one answers the CSV at once, a large one goes to its job's page
+        (progress bar, then the CSV's download link)."""
+        book = get_object_or_404(tenant_scope(request, CouponBook.objects.select_related("tenant")), pk=object_id)
+        back = reverse("admin:books_couponbook_change", args=[book.pk])
+        if not self.has_distribute_permission(request):
+            self.message_user(request, "You may not distribute codes.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        form = DistributeForm(request.POST, request.FILES)
+        if not form.is_valid():
+            errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
+            self.message_user(request, f"Not distributed: {errors}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        upload = form.cleaned_data["file"]
+        try:
+            outcome = distribution_file_request(book=book, file=upload, filename=upload.name or "", actor=staff_actor(request))
+        except ApplicationError as exc:
+            self.message_user(request, f"Not distributed: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        if isinstance(outcome, Job):
+            what = f"{outcome.total:,} users are" if outcome.total else "The file is"
+            self.message_user(
+                request, f"{what} being served as job #{outcome.pk}; this page shows its progress, then the CSV to download."
+            )
+            return HttpResponseRedirect(job_url(outcome))
+        response = HttpResponse(result_csv(outcome), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="distribution-book-{book.pk}.csv"'
+        return response
 
 
 def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):

@@ -2,7 +2,9 @@
 
 Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption. Every service
 that takes more than one of these takes them in this order, so two transactions can never each hold the lock the
-other waits for (no deadlock). Locks are row locks held to the end of the service's transaction.
+other waits for (no deadlock). Locks are row locks held to the end of the service's transaction. A service that
+takes many rows of one kind takes them in one fixed order: a distribution locks its users' BookUser rows sorted
+by user id, all of them before any code (book_users_lock), and claims codes only with SKIP LOCKED.
 
 Every lock is FOR NO KEY UPDATE (no_key=True), the lock PostgreSQL itself takes for an UPDATE that leaves the key
 alone, which is all these services ever do to a locked row. A plain FOR UPDATE would also block the FOR KEY SHARE
@@ -12,6 +14,7 @@ reservation and inserting its event, waited for the code held by a redeem that w
 and PostgreSQL broke the deadlock by failing one of them (books/tests/test_concurrency.py shows it).
 """
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from .models import BookUser, Code, CouponBook, Reservation
@@ -40,6 +43,26 @@ def book_user_lock_if_limited(*, book: CouponBook, user_id: str, limit: int | No
     """
     if limit is not None:
         book_user_lock(book=book, user_id=user_id)
+
+
+def book_users_lock(*, book: CouponBook, user_ids: list[str], batch_size: int) -> None:
+    """Lock (creating them if needed) the BookUser rows of many users at once, as book_user_lock does for one.
+
+    Distribution (books/services/distribution.py) takes these before any code. `user_ids` must be sorted: the
+    INSERT takes its rows' locks in the order of its input (WITH ORDINALITY ... ORDER BY), so two distributions
+    of overlapping lists lock their common users in the same order and never each hold a row the other waits
+    for. Written as SQL over one array a batch: the ORM's bulk_create built a model object and a parameter per
+    user, and took most of a 50,000-user distribution's time.
+    """
+    table = BookUser._meta.db_table
+    sql = f"""
+        INSERT INTO {table} (book_id, user_id)
+        SELECT %s, t.user_id FROM unnest(%s::text[]) WITH ORDINALITY AS t(user_id, n) ORDER BY t.n
+        ON CONFLICT (book_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id
+    """
+    with connection.cursor() as cursor:
+        for start in range(0, len(user_ids), batch_size):
+            cursor.execute(sql, [book.pk, user_ids[start : start + batch_size]])
 
 
 def book_lock(*, book_id: int) -> CouponBook:

@@ -186,7 +186,7 @@ class Reservation(models.Model):
 class Event(models.Model):
     """The history of codes: one row per state change, written in the same transaction as the change.
 
-    Bulk generation and upload write one event for the whole batch (code is null, data holds the count), so a
+    Bulk generation, upload and distribution write one event for the whole batch (code is null, data holds the count), so a
     million-code import is not a million history rows; a code's own created_at dates its arrival.
     """
 
@@ -194,6 +194,7 @@ class Event(models.Model):
         GENERATED = "generated", "Generated"
         UPLOADED = "uploaded", "Uploaded"
         ASSIGNED = "assigned", "Assigned"
+        DISTRIBUTED = "distributed", "Distributed"  # one event per distribution run (code null, counts in data)
         UNASSIGNED = "unassigned", "Unassigned"
         LOCKED = "locked", "Locked"
         UNLOCKED = "unlocked", "Unlocked"

@@ -1,8 +1,9 @@
-"""Reading uploaded code files (CSV or XLSX) into a list of codes, for the API, the admin and the upload job alike.
+"""Reading uploaded files (CSV or XLSX) into a list of values, for the API, the admin and the jobs alike: codes for
+an upload (`codes_from_file`), end-user ids for a distribution (`user_ids_from_file`).
 
-The codes are in the column whose first cell reads `code` (any case; that row is a header), else in the first
-column; empty rows are skipped. The list is returned raw: codes_upload / upload_request normalise and check every
-value.
+The values are in the column whose first cell reads `code` (`user_id` for user ids; any case; that row is a
+header), else in the first column; empty rows are skipped. The list is returned raw: the services normalise and
+check every value.
 
 Spreadsheets are hostile input (SPEC "Code generation and upload"). An XLSX file is a zip archive, so before any
 parsing `upload_inspect` checks what the archive's own directory declares: the number of entries, their inflated
@@ -27,6 +28,7 @@ from core.exceptions import ApplicationError
 
 XLSX_MAGIC = b"PK\x03\x04"
 HEADER = "code"
+USER_ID_HEADER = "user_id"
 # Entries inflating to more than this are held to the ratio bound (small ones compress as they like).
 RATIO_CHECKED_FROM_BYTES = 1024 * 1024
 MAX_ZIP_ENTRIES = 1000
@@ -135,18 +137,20 @@ def _cell_text(value: object) -> str:
     return str(value).strip()
 
 
-def _code_column(rows: Iterable[Iterable[object]]) -> Iterator[str]:
-    """The values of the code column, header and empty rows left out, with the row bound enforced."""
-    max_rows = _limits()["rows"]
+def _code_column(
+    rows: Iterable[Iterable[object]], *, header: str = HEADER, max_rows: int | None = None, noun: str = "codes"
+) -> Iterator[str]:
+    """The values of the `header` column, header and empty rows left out, with the row bound enforced."""
+    max_rows = max_rows or _limits()["rows"]
     column = 0
     for number, row in enumerate(rows, start=1):
         if number > max_rows:
-            raise _too_large(f"An upload holds at most {max_rows - 1:,} codes (rows, empty ones included).")
+            raise _too_large(f"An upload holds at most {max_rows - 1:,} {noun} (rows, empty ones included).")
         cells = row if isinstance(row, (list, tuple)) else list(row)
         if number == 1:
             texts = [_cell_text(cell).lower() for cell in cells[:64]]
-            if HEADER in texts:
-                column = texts.index(HEADER)
+            if header in texts:
+                column = texts.index(header)
                 continue
         value = _cell_text(cells[column]) if len(cells) > column else ""
         if "\x00" in value:
@@ -201,3 +205,14 @@ def codes_from_file(*, file: BinaryIO | None = None, data: bytes | None = None, 
     shape = upload_inspect(file, filename)
     rows = _xlsx_rows(file) if shape.format == "xlsx" else _csv_rows(file)
     return list(_code_column(rows))
+
+
+def user_ids_from_file(*, file: BinaryIO | None = None, data: bytes | None = None, filename: str = "") -> list[str]:
+    """The end-user ids in an uploaded CSV or XLSX file (column `user_id`, else the first), within the same bounds
+    as a code upload and at most COUPONS["MAX_DISTRIBUTION_USERS"] rows. Raw: books.services.distribution checks them."""
+    if file is None:
+        file = io.BytesIO(data or b"")
+    shape = upload_inspect(file, filename)
+    rows = _xlsx_rows(file) if shape.format == "xlsx" else _csv_rows(file)
+    max_rows = settings.COUPONS["MAX_DISTRIBUTION_USERS"] + 1  # a header row, then the ids
+    return list(_code_column(rows, header=USER_ID_HEADER, max_rows=max_rows, noun="user ids"))

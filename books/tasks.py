@@ -1,14 +1,21 @@
 """Celery tasks of the books app. Each fetches by id and calls a service; each is idempotent."""
 
+import io
+import json
+import tempfile
+
 from celery import shared_task
+from django.core.files import File
 
 from core.actors import Actor
+from core.models import Job
 from core.services import job_run
 
 from .models import CouponBook
-from .parsers import codes_from_file
+from .parsers import codes_from_file, user_ids_from_file
 from .services.code_creation import codes_generate, codes_upload
 from .services.codes import reservations_expire
+from .services.distribution import codes_distribute, distribution_prepare, result_csv_write
 
 
 @shared_task(name="books.tasks.expire_reservations")
@@ -57,5 +64,36 @@ def run_upload_job(job_id: int) -> None:
             book=book, codes=codes, actor=_actor(job), skip_duplicates=job.params.get("skip_duplicates", False), progress=report
         )
         return {"created": result.created, "skipped": result.skipped, "skipped_count": result.skipped_count}
+
+    job_run(job_id=job_id, work=work)
+
+
+@shared_task(name="books.tasks.run_distribution_job")
+def run_distribution_job(job_id: int) -> None:
+    """Distribute the job's list and leave the result CSV `user_id,code,status` as the job's file."""
+
+    def work(job, report):
+        book = CouponBook.objects.get(pk=job.book_id)
+        file_format = job.params.get("file_format")
+        with job.file.open("rb") as handle:
+            if file_format:  # the uploaded CSV/XLSX itself, read here within the same bounds as a request
+                user_ids = user_ids_from_file(file=handle, filename=f"upload.{file_format}")
+            else:  # the list as the request sent it (JSON)
+                user_ids = json.load(handle)
+        checked = distribution_prepare(user_ids=user_ids)
+        if not job.total:  # learned from the file; the heartbeat and the finish copy it (see run_upload_job)
+            job.total = len(checked.user_ids)
+        result = codes_distribute(book=book, user_ids=checked, actor=_actor(job), progress=report)
+        # The result replaces the list as the job's file. Saved in storage before the row points at it: a run
+        # rolled back (a lost lease) leaves the row on the list, and the next run reads it again.
+        with tempfile.TemporaryFile("w+b") as handle:
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            result_csv_write(result, text)
+            text.flush()
+            handle.seek(0)
+            job.file.save(f"distribution-{job.pk}.csv", File(handle), save=False)
+            text.detach()
+        Job.objects.filter(pk=job.pk).update(file=job.file.name)
+        return {**result.summary, "filename": job.file.name.rsplit("/", 1)[-1]}
 
     job_run(job_id=job_id, work=work)

@@ -13,6 +13,7 @@ class Job(models.Model):
         GENERATE = "generate", "Generate codes"
         UPLOAD = "upload", "Upload codes"
         EXPORT = "export", "Export redemptions"
+        DISTRIBUTE = "distribute", "Distribute codes"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -68,5 +69,6 @@ class Job(models.Model):
 
     @property
     def download_ready(self) -> bool:
-        """A finished export with its workbook stored: the one test for "this job has a download"."""
-        return self.kind == self.Kind.EXPORT and self.status == self.Status.SUCCEEDED and bool(self.file)
+        """A finished job with a result file stored (an export's workbook, a distribution's CSV; other kinds' files
+        are their input): the one test for "this job has a download"."""
+        return self.kind in (self.Kind.EXPORT, self.Kind.DISTRIBUTE) and self.status == self.Status.SUCCEEDED and bool(self.file)

@@ -281,6 +281,10 @@ COUPONS = {
     "API_UPLOAD_MAX_BYTES": env.int("API_UPLOAD_MAX_BYTES", default=64 * 1024 * 1024),
     # Warn when a random guess would hit a valid code with a chance above 1 in this many.
     "GUESS_WARNING_RATIO": 10_000,
+    # Distribution (books/services/distribution.py): at most this many end-user ids a list, and above this many
+    # it runs as a job (SPEC: "up to 1,000,000", "as a job above 10,000 users").
+    "MAX_DISTRIBUTION_USERS": 1_000_000,
+    "SYNC_DISTRIBUTION_LIMIT": env.int("COUPONS_SYNC_DISTRIBUTION_LIMIT", default=10000),
     # Job leases and the sweeper (core/services.py). A running job's worker renews its lease every HEARTBEAT
     # seconds; a lease not renewed for LEASE seconds means the worker is gone. Beat sweeps every
     # COUPONS_JOB_SWEEP_INTERVAL seconds (CELERY_BEAT_SCHEDULE), so a job of a dead worker runs again (or fails,

@@ -1,6 +1,6 @@
 """Back office for jobs: the tenant's jobs, each with a progress bar that updates while it runs (it polls the
 JSON view dashboard.views.job_progress every second), its error when it failed, and a download link for a
-finished export (served to the job's tenant only)."""
+finished export or distribution (served to the job's tenant only)."""
 
 from django.contrib import admin
 from django.urls import reverse
@@ -8,6 +8,8 @@ from django.urls import reverse
 from backoffice.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from core.models import Job
 from core.services import job_progress
+
+from .views import may_download
 
 
 @admin.register(Job)
@@ -49,5 +51,6 @@ class JobAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
                 job=job,
                 progress_url=reverse("dashboard:job_progress", args=[job.pk]),
                 progress_done=job_progress(job=job),
+                may_download=job.download_ready and may_download(request, job),
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -1,5 +1,5 @@
-"""The dashboard's views beside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the
-JSON progress of a job (polled by the job page every second) and the download of a finished export."""
+"""The dashboard's views beside the ModelAdmins: the tenant dashboard (the admin's index for a tenant user), the JSON
+progress of a job (polled by the job page every second) and the download of a finished export or distribution."""
 
 from django.contrib import admin
 from django.http import Http404, JsonResponse
@@ -10,7 +10,7 @@ from backoffice.charts import Bar, bar_chart_svg
 from backoffice.scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
 from books.models import CouponBook
 from books.usage import books_with_usage, redemptions_per_day
-from core.downloads import job_file_response
+from core.downloads import XLSX_CONTENT_TYPE, job_file_response
 from core.exceptions import ApplicationError, error_response
 from core.models import Job
 from core.selectors import job_get
@@ -84,6 +84,11 @@ def _job_message(job: Job) -> str:
     result = job.result or {}
     if job.kind == Job.Kind.EXPORT:
         return f"Exported {result.get('rows', job.total):,} redemptions."
+    if job.kind == Job.Kind.DISTRIBUTE:
+        return (
+            f"Assigned {result.get('assigned', 0):,} codes; {result.get('already_assigned', 0):,} users kept the code "
+            f"they held; {result.get('invalid', 0):,} invalid user ids."
+        )
     text = f"Created {result.get('created', 0):,} codes."
     if result.get("skipped_count"):
         text += f" {result['skipped_count']:,} duplicates skipped."
@@ -98,7 +103,7 @@ def job_progress(request, job_id: int):
         return error_response("job_not_found", "No such job.")
     done = job.progress_done
     download = None
-    if job.download_ready:
+    if job.download_ready and may_download(request, job):
         download = reverse("dashboard:job_download", args=[job.pk])
     return JsonResponse(
         {
@@ -117,11 +122,22 @@ def job_progress(request, job_id: int):
     )
 
 
+# Who may download a job's file: an export's workbook holds redemptions, a distribution's CSV holds codes.
+DOWNLOAD_PERMISSIONS = {Job.Kind.EXPORT: "redemptions.export_redemption", Job.Kind.DISTRIBUTE: "books.change_code"}
+
+
+def may_download(request, job: Job) -> bool:
+    permission = DOWNLOAD_PERMISSIONS.get(job.kind)
+    return permission is not None and request.user.has_perm(permission)
+
+
 def job_download(request, job_id: int):
-    """A finished export's workbook, to staff of the job's own tenant who may export."""
+    """A finished export's workbook or distribution's CSV, to staff of the job's own tenant who may see it."""
     job = _job_for(request, job_id)
-    if not request.user.has_perm("redemptions.export_redemption"):
+    if not may_download(request, job):
         raise Http404("No such file.")
     if not job.download_ready:
         raise Http404("This job has no file to download.")
-    return job_file_response(job)
+    return job_file_response(
+        job, content_type="text/csv; charset=utf-8" if job.kind == Job.Kind.DISTRIBUTE else XLSX_CONTENT_TYPE
+    )

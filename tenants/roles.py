@@ -6,7 +6,7 @@
     books.change_couponbook                x                    x   (edit, pause, archive)
     books.view_code                        x          x         x
     books.add_code                         x                    x   (generate, upload)
-    books.change_code                      x                    x   (void, unassign, release reservations)
+    books.change_code                      x                    x   (void, unassign, release reservations, distribute)
     books.view_reservation                 x                    x
     books.view_event                       x          x         x
     redemptions.view_redemption            x          x         x

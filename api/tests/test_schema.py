@@ -125,9 +125,11 @@ def test_every_field_of_an_answer_is_required(schema):
 
 
 def test_workbooks_are_binary_answers_with_their_file_name(schema):
-    for path in ("/api/v1/redemptions/export/", "/api/v1/jobs/{job_id}/file/"):
+    # A job's file is an export's workbook or a distribution's CSV.
+    files = {"/api/v1/redemptions/export/": set(), "/api/v1/jobs/{job_id}/file/": {"text/csv"}}
+    for path, more in files.items():
         answer = schema["paths"][path]["get"]["responses"]["200"]
-        assert set(answer["content"]) == {XLSX, "application/octet-stream"}
+        assert set(answer["content"]) == {XLSX, "application/octet-stream", *more}
         assert all(media["schema"] == {"type": "string", "format": "binary"} for media in answer["content"].values())
         assert answer["headers"]["Content-Disposition"]["required"] is True
 

@@ -1,4 +1,4 @@
-"""Coupon books: CRUD, statistics, code generation and upload, the book's codes, random assignment."""
+"""Coupon books: CRUD, statistics, code generation and upload, the book's codes, random assignment, distribution."""
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -10,6 +10,7 @@ from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from books.services.codes import code_assign_random
+from books.services.distribution import DistributionResult, distribution_file_request, distribution_request
 
 from .. import examples
 from ..filters import BookFilter, CodeFilter, StrictOrderingFilter
@@ -24,6 +25,9 @@ from ..serializers import (
     BookStatsOutput,
     CodeOutput,
     CreationOutput,
+    DistributeFileInput,
+    DistributeJsonInput,
+    DistributionOutput,
     GenerateInput,
     JobOutput,
     UploadFileInput,
@@ -227,3 +231,41 @@ class BookAssignView(ApiView):
         data = self.parse(AssignInput, request.data)
         code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
         return Response(CodeOutput(code).data, status=201)
+
+
+def distribution_response(result, request) -> Response:
+    """201 with the summary and every row, or 202 with the job whose file is the CSV `user_id,code,status`."""
+    if isinstance(result, DistributionResult):
+        rows = [{"user_id": user_id, "code": code or None, "status": status} for user_id, code, status in result.rows]
+        return Response(DistributionOutput({**result.summary, "rows": rows}).data, status=201)
+    return Response(JobOutput(result, context={"request": request}).data, status=202)
+
+
+class BookDistributeView(ApiView):
+    parser_classes = [ApiJSONParser, MultiPartParser, FormParser]
+    error_codes = errors("book_not_found", "book_exhausted", "empty_upload", "book_not_active", "book_archived", "book_expired")
+
+    @extend_schema(
+        operation_id="book_distribute",
+        tags=["assignment"],
+        summary="Give one code of the book to each user of a list (JSON, or a CSV/XLSX file)",
+        description="A JSON body `{user_ids: [...]}` or a multipart `file` (CSV or XLSX, ids in the column headed "
+        f"`user_id`, else the first), at most {settings.COUPONS['MAX_DISTRIBUTION_USERS']:,} ids. Each user who holds "
+        "no code of the book gets one; one who holds a code keeps it (`already_assigned`), so the same list twice "
+        "assigns nothing new. An invalid id is reported in its row (`invalid_user_id`); too few free codes refuse "
+        "the whole list (409 book_exhausted) before anything is assigned. Up to "
+        f"{settings.COUPONS['SYNC_DISTRIBUTION_LIMIT']:,} ids answer 201 with every row; more answer 202 with the "
+        "job, whose `download_url` serves the CSV `user_id,code,status` once it has succeeded.",
+        request={"application/json": DistributeJsonInput, "multipart/form-data": DistributeFileInput},
+        responses={201: DistributionOutput, 202: JobOutput},
+    )
+    @idempotent
+    def post(self, request, book_id):
+        # The book first: nothing of a file is read for a book the caller cannot distribute from.
+        book = book_get(tenant=self.tenant, book_id=book_id)
+        if request.content_type.startswith("multipart/") or request.content_type.startswith("application/x-www-form"):
+            upload = self.parse(DistributeFileInput, request.data)["file"]
+            result = distribution_file_request(book=book, file=upload, filename=upload.name or "", actor=self.actor)
+            return distribution_response(result, request)
+        data = self.parse(DistributeJsonInput, request.data)
+        return distribution_response(distribution_request(book=book, user_ids=data["user_ids"], actor=self.actor), request)

@@ -1,14 +1,17 @@
-"""Jobs: the status and progress of long work (bulk generation and upload, large exports), and export files."""
+"""Jobs: the status and progress of long work (bulk generation and upload, large exports, distributions), and their
+result files (an export's workbook, a distribution's CSV)."""
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotAcceptable
 from rest_framework.response import Response
 
 from core.downloads import job_file_response
 from core.exceptions import ApplicationError
+from core.models import Job
 from core.selectors import job_get
 
 from .. import examples
-from ..schema import WORKBOOK_TYPES, binary_response, errors, workbook_content_type
+from ..schema import BINARY, CSV, JOB_FILE_TYPES, XLSX, errors, file_content_type, job_file_schema, workbook_content_type
 from ..serializers import JobOutput
 from .base import ApiView
 
@@ -28,17 +31,24 @@ class JobDetailView(ApiView):
 
 
 class JobFileView(ApiView):
-    produces = WORKBOOK_TYPES  # Accept: either workbook type is served (api.negotiation)
+    produces = JOB_FILE_TYPES  # Accept: the workbook, the CSV or bytes are served (api.negotiation)
     error_codes = errors("job_not_found")
 
     @extend_schema(
         operation_id="job_file_download",
         tags=["jobs"],
-        summary="Download the file of a finished export job",
-        responses=binary_response("The workbook (sent as an attachment)."),
+        summary="Download the file of a finished export (workbook) or distribution (CSV) job",
+        responses=job_file_schema(
+            "An export's workbook, or a distribution's CSV `user_id,code,status` (UTF-8), sent as an attachment."
+        ),
     )
     def get(self, request, job_id):
         job = job_get(tenant=self.tenant, job_id=job_id)
         if not job.download_ready:
             raise ApplicationError("job_not_found", "This job has no file to download (yet).", {"job": job.pk})
-        return job_file_response(job, content_type=workbook_content_type(request))
+        media_type = CSV if job.kind == Job.Kind.DISTRIBUTE else XLSX
+        if not (request.accepts(media_type) or request.accepts(BINARY)):
+            # The view produces both files, so negotiation let it through; this job's file is only one of them.
+            raise NotAcceptable(f"This job's file is {media_type} (or {BINARY}).")
+        content_type = file_content_type(request, CSV) if media_type == CSV else workbook_content_type(request)
+        return job_file_response(job, content_type=content_type)

@@ -164,7 +164,10 @@ def _job_order_refs(job) -> set[str]:
     ],
 )
 def test_an_export_job_stores_filters_that_select_the_rows_the_list_shows(client, tenant, settings, params):
-    settings.COUPONS = {**settings.COUPONS, "EXPORT_SYNC_ROWS": 0}  # every export is a job: its stored filters are what is checked
+    settings.COUPONS = {
+        **settings.COUPONS,
+        "EXPORT_SYNC_ROWS": 0,
+    }  # every export is a job: its stored filters are what is checked
     first, second = CouponBookFactory(tenant=tenant, name="First"), CouponBookFactory(tenant=tenant, name="Second")
     redemption_make(first, order_ref="R-TODAY", user_id="alice")
     redemption_make(second, order_ref="R-OLD", user_id="bob", when=datetime(2025, 1, 15, 12, tzinfo=UTC))

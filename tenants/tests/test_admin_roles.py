@@ -41,7 +41,7 @@ VIEW_ALL = {
     "core.view_job",  # and jobs
 }
 MANAGE_BOOKS = {"books.add_couponbook", "books.change_couponbook"}  # create and change books
-MANAGE_CODES = {"books.add_code", "books.change_code", "books.view_reservation"}  # generate, upload, void, release
+MANAGE_CODES = {"books.add_code", "books.change_code", "books.view_reservation"}  # generate, upload, void, release, distribute
 EXPORT = {"redemptions.export_redemption"}
 REVERSE = {"redemptions.reverse_redemption"}
 MANAGE_TENANT = {

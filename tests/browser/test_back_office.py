@@ -1,7 +1,9 @@
 """The back office in a real browser (Playwright driving Debian's chromium, headless) against the live server:
-marketing logs in, creates a book, generates codes and sees them; an accountant logs in and downloads the Excel
+marketing logs in, creates a book, generates codes and sees them, distributes codes to an uploaded list and
+downloads the CSV; an accountant logs in and downloads the Excel
 export. Screenshots of each step are kept under artifacts/screenshots/ (a CI artifact, ignored by git)."""
 
+import csv
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -110,6 +112,22 @@ def _scenario(browser, live_server, tmp_path):
     assert first_code.startswith("SPRING-")
     _shot(page, "03-marketing-codes")
 
+    # Distribution: upload a list of newsletter subscribers on the book page, get back the CSV for the mailing tool.
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text("email,user_id\nann@example.com,sub-ann\nbob@example.com,sub-bob\ncid@example.com,sub-cid\n")
+    page.goto(f"{live_server.url}/admin/books/couponbook/{book.pk}/change/")
+    page.set_input_files("#book-distribute input[name=file]", str(subscribers))
+    _shot(page, "03b-marketing-distribute")
+    with page.expect_download() as download_info:
+        page.click("#book-distribute input[type=submit]")
+    download = download_info.value
+    assert download.suggested_filename == f"distribution-book-{book.pk}.csv"
+    mailing = tmp_path / download.suggested_filename
+    download.save_as(mailing)
+    rows = list(csv.reader(mailing.read_text().splitlines()))
+    held = dict(Code.objects.filter(book=book, user_id__isnull=False).values_list("user_id", "code"))
+    assert rows == [["user_id", "code", "status"]] + [[u, held[u], "assigned"] for u in ("sub-ann", "sub-bob", "sub-cid")]
+
     # A long job's page: its progress bar follows the job while it runs, then shows how it ended.
     job = Job.objects.create(tenant=tenant, book=book, kind=Job.Kind.GENERATE, total=200, actor_type="staff")
     job = job_claim(job_id=job.pk)
@@ -129,7 +147,7 @@ def _scenario(browser, live_server, tmp_path):
 
     # Some checkouts redeem codes (the integrator's part, through the same services as the API).
     api = Actor.system("browser-test")
-    for index, code in enumerate(Code.objects.filter(book=book).order_by("code")[:3]):
+    for index, code in enumerate(Code.objects.filter(book=book, state=Code.State.FREE).order_by("code")[:3]):
         code_assign(tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api)
         code_redeem(
             tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api, order_ref=f"=ORDER-{index}", amount="80"
