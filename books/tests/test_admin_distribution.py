@@ -106,10 +106,10 @@ def test_a_large_list_runs_as_a_job_whose_page_shows_progress_and_the_csv_downlo
     assert response.status_code == 302 and response["Location"] == reverse("admin:core_job_change", args=[job.pk])
     assert job.status == Job.Status.SUCCEEDED, job.error
     page = client.get(response["Location"]).content.decode()
-    download_url = reverse("backoffice:job_download", args=[job.pk])
+    download_url = reverse("dashboard:job_download", args=[job.pk])
     assert 'id="job-bar"' in page and download_url in page and "Download the CSV" in page
     assert 'id="job-download" hidden' not in page
-    progress = client.get(reverse("backoffice:job_progress", args=[job.pk])).json()
+    progress = client.get(reverse("dashboard:job_progress", args=[job.pk])).json()
     assert (progress["done"], progress["total"], progress["download_url"]) == (3, 3, download_url)
     assert "Assigned 3 codes" in progress["message"]
     download = client.get(download_url)
@@ -120,5 +120,5 @@ def test_a_large_list_runs_as_a_job_whose_page_shows_progress_and_the_csv_downlo
     # An accountant (no change_code) gets no link and no file: the CSV holds codes.
     client.logout()
     logged_in(client, book.tenant, Role.ACCOUNTANT)
-    assert client.get(reverse("backoffice:job_progress", args=[job.pk])).json()["download_url"] is None
+    assert client.get(reverse("dashboard:job_progress", args=[job.pk])).json()["download_url"] is None
     assert client.get(download_url).status_code == 404
