@@ -29,6 +29,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core.files import File
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -59,20 +60,39 @@ class JobLeaseLost(Exception):
 # --- Creating and sending -----------------------------------------------------------------------------------
 
 
-def job_create(*, tenant, kind: str, actor: Actor, total: int, task, book=None, params: dict | None = None) -> Job:
-    """Store a pending job run by the Celery `task`, and send its wake-up message once the row has committed."""
-    job = Job.objects.create(
-        tenant=tenant,
-        kind=kind,
-        book=book,
-        total=total,
-        params=params or {},
-        actor_type=actor.kind,
-        actor_id=actor.id,
-        task=task.name,
-        enqueued_at=timezone.now(),
-    )
-    transaction.on_commit(lambda: job_send(job=job))
+def job_create(
+    *,
+    tenant,
+    kind: str,
+    actor: Actor,
+    total: int,
+    task,
+    book=None,
+    params: dict | None = None,
+    input_file: File | None = None,
+    input_suffix: str = "",
+) -> Job:
+    """Store a pending job run by the Celery `task`, and send its wake-up message once the row has committed.
+
+    `input_file` (a list or an uploaded file the job reads) is stored with the row, as `<kind>-<id>.<input_suffix>`
+    in the shared media storage: it travels there, not in the broker message.
+    """
+    with transaction.atomic():
+        job = Job.objects.create(
+            tenant=tenant,
+            kind=kind,
+            book=book,
+            total=total,
+            params=params or {},
+            actor_type=actor.kind,
+            actor_id=actor.id,
+            task=task.name,
+            enqueued_at=timezone.now(),
+        )
+        if input_file is not None:
+            input_file.seek(0)
+            job.file.save(f"{kind}-{job.pk}.{input_suffix}", input_file, save=True)
+        transaction.on_commit(lambda: job_send(job=job))
     return job
 
 

@@ -53,7 +53,6 @@ from typing import IO
 
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
 from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -259,13 +258,11 @@ def export_request(*, tenant: Tenant, filters: RedemptionFilters, actor: Actor) 
         return ExportFile(filename=filename, content=buffer.getvalue())
     from .tasks import run_export_job
 
-    with transaction.atomic():
-        job = job_create(
-            tenant=tenant,
-            kind=Job.Kind.EXPORT,
-            task=run_export_job,
-            actor=actor,
-            total=count,
-            params={"filters": export_filters_dump(filters), "filename": filename},
-        )
-    return job
+    return job_create(
+        tenant=tenant,
+        kind=Job.Kind.EXPORT,
+        task=run_export_job,
+        actor=actor,
+        total=count,
+        params={"filters": export_filters_dump(filters), "filename": filename},
+    )

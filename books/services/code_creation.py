@@ -314,17 +314,15 @@ def generation_request(
     _book_queueable_check(book)
     from ..tasks import run_generation_job
 
-    with transaction.atomic():
-        job = job_create(
-            tenant=book.tenant,
-            kind=Job.Kind.GENERATE,
-            task=run_generation_job,
-            actor=actor,
-            total=count,
-            book=book,
-            params={"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings},
-        )
-    return job
+    return job_create(
+        tenant=book.tenant,
+        kind=Job.Kind.GENERATE,
+        task=run_generation_job,
+        actor=actor,
+        total=count,
+        book=book,
+        params={"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings},
+    )
 
 
 def upload_request(
@@ -337,19 +335,17 @@ def upload_request(
     _book_queueable_check(book)
     from ..tasks import run_upload_job
 
-    with transaction.atomic():
-        job = job_create(
-            tenant=book.tenant,
-            kind=Job.Kind.UPLOAD,
-            task=run_upload_job,
-            actor=actor,
-            total=len(normalized),
-            book=book,
-            params={"skip_duplicates": bool(skip_duplicates)},
-        )
-        # The list travels in the job's file (shared media storage), not in the broker message.
-        job.file.save(f"upload-{job.pk}.txt", ContentFile("\n".join(normalized).encode()), save=True)
-    return job
+    return job_create(
+        tenant=book.tenant,
+        kind=Job.Kind.UPLOAD,
+        task=run_upload_job,
+        actor=actor,
+        total=len(normalized),
+        book=book,
+        params={"skip_duplicates": bool(skip_duplicates)},
+        input_file=ContentFile("\n".join(normalized).encode()),
+        input_suffix="txt",
+    )
 
 
 def upload_file_request(
@@ -365,16 +361,14 @@ def upload_file_request(
     _book_queueable_check(book)
     from ..tasks import run_upload_job
 
-    with transaction.atomic():
-        job = job_create(
-            tenant=book.tenant,
-            kind=Job.Kind.UPLOAD,
-            actor=actor,
-            total=0,  # known once the job has read the file
-            book=book,
-            params={"skip_duplicates": bool(skip_duplicates), "file_format": shape.format},
-            task=run_upload_job,
-        )
-        file.seek(0)
-        job.file.save(f"upload-{job.pk}.{shape.format}", File(file), save=True)
-    return job
+    return job_create(
+        tenant=book.tenant,
+        kind=Job.Kind.UPLOAD,
+        task=run_upload_job,
+        actor=actor,
+        total=0,  # known once the job has read the file
+        book=book,
+        params={"skip_duplicates": bool(skip_duplicates), "file_format": shape.format},
+        input_file=File(file),
+        input_suffix=shape.format,
+    )

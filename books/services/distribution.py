@@ -274,20 +274,17 @@ def distribution_request(*, book: CouponBook, user_ids: Iterable[object], actor:
     _job_refused_check(book)
     from ..tasks import run_distribution_job
 
-    with transaction.atomic():
-        job = job_create(
-            tenant=book.tenant,
-            kind=Job.Kind.DISTRIBUTE,
-            task=run_distribution_job,
-            actor=actor,
-            total=len(checked.user_ids),
-            book=book,
-            params={},
-        )
-        # The list as sent travels in the job's file (shared media storage), not in the broker message: JSON,
-        # so the job checks exactly what the request checked (and reports the same invalid rows).
-        job.file.save(f"distribute-{job.pk}.json", ContentFile(json.dumps(user_ids).encode()), save=True)
-    return job
+    # The list as sent, in JSON: the job checks exactly what the request checked (and reports the same invalid rows).
+    return job_create(
+        tenant=book.tenant,
+        kind=Job.Kind.DISTRIBUTE,
+        task=run_distribution_job,
+        actor=actor,
+        total=len(checked.user_ids),
+        book=book,
+        input_file=ContentFile(json.dumps(user_ids).encode()),
+        input_suffix="json",
+    )
 
 
 def distribution_file_request(*, book: CouponBook, file, filename: str, actor: Actor) -> DistributionResult | Job:
@@ -299,16 +296,14 @@ def distribution_file_request(*, book: CouponBook, file, filename: str, actor: A
     _job_refused_check(book)
     from ..tasks import run_distribution_job
 
-    with transaction.atomic():
-        job = job_create(
-            tenant=book.tenant,
-            kind=Job.Kind.DISTRIBUTE,
-            task=run_distribution_job,
-            actor=actor,
-            total=0,  # known once the job has read the file
-            book=book,
-            params={"file_format": shape.format},
-        )
-        file.seek(0)
-        job.file.save(f"distribute-{job.pk}.{shape.format}", File(file), save=True)
-    return job
+    return job_create(
+        tenant=book.tenant,
+        kind=Job.Kind.DISTRIBUTE,
+        task=run_distribution_job,
+        actor=actor,
+        total=0,  # known once the job has read the file
+        book=book,
+        params={"file_format": shape.format},
+        input_file=File(file),
+        input_suffix=shape.format,
+    )
