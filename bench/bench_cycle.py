@@ -114,6 +114,13 @@ ASSIGN = [
         "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, NULL, 'assigned', %(user)s, 'system', 'bench', "
         "'{\"random\": true}', now()) RETURNING id"
     ),
+    # The webhook outbox, as event_record issues it (webhooks.services.outbox_add): no endpoint here, so no row.
+    (
+        "INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, "
+        "attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
+        "'code.assigned', '{}', %(code_id)s::text, 'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e "
+        "WHERE e.tenant_id = %(tenant)s AND e.is_active AND e.events @> '[\"code.assigned\"]'::jsonb ORDER BY e.id RETURNING id"
+    ),
 ]
 LOCK = [
     (
@@ -141,6 +148,13 @@ LOCK = [
         "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, 'locked', %(user)s, 'system', "
         "'bench', '{}', now()) RETURNING id"
     ),
+    # The webhook outbox, as event_record issues it (webhooks.services.outbox_add): no endpoint here, so no row.
+    (
+        "INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, "
+        "attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
+        "'code.locked', '{}', %(code_id)s::text, 'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e "
+        "WHERE e.tenant_id = %(tenant)s AND e.is_active AND e.events @> '[\"code.locked\"]'::jsonb ORDER BY e.id RETURNING id"
+    ),
 ]
 REDEEM = [
     (
@@ -166,6 +180,13 @@ REDEEM = [
         "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
         "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, 'redeemed', %(user)s, 'system', "
         "'bench', %(event_data)s, now()) RETURNING id"
+    ),
+    # The webhook outbox, as event_record issues it (webhooks.services.outbox_add): no endpoint here, so no row.
+    (
+        "INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, "
+        "attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
+        "'code.redeemed', '{}', %(code_id)s::text, 'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e "
+        "WHERE e.tenant_id = %(tenant)s AND e.is_active AND e.events @> '[\"code.redeemed\"]'::jsonb ORDER BY e.id RETURNING id"
     ),
 ]
 
