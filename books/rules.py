@@ -7,15 +7,14 @@ API's schema imports it); validate catches it and reports the code as its reason
 these only after taking their row locks (never on data read before them).
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import connection
 from django.db.models import Q
 
 from core.exceptions import ApplicationError
 
+from .lifecycle_sql import UseCounts, use_counts
 from .models import Code, CouponBook, Reservation
 
 CENT = Decimal("0.01")
@@ -90,39 +89,6 @@ def code_holder_check(*, book: CouponBook, code: Code, user_id: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class UseCounts:
-    """What the use rules count, read together (see use_counts)."""
-
-    code_held: int  # the code's active reservations
-    user_redeemed: int  # the user's standing redemptions in the book
-    user_held: int  # the user's active reservations in the book
-
-
-def use_counts(*, code: Code, user_id: str, now: datetime) -> UseCounts:
-    """The counts behind "a use left" and the per-user redemption limit, in ONE statement, so in one snapshot.
-
-    One snapshot matters: a redeem with a token (which takes no user lock) turns a hold into a redemption in one
-    commit, and separate counts could each miss it, letting the user past the limit
-    (books/tests/test_concurrency.py reproduces it). Written as SQL because the ORM form (Subquery annotations)
-    cost more Python to compile than the query takes to run (bench/profile_cycle.py, README "Performance");
-    the partial indexes reservation_code_active_idx, redemption_user_idx and reservation_user_active_idx serve it.
-    """
-    from redemptions.models import Redemption
-
-    reservations, active = Reservation._meta.db_table, Reservation.Status.ACTIVE
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT
-                (SELECT COUNT(*) FROM {reservations} WHERE code_id = %s AND status = %s AND expires_at > %s),
-                (SELECT COUNT(*) FROM {Redemption._meta.db_table}
-                 WHERE book_id = %s AND user_id = %s AND reversed_at IS NULL),
-                (SELECT COUNT(*) FROM {reservations} WHERE book_id = %s AND user_id = %s AND status = %s AND expires_at > %s)""",
-            [code.pk, active, now, code.book_id, user_id, code.book_id, user_id, active, now],
-        )
-        return UseCounts(*cursor.fetchone())
-
-
 def code_exhausted_error(code: Code) -> ApplicationError:
     return ApplicationError("code_exhausted", "Every use of this code has been redeemed.", {"code": code.code})
 
@@ -152,10 +118,15 @@ def user_redemption_limit_check(*, book: CouponBook, counts: UseCounts) -> None:
         )
 
 
-def user_code_limit_check(*, book: CouponBook, user_id: str) -> None:
+def user_codes_held(*, book: CouponBook, user_id: str) -> int:
+    """The user's codes in the book, voided ones aside (what max_codes_per_user limits)."""
+    return Code.objects.filter(book=book, user_id=user_id).exclude(state=Code.State.VOIDED).count()
+
+
+def user_code_limit_check(*, book: CouponBook, held: int) -> None:
+    """One more code keeps the user within max_codes_per_user (`held`: their codes before it)."""
     if book.max_codes_per_user is None:
         return
-    held = Code.objects.filter(book=book, user_id=user_id).exclude(state=Code.State.VOIDED).count()
     if held >= book.max_codes_per_user:
         raise ApplicationError(
             "user_code_limit_reached",
@@ -164,22 +135,28 @@ def user_code_limit_check(*, book: CouponBook, user_id: str) -> None:
         )
 
 
-def new_use_check(*, code: Code, user_id: str, now: datetime) -> None:
-    """Every rule for taking a new use of a code (reserve, or redeem without a token). Run under the row locks."""
-    book = code.book
-    code_holder_check(book=book, code=code, user_id=user_id)
-    book_open_check(book=book, code=code, now=now)
-    if code.max_uses is None and book.max_redemptions_per_user is None:
-        return  # nothing to count: unlimited uses, no per-user limit
-    counts = use_counts(code=code, user_id=user_id, now=now)
-    code_use_left_check(code=code, counts=counts)
-    user_redemption_limit_check(book=book, counts=counts)
-
-
-def held_use_check(*, code: Code, user_id: str, now: datetime) -> None:
-    """The rules for a use the user already holds (a reservation): it counted against the limits when taken."""
+def use_open_check(*, code: Code, user_id: str, now: datetime) -> None:
+    """The code is usable by this user now: not voided, theirs (if the book requires it), its book open. This is
+    all a use the user already holds (a reservation) needs: it counted against the limits when taken."""
     code_holder_check(book=code.book, code=code, user_id=user_id)
     book_open_check(book=code.book, code=code, now=now)
+
+
+def use_counts_check(*, code: Code, counts: UseCounts) -> None:
+    """The counted rules of a new use: a use left beyond the active reservations, and the user's limit.
+
+    The services read the counts in their write statement (lifecycle_sql: after every lock is held) and run
+    this before they commit."""
+    code_use_left_check(code=code, counts=counts)
+    user_redemption_limit_check(book=code.book, counts=counts)
+
+
+def new_use_check(*, code: Code, user_id: str, now: datetime) -> None:
+    """Every rule for taking a new use of a code, counts read here (validate's dry run)."""
+    use_open_check(code=code, user_id=user_id, now=now)
+    if code.max_uses is None and code.book.max_redemptions_per_user is None:
+        return  # nothing to count: unlimited uses, no per-user limit
+    use_counts_check(code=code, counts=use_counts(code=code, user_id=user_id, now=now))
 
 
 def _reservation_found_check(*, reservation: Reservation | None, code: Code) -> Reservation:

@@ -87,7 +87,7 @@ def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: obje
     own = found.reservations.filter(rules.active_reservations(now=now), user_id=user_id).first()
     try:
         if own is not None:
-            rules.held_use_check(code=found, user_id=user_id, now=now)
+            rules.use_open_check(code=found, user_id=user_id, now=now)
         else:
             rules.new_use_check(code=found, user_id=user_id, now=now)
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)

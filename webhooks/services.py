@@ -161,19 +161,62 @@ def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> list[str]:
 
 # One statement finds the tenant's interested endpoints and writes their deliveries: with no endpoint it is one
 # indexed read that writes nothing, with some it is their rows. (Through the ORM, a SELECT and a bulk_create cost
-# about 2 ms of CPU per event, a third of a redemption's.)
+# about 2 ms of CPU per event, a third of a redemption's.) The lifecycle services run the same INSERT as a CTE of
+# the statement that writes their event (books/lifecycle_sql.py): `{body}` and `{ordering_key}` are then SQL
+# expressions that fill in the event's ids, and `{source}` joins the event's row.
 _OUTBOX_INSERT = """
     INSERT INTO {delivery} (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, attempts,
                             next_attempt_at, last_error, created_at, give_up_at)
-    SELECT e.tenant_id, e.id, %(message_id)s, %(event_type)s, %(body)s, %(ordering_key)s, 'pending', 0,
-           %(next_attempt_at)s, '', %(now)s, %(give_up_at)s
-    FROM {endpoint} e
+    SELECT e.tenant_id, e.id, %(outbox_message_id)s, %(outbox_event_type)s, {body}, {ordering_key}, 'pending', 0,
+           %(outbox_next_attempt_at)s, '', %(outbox_now)s, %(outbox_give_up_at)s
+    FROM {endpoint} e{source}
     WHERE {targets}
     ORDER BY e.id
     RETURNING id
 """
-_SUBSCRIBED = "e.tenant_id = %(tenant_id)s AND e.is_active AND e.events @> %(event_types)s::jsonb"
-_ONE_ENDPOINT = "e.id = %(endpoint_id)s AND e.tenant_id = %(tenant_id)s"
+_SUBSCRIBED = "e.tenant_id = %(outbox_tenant_id)s AND e.is_active AND e.events @> %(outbox_event_types)s::jsonb"
+_ONE_ENDPOINT = "e.id = %(outbox_endpoint_id)s AND e.tenant_id = %(outbox_tenant_id)s"
+
+
+def outbox_params(*, tenant_id: int, event_type: str, ordering_key: str, endpoint_id: int | None = None) -> dict[str, Any]:
+    """The parameters of the outbox INSERT (all named outbox_*, so they never clash with the caller's)."""
+    now = timezone.now()
+    return {
+        "outbox_tenant_id": tenant_id,
+        "outbox_endpoint_id": endpoint_id,
+        "outbox_event_types": json.dumps([event_type]),
+        "outbox_message_id": f"msg_{uuid.uuid4().hex}",
+        "outbox_event_type": event_type,
+        "outbox_ordering_key": ordering_key[:64],
+        # Sent at once by the message queued on commit; the sweeper takes it only if that message got lost.
+        "outbox_next_attempt_at": now + timedelta(seconds=settings.COUPONS["WEBHOOKS_STRANDED_SECONDS"]),
+        "outbox_now": now,
+        "outbox_give_up_at": now + RETRY_WINDOW,
+    }
+
+
+def outbox_insert_sql(*, body: str, ordering_key: str, source: str) -> str:
+    """The outbox INSERT to every subscribed endpoint, for the caller's own statement (a CTE): `body` and
+    `ordering_key` are SQL expressions, `source` a `, table` joined to the endpoints (the event's row)."""
+    return _OUTBOX_INSERT.format(
+        delivery=WebhookDelivery._meta.db_table,
+        endpoint=WebhookEndpoint._meta.db_table,
+        targets=_SUBSCRIBED,
+        body=body,
+        ordering_key=ordering_key,
+        source=source,
+    )
+
+
+def outbox_body(*, event_type: str, data: dict[str, Any], occurred_at: datetime) -> dict[str, Any]:
+    """A delivery's JSON body (signed and sent as stored)."""
+    return {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}
+
+
+def outbox_wake_on_commit(delivery_ids: list[int]) -> None:
+    """After the caller's transaction commits, one message wakes a worker to send these deliveries."""
+    if delivery_ids:
+        transaction.on_commit(partial(deliveries_wake, delivery_ids))
 
 
 def outbox_add(
@@ -190,32 +233,27 @@ def outbox_add(
     Call it inside the transaction of the change it reports. Returns the new deliveries' ids (none when no
     endpoint is interested); after the commit, one Celery message wakes a worker to send them.
     """
-    now = timezone.now()
-    params = {
-        "tenant_id": tenant_id,
-        "endpoint_id": endpoint.pk if endpoint is not None else None,
-        "event_types": json.dumps([event_type]),
-        "message_id": f"msg_{uuid.uuid4().hex}",
-        "event_type": event_type,
-        "body": json.dumps(
-            {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}, cls=DjangoJSONEncoder, separators=(",", ":")
-        ),
-        "ordering_key": ordering_key[:64],
-        # Sent at once by the message queued on commit; the sweeper takes it only if that message got lost.
-        "next_attempt_at": now + timedelta(seconds=settings.COUPONS["WEBHOOKS_STRANDED_SECONDS"]),
-        "now": now,
-        "give_up_at": now + RETRY_WINDOW,
-    }
+    params = outbox_params(
+        tenant_id=tenant_id,
+        event_type=event_type,
+        ordering_key=ordering_key,
+        endpoint_id=endpoint.pk if endpoint is not None else None,
+    )
+    params["outbox_body"] = json.dumps(
+        outbox_body(event_type=event_type, data=data, occurred_at=occurred_at), cls=DjangoJSONEncoder, separators=(",", ":")
+    )
     sql = _OUTBOX_INSERT.format(
         delivery=WebhookDelivery._meta.db_table,
         endpoint=WebhookEndpoint._meta.db_table,
         targets=_SUBSCRIBED if endpoint is None else _ONE_ENDPOINT,
+        body="%(outbox_body)s",
+        ordering_key="%(outbox_ordering_key)s",
+        source="",
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = [row[0] for row in cursor.fetchall()]
-    if ids:
-        transaction.on_commit(partial(deliveries_wake, ids))
+    outbox_wake_on_commit(ids)
     return ids
 
 

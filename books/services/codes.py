@@ -8,103 +8,126 @@ conditional updates, and records its event. The redemption log (the Redemption m
 lives in the redemptions app.
 """
 
+import copy
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import F
 from django.utils import timezone
 
 from core.actors import Actor
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, id_detail
 from redemptions.models import Redemption
 from redemptions.selectors import redemption_get
 from tenants.models import Tenant
 
-from .. import lock_objects, rules
-from ..inputs import clean_amount, clean_text, clean_ttl, clean_user_id
+from .. import lifecycle_sql, lock_objects, rules
+from ..inputs import clean_amount, clean_text, clean_ttl, clean_user_id, is_valid_code, normalize_code
 from ..models import Code, Event, Reservation, shuffle_keys
-from ..selectors import book_get, code_get
+from ..selectors import code_get
+from . import events
 from .events import event_record
 
 
 @transaction.atomic
 def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, actor: Actor) -> Code:
-    """Give the user a free code of the book, chosen at random; N concurrent callers get N distinct codes."""
+    """Give the user a free code of the book, chosen at random; N concurrent callers get N distinct codes.
+
+    Three statements in all (lifecycle_sql): the book with the user's row locked, then the claim that also writes
+    the event and returns the user's code count, checked before the commit.
+    """
     user_id = clean_user_id(user_id)
-    book = book_get(tenant=tenant, book_id=book_id)
+    book = lifecycle_sql.book_with_user_lock(tenant_id=tenant.pk, book_id=_book_pk(book_id), user_id=user_id)
+    if book is None:
+        raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)})
     now = timezone.now()
     rules.book_assignable_check(book=book, now=now)
-    lock_objects.book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
-    rules.user_code_limit_check(book=book, user_id=user_id)
-
+    event = events.event_row(
+        book=book, kind=Event.Kind.ASSIGNED, actor=actor, now=now, claimed=True, user_id=user_id, data={"random": True}
+    )
     # Start the walk at a random point of the shuffle order and wrap around: each call picks anew at random, and
     # concurrent callers spread over the index instead of all meeting at its first row.
     [start] = shuffle_keys(1)
-    claim = lock_objects.free_codes_claim_qs(book=book)
-    code = claim.filter(shuffle__gte=start).first() or claim.filter(shuffle__lt=start).first()
-    if code is None:
+    claim = lifecycle_sql.free_code_claim(book=book, user_id=user_id, start=start, wrapped=False, now=now, event=event)
+    rules.user_code_limit_check(book=book, held=claim.user_codes)
+    if claim.code is None:
+        claim = lifecycle_sql.free_code_claim(book=book, user_id=user_id, start=start, wrapped=True, now=now, event=event)
+    if claim.code is None:
         raise ApplicationError("book_exhausted", "No free code is left in this book.", {"book": book.pk})
-    # SKIP LOCKED handed this free code to this transaction alone, and the row stays locked until it ends.
-    Code.objects.filter(pk=code.pk).update(state=Code.State.ASSIGNED, user_id=user_id, assigned_at=now)
-    # The row is locked and was just written: mirror the update instead of reading it back.
-    code.state, code.user_id, code.assigned_at, code.book = Code.State.ASSIGNED, user_id, now, book
-    event_record(book=book, code=code, kind=Event.Kind.ASSIGNED, actor=actor, user_id=user_id, data={"random": True})
-    return code
+    return claim.code
+
+
+def _book_pk(book_id: object) -> int | None:
+    try:
+        return int(book_id)
+    except (TypeError, ValueError):
+        return None
 
 
 @transaction.atomic
 def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) -> tuple[Code, bool]:
     """Assign a named code to the user. Returns (code, assigned_now); already this user's is a no-op."""
     user_id = clean_user_id(user_id)
-    found = code_get(tenant=tenant, code=code)
-    book = found.book
-    if found.user_id == user_id and found.state != Code.State.VOIDED:
-        return found, False
-    lock_objects.book_user_lock_if_limited(book=book, user_id=user_id, limit=book.max_codes_per_user)
-    found = lock_objects.code_relock(found)
+    found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_codes_per_user")[0]
     book = found.book
     if found.user_id == user_id and found.state != Code.State.VOIDED:
         return found, False
     rules.code_assignable_check(code=found)
     now = timezone.now()
     rules.book_assignable_check(book=book, now=now)
-    rules.user_code_limit_check(book=book, user_id=user_id)
+    if book.max_codes_per_user is not None:
+        rules.user_code_limit_check(book=book, held=rules.user_codes_held(book=book, user_id=user_id))
     Code.objects.filter(pk=found.pk, state=Code.State.FREE).update(state=Code.State.ASSIGNED, user_id=user_id, assigned_at=now)
-    found.refresh_from_db()
+    # The row is locked and was just written: mirror the update instead of reading it back.
+    found.state, found.user_id, found.assigned_at = Code.State.ASSIGNED, user_id, now
     event_record(book=book, code=found, kind=Event.Kind.ASSIGNED, actor=actor, user_id=user_id)
     return found, True
 
 
 @transaction.atomic
 def code_reserve(*, tenant: Tenant, code: object, user_id: object, actor: Actor, ttl_seconds: object = None) -> Reservation:
-    """Hold one use of the code for the user until the returned reservation's expires_at."""
+    """Hold one use of the code for the user until the returned reservation's expires_at.
+
+    Two statements between BEGIN and COMMIT (lifecycle_sql): the user's row and the code locked, then the
+    reservation with its event, which returns the counts the use rules check before the commit.
+    """
     user_id = clean_user_id(user_id)
-    found = code_get(tenant=tenant, code=code)
+    found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_redemptions_per_user")[0]
     ttl = clean_ttl(ttl_seconds, default=found.book.lock_ttl_seconds)
-    lock_objects.book_user_lock_if_limited(book=found.book, user_id=user_id, limit=found.book.max_redemptions_per_user)
-    found = lock_objects.code_relock(found)
     now = timezone.now()
-    rules.new_use_check(code=found, user_id=user_id, now=now)
-    reservation = Reservation.objects.create(
-        tenant_id=found.tenant_id,
+    rules.use_open_check(code=found, user_id=user_id, now=now)
+    expires_at = now + timedelta(seconds=ttl)
+    event = events.event_row(
         book=found.book,
-        code=found,
-        user_id=user_id,
-        token=secrets.token_urlsafe(24),
-        expires_at=now + timedelta(seconds=ttl),
-    )
-    event_record(
-        book=found.book,
-        code=found,
         kind=Event.Kind.LOCKED,
         actor=actor,
+        now=now,
+        code=found,
         user_id=user_id,
-        reservation=reservation,
-        data={"expires_at": reservation.expires_at.isoformat()},
+        reservation_id=lifecycle_sql.RESERVATION_ID,
+        reservation_expires_at=expires_at,
+        data={"expires_at": expires_at.isoformat()},
     )
+    reservation, counts = lifecycle_sql.reservation_insert(
+        code=found, user_id=user_id, token=secrets.token_urlsafe(24), expires_at=expires_at, now=now, event=event
+    )
+    rules.use_counts_check(code=found, counts=counts)
     return reservation
+
+
+def _code_locked(
+    *, tenant: Tenant, code: object, user_id: str, user_limit: str | None = None, token: str | None = None
+) -> tuple[Code, Reservation | None]:
+    """The tenant's code by its string, locked with its book (lifecycle_sql.code_lock), or code_not_found."""
+    value = normalize_code(code)
+    found = None
+    if is_valid_code(value):
+        found = lifecycle_sql.code_lock(tenant_id=tenant.pk, code=value, user_id=user_id, user_limit=user_limit, token=token)
+    if found is None:
+        raise ApplicationError("code_not_found", "No such code.", {"code": value[:64]})
+    return found
 
 
 @transaction.atomic
@@ -252,84 +275,78 @@ def code_redeem(
     user's limit). Without one, the same rules as a lock are checked and the use is taken in this transaction.
     Of any set of concurrent attempts on the last use, exactly one succeeds: all of them queue on the code's row
     lock, and each re-checks the uses left once it holds it.
+
+    Two statements between BEGIN and COMMIT (lifecycle_sql): the locks (the user's row only without a token),
+    then the use with the redemption and its event. The code's row lock is held for the second statement and
+    the COMMIT only, which is what lets many redeemers share one code.
     """
     user_id = clean_user_id(user_id)
-    token = clean_text(token, field="token", max_length=64)
+    token = clean_text(token, field="token", max_length=64) or None
     order_ref = clean_text(order_ref, field="order_ref")
     product_id = clean_text(product_id, field="product_id")
     amount = clean_amount(amount)
-    if token:
-        # The reservation already counts against the user's limit: no user lock, straight to the code's.
-        found = code_get(tenant=tenant, code=code, locked=True)
-    else:
-        found = code_get(tenant=tenant, code=code)
-        lock_objects.book_user_lock_if_limited(book=found.book, user_id=user_id, limit=found.book.max_redemptions_per_user)
-        found = lock_objects.code_relock(found)
+    # With a token the reservation already counts against the user's limit: no user lock, straight to the code's.
+    user_limit = None if token else "max_redemptions_per_user"
+    found, reservation = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit=user_limit, token=token)
     book = found.book
     now = timezone.now()
-
-    reservation = None
     if token:
-        reservation = rules.reservation_redeemable_check(
-            reservation=lock_objects.reservation_lock_qs().filter(code=found, token=token, user_id=user_id).first(),
-            code=found,
-            now=now,
-        )
-        rules.held_use_check(code=found, user_id=user_id, now=now)
-    else:
-        rules.new_use_check(code=found, user_id=user_id, now=now)
-    discount = rules.discount_for(book=book, amount=amount, product_id=product_id)
+        reservation = rules.reservation_redeemable_check(reservation=reservation, code=found, now=now)
+    rules.use_open_check(code=found, user_id=user_id, now=now)
+    try:
+        discount = rules.discount_for(book=book, amount=amount, product_id=product_id)
+    except ApplicationError:
+        if reservation is None:  # the counted rules answer first, as validate (new_use_check) answers
+            rules.use_counts_check(code=found, counts=lifecycle_sql.use_counts(code=found, user_id=user_id, now=now))
+        raise
 
-    if reservation is not None:
-        consumed = Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.ACTIVE).update(
-            status=Reservation.Status.CONSUMED, ended_at=now
-        )
-        if consumed != 1:  # pragma: no cover - the row lock above makes this unreachable
-            raise ApplicationError("reservation_not_active", "This reservation is no longer active.", {"code": found.code})
-    _use_take(code=found)
-    redemption = Redemption.objects.create(
-        tenant_id=found.tenant_id,
+    used = _use_taken(found)  # the code as this use leaves it (mirrored: the write below is conditional)
+    fields = {
+        "user_id": user_id,
+        "redeemed_at": now,
+        "order_ref": order_ref,
+        "amount": amount,
+        "product_id": product_id,
+        "discount": discount,
+        "currency": book.currency,
+        "actor_type": actor.kind,
+        "actor_id": actor.id,
+        "idempotency_key": idempotency_key,
+    }
+    event = events.event_row(
         book=book,
-        code=found,
-        reservation=reservation,
-        user_id=user_id,
-        redeemed_at=now,
-        order_ref=order_ref,
-        amount=amount,
-        product_id=product_id,
-        discount=discount,
-        currency=book.currency,
-        actor_type=actor.kind,
-        actor_id=actor.id,
-        idempotency_key=idempotency_key,
-    )
-    event_record(
-        book=book,
-        code=found,
         kind=Event.Kind.REDEEMED,
         actor=actor,
+        now=now,
+        code=used,
         user_id=user_id,
-        reservation=reservation,
-        data={"redemption": redemption.pk, "order_ref": order_ref},
+        reservation_id=reservation.pk if reservation else None,
+        reservation_expires_at=reservation.expires_at if reservation else None,
+        data={"redemption": lifecycle_sql.REDEMPTION_ID, "order_ref": order_ref},
     )
+    written = lifecycle_sql.redemption_insert(
+        code=found, state=used.state, reservation=reservation, redemption=fields, event=event
+    )
+    if not written.reservation_consumed:
+        raise ApplicationError("reservation_not_active", "This reservation is no longer active.", {"code": found.code})
+    if written.counts is not None:
+        rules.use_counts_check(code=found, counts=written.counts)
+    if written.redemption_id is None:
+        raise rules.code_exhausted_error(found)
+    redemption = Redemption(
+        id=written.redemption_id, tenant_id=found.tenant_id, book=book, code=used, reservation=reservation, **fields
+    )
+    redemption._state.adding = False
     return redemption
 
 
-def _use_take(*, code: Code) -> None:
-    """Count one more redemption on the code, in the database, only while a use is left.
-
-    The caller holds the code's row lock, so the new state is decided from the locked row; the WHERE on
-    redeemed_count still guards the count itself (and the CHECK constraint behind it).
-    """
+def _use_taken(code: Code) -> Code:
+    """A copy of the (locked) code with one more use counted: its state becomes redeemed with its last use."""
     used_up = code.max_uses is not None and code.redeemed_count + 1 >= code.max_uses
-    state = Code.State.REDEEMED if used_up and code.state != Code.State.VOIDED else code.state
-    uses = Code.objects.filter(pk=code.pk)
-    if code.max_uses is not None:
-        uses = uses.filter(redeemed_count__lt=F("max_uses"))
-    if uses.update(redeemed_count=F("redeemed_count") + 1, state=state) != 1:
-        raise rules.code_exhausted_error(code)
-    code.redeemed_count += 1
-    code.state = state
+    used = copy.copy(code)
+    used.redeemed_count += 1
+    used.state = Code.State.REDEEMED if used_up and code.state != Code.State.VOIDED else code.state
+    return used
 
 
 @transaction.atomic
@@ -346,16 +363,15 @@ def redemption_reverse(*, tenant: Tenant, redemption_id: object, actor: Actor, r
             {"reversed_at": redemption.reversed_at.isoformat()},
         )
     now = timezone.now()
-    Redemption.objects.filter(pk=redemption.pk).update(
-        reversed_at=now, reversal_reason=reason, reversed_by_type=actor.kind, reversed_by_id=actor.id
-    )
-    restored_state = Code.State.ASSIGNED if code.user_id else Code.State.FREE
-    Code.objects.filter(pk=code.pk).update(
-        redeemed_count=F("redeemed_count") - 1,
-        state=Case(When(state=Code.State.REDEEMED, then=Value(restored_state)), default=F("state")),
-    )
-    redemption.refresh_from_db()
-    code.refresh_from_db()
+    reversal = {"reversed_at": now, "reversal_reason": reason, "reversed_by_type": actor.kind, "reversed_by_id": actor.id}
+    Redemption.objects.filter(pk=redemption.pk).update(**reversal)
+    # Both rows are locked: mirror the updates instead of reading them back.
+    for name, value in reversal.items():
+        setattr(redemption, name, value)
+    code.redeemed_count -= 1
+    if code.state == Code.State.REDEEMED:
+        code.state = Code.State.ASSIGNED if code.user_id else Code.State.FREE
+    Code.objects.filter(pk=code.pk).update(redeemed_count=F("redeemed_count") - 1, state=code.state)
     refund = {"redemption": redemption.pk, "reason": reason}
     event_record(book=code.book, code=code, kind=Event.Kind.REVERSED, actor=actor, user_id=redemption.user_id, data=refund)
     return redemption

@@ -1,0 +1,186 @@
+"""The lifecycle's statements (books/lifecycle_sql.py): how many each call issues, the lock order inside the
+fetch-and-lock statement, and the webhook outbox folded into the event's statement.
+
+The counts are counts, not times: a change that adds a round trip to a hot call fails here, in `make test`,
+instead of only showing as a slower benchmark. They run in a transactional database, so BEGIN and COMMIT are the
+real ones and are counted, as the SPEC's "statements per cycle" counts them.
+"""
+
+import json
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from books.models import Code, Event
+from books.services.codes import (
+    code_assign,
+    code_assign_random,
+    code_redeem,
+    code_release,
+    code_reserve,
+    code_void,
+    redemption_reverse,
+)
+from tests.factories import CodeFactory, CouponBookFactory
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def statements(call) -> list[str]:
+    """The statements `call` sent, first word each (BEGIN and COMMIT included)."""
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return [query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries]
+
+
+@pytest.fixture
+def book(tenant):
+    # The defaults of a new book: one code and one redemption per user, so every user lock is taken.
+    return CouponBookFactory(tenant=tenant)
+
+
+def test_assign_at_random_is_two_statements_between_begin_and_commit(book, actor):
+    CodeFactory(book=book, code="RND-1")
+    sent = statements(lambda: code_assign_random(tenant=book.tenant, book_id=book.pk, user_id="ann", actor=actor))
+    # The book with the user's row locked; the claim with its event and the user's code count.
+    assert sent == ["BEGIN", "WITH", "WITH", "COMMIT"]
+
+
+def test_lock_and_redeem_with_its_token_are_two_statements_each(book, actor):
+    CodeFactory(book=book, code="CYCLE-1", user_id="ann", state=Code.State.ASSIGNED)
+    holder = {}
+
+    def reserve():
+        holder["reservation"] = code_reserve(tenant=book.tenant, code="CYCLE-1", user_id="ann", actor=actor)
+
+    # The user's row and the code locked; the reservation with its event, returning the counts.
+    assert statements(reserve) == ["BEGIN", "WITH", "WITH", "COMMIT"]
+    token = holder["reservation"].token
+    redeem = lambda: code_redeem(tenant=book.tenant, code="CYCLE-1", user_id="ann", actor=actor, token=token)  # noqa: E731
+    # The code locked with the reservation read; the use with the redemption and its event.
+    assert statements(redeem) == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+
+
+def test_redeem_without_a_token_is_two_statements(book, actor):
+    CodeFactory(book=book, code="DIRECT-1", user_id="ann", state=Code.State.ASSIGNED)
+    redeem = lambda: code_redeem(tenant=book.tenant, code="DIRECT-1", user_id="ann", actor=actor, amount=Decimal("5"))  # noqa: E731
+    assert statements(redeem) == ["BEGIN", "WITH", "WITH", "COMMIT"]
+
+
+def test_the_other_lifecycle_calls_keep_their_counts(book, actor):
+    tenant = book.tenant
+    CodeFactory(book=book, code="NAMED-1")
+    assign = lambda: code_assign(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor)  # noqa: E731
+    # The locks; the user's code count; the update; the event with its outbox.
+    assert statements(assign) == ["BEGIN", "WITH", "SELECT", "UPDATE", "WITH", "COMMIT"]
+
+    reservation = code_reserve(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor)
+    release = lambda: code_release(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor, token=reservation.token)  # noqa: E731
+    assert statements(release) == ["BEGIN", "SELECT", "SELECT", "SELECT", "UPDATE", "WITH", "COMMIT"]
+
+    redemption = code_redeem(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor)
+    reverse = lambda: redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor, reason="refund")  # noqa: E731
+    assert statements(reverse) == ["BEGIN", "SELECT", "SELECT", "SELECT", "UPDATE", "UPDATE", "WITH", "COMMIT"]
+
+    void = lambda: code_void(tenant=tenant, code="NAMED-1", actor=actor, reason="leaked")  # noqa: E731
+    assert statements(void) == ["BEGIN", "SELECT", "UPDATE", "UPDATE", "WITH", "COMMIT"]
+
+
+def test_the_fetch_and_lock_statement_locks_the_user_before_the_code(book, actor):
+    """lock_objects' order, BookUser then Code, holds inside the one statement: while another transaction holds
+    the user's row, a lock by that user waits for it WITHOUT holding the code, so nobody else waits on the code
+    behind it (and no transaction can hold the code while waiting for the user: no deadlock)."""
+    code = CodeFactory(book=book, code="ORDER-1", user_id="ann", state=Code.State.ASSIGNED)
+    holder = connections.create_connection("default")
+    waiter_done = threading.Event()
+    outcome = {}
+
+    def reserve_in_thread():
+        try:
+            outcome["reservation"] = code_reserve(tenant=book.tenant, code="ORDER-1", user_id="ann", actor=actor)
+        except BaseException as exc:  # reported below
+            outcome["error"] = exc
+        finally:
+            connection.close()
+            waiter_done.set()
+
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "INSERT INTO books_bookuser (book_id, user_id) VALUES (%s, 'ann') "
+                "ON CONFLICT (book_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id",
+                [book.pk],
+            )
+            thread = threading.Thread(target=reserve_in_thread, daemon=True)
+            thread.start()
+            assert _waiting_on_a_lock(holder), ("the reserve never queued behind the user's row", outcome)
+            # The code is free to lock: the waiting reserve does not hold it.
+            cursor.execute("SELECT id FROM books_code WHERE id = %s FOR NO KEY UPDATE NOWAIT", [code.pk])
+            assert not waiter_done.is_set()
+            cursor.execute("COMMIT")
+        thread.join(30)
+    finally:
+        holder.close()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["reservation"].code_id == code.pk
+
+
+def _waiting_on_a_lock(conn, attempts: int = 200) -> bool:
+    """True once another backend of this database waits on a lock (pg_stat_activity), polled."""
+    with conn.cursor() as cursor:
+        for _ in range(attempts):
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees one snapshot of the view
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+def test_the_event_statement_writes_the_webhook_deliveries_with_the_ids_it_inserts(book, actor):
+    endpoint = WebhookEndpoint.objects.create(
+        tenant=book.tenant, url="https://example.com/hook", events=["code.assigned", "code.locked", "code.redeemed"]
+    )
+    CodeFactory(book=book, code="HOOK-1")
+    code = code_assign_random(tenant=book.tenant, book_id=book.pk, user_id="ann", actor=actor)
+    reservation = code_reserve(tenant=book.tenant, code=code.code, user_id="ann", actor=actor)
+    redemption = code_redeem(tenant=book.tenant, code=code.code, user_id="ann", actor=actor, token=reservation.token)
+    deliveries = list(WebhookDelivery.objects.filter(endpoint=endpoint).order_by("id"))
+    bodies = [json.loads(d.body) for d in deliveries]
+    assert [b["type"] for b in bodies] == ["code.assigned", "code.locked", "code.redeemed"]
+    events = list(Event.objects.filter(code=code).order_by("id"))
+    assert [b["data"]["event"] for b in bodies] == [e.pk for e in events]
+    assigned, locked, redeemed = bodies
+    assert assigned["data"]["code"] == "HOOK-1" and assigned["data"]["redeemed_count"] == 0 and assigned["data"]["random"]
+    assert locked["data"]["reservation"]["id"] == reservation.pk and reservation.token not in deliveries[1].body
+    assert redeemed["data"]["redemption"] == redemption.pk and redeemed["data"]["state"] == Code.State.REDEEMED
+    assert events[2].data == {"redemption": redemption.pk, "order_ref": ""}
+    assert {d.ordering_key for d in deliveries} == {f"code:{code.pk}"}
+
+
+def test_text_sent_by_a_client_reaches_the_event_and_the_webhook_unchanged(book, actor):
+    """The write statement splices ids into the JSON it stores: a client's text that looks like the splice's
+    markers, or like SQL, is stored as sent."""
+    WebhookEndpoint.objects.create(tenant=book.tenant, url="https://example.com/hook", events=["code.redeemed"])
+    CodeFactory(book=book, code="TEXT-1", user_id="ann", state=Code.State.ASSIGNED)
+    order_ref = '"~0123456789ab~0" 100% \\ \'); DROP TABLE x; -- ü'
+    redemption = code_redeem(tenant=book.tenant, code="TEXT-1", user_id="ann", actor=actor, order_ref=order_ref)
+    event = Event.objects.get(kind=Event.Kind.REDEEMED)
+    assert event.data == {"redemption": redemption.pk, "order_ref": order_ref}
+    body = json.loads(WebhookDelivery.objects.get().body)
+    assert body["data"]["order_ref"] == order_ref and body["data"]["redemption"] == redemption.pk
+
+
+def test_an_event_of_a_tenant_without_endpoints_writes_no_delivery(book, actor):
+    CodeFactory(book=book, code="QUIET-1")
+    code_assign_random(tenant=book.tenant, book_id=book.pk, user_id="ann", actor=actor)
+    assert Event.objects.filter(kind=Event.Kind.ASSIGNED).count() == 1
+    assert not WebhookDelivery.objects.exists()
