@@ -90,103 +90,96 @@ def _service_worker(tenant, book):
     return worker
 
 
-# The raw side's statements, one for one with what the services issue for a cycle (BEGIN and COMMIT included): the
-# same tables, rows, columns, locks and joins, without the ORM. run() checks the two sequences match before timing.
+# The raw side's statements, one for one with what the services issue for a cycle (books/lifecycle_sql.py; BEGIN
+# and COMMIT included): the same tables, rows, columns, locks, joins and CTEs, without the ORM and without the
+# Python rules between them. run() checks the two sequences match before timing.
+_OUTBOX = (
+    "outbox AS (INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, "
+    "status, attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
+    "'{kind}', concat('{{\"type\":\"{kind}\",\"data\":{{\"event\":', to_json(event.id), '}}}}'), 'code:' || event.code_id, "
+    "'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e, event, {source} WHERE e.tenant_id = %(tenant)s "
+    "AND e.is_active AND e.events @> '[\"{kind}\"]'::jsonb ORDER BY e.id RETURNING id)"
+)
+_EVENT = (
+    "event AS (INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, "
+    "data, created_at) SELECT %(tenant)s, %(book)s, {code}, {reservation}, '{kind}', %(user)s, 'system', 'bench', "
+    "{data}, now() FROM {source} RETURNING id, code_id)"
+)
+_USE_COUNTS = (
+    "(SELECT count(*) FROM books_reservation WHERE code_id = %(code_id)s AND status = 'active' AND expires_at > now()), "
+    "(SELECT count(*) FROM redemptions_redemption WHERE book_id = %(book)s AND user_id = %(user)s AND reversed_at IS NULL), "
+    "(SELECT count(*) FROM books_reservation WHERE book_id = %(book)s AND user_id = %(user)s AND status = 'active' "
+    "AND expires_at > now())"
+)
 CLAIM = (
-    "SELECT * FROM books_code WHERE book_id = %(book)s AND state = 'free' AND shuffle >= %(start)s "
-    "ORDER BY shuffle LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
+    "WITH free AS (SELECT id FROM books_code WHERE book_id = %(book)s AND state = 'free' AND shuffle >= %(start)s "
+    "ORDER BY shuffle LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE books_code c SET state = 'assigned', user_id = %(user)s, assigned_at = now() FROM free "
+    "WHERE c.id = free.id AND c.state = 'free' RETURNING c.*), "
+    + _EVENT.format(code="claimed.id", reservation="NULL", kind="assigned", data="'{\"random\": true}'", source="claimed")
+    + ", "
+    + _OUTBOX.format(kind="code.assigned", source="claimed")
+    + " SELECT (SELECT count(*) FROM books_code WHERE book_id = %(book)s AND user_id = %(user)s AND state <> 'voided'), "
+    "(SELECT array_agg(id) FROM outbox), claimed.* FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
 )
 CLAIM_WRAPPED = CLAIM.replace("shuffle >= ", "shuffle < ")
 ASSIGN = [
-    "SELECT * FROM books_couponbook WHERE id = %(book)s AND tenant_id = %(tenant)s LIMIT 21",
     (
-        "INSERT INTO books_bookuser (book_id, user_id) VALUES (%(book)s, %(user)s) "
-        "ON CONFLICT (book_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id RETURNING id"
+        "WITH book AS (SELECT * FROM books_couponbook WHERE id = %(book)s AND tenant_id = %(tenant)s), "
+        "user_lock AS (INSERT INTO books_bookuser (book_id, user_id) SELECT id, %(user)s FROM book "
+        "WHERE max_codes_per_user IS NOT NULL ON CONFLICT (book_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id "
+        "RETURNING 1) SELECT * FROM book"
     ),
-    "SELECT count(*) FROM books_code WHERE book_id = %(book)s AND user_id = %(user)s AND NOT state = 'voided'",
     CLAIM,
-    (
-        "UPDATE books_code SET state = 'assigned', user_id = %(user)s, assigned_at = now() "
-        "WHERE id = %(code_id)s AND state = 'free'"
-    ),
-    (
-        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
-        "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, NULL, 'assigned', %(user)s, 'system', 'bench', "
-        "'{\"random\": true}', now()) RETURNING id"
-    ),
-    # The webhook outbox, as event_record issues it (webhooks.services.outbox_add): no endpoint here, so no row.
-    (
-        "INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, "
-        "attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
-        "'code.assigned', '{}', %(code_id)s::text, 'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e "
-        "WHERE e.tenant_id = %(tenant)s AND e.is_active AND e.events @> '[\"code.assigned\"]'::jsonb ORDER BY e.id RETURNING id"
-    ),
 ]
 LOCK = [
     (
-        "SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON c.book_id = b.id "
-        "WHERE c.code = %(code)s AND c.tenant_id = %(tenant)s ORDER BY c.id LIMIT 1"
-    ),
-    ASSIGN[1],
-    (
-        "SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON c.book_id = b.id WHERE c.id = %(code_id)s "
-        "LIMIT 21 FOR NO KEY UPDATE OF c"
-    ),
-    (
-        "SELECT (SELECT count(*) FROM books_reservation WHERE code_id = %(code_id)s AND status = 'active' "
-        "AND expires_at > now()), (SELECT count(*) FROM redemptions_redemption WHERE book_id = %(book)s "
-        "AND user_id = %(user)s AND reversed_at IS NULL), (SELECT count(*) FROM books_reservation "
-        "WHERE book_id = %(book)s AND user_id = %(user)s AND status = 'active' AND expires_at > now())"
+        "WITH user_lock AS (INSERT INTO books_bookuser (book_id, user_id) SELECT c.book_id, %(user)s FROM books_code c "
+        "JOIN books_couponbook b ON b.id = c.book_id WHERE c.tenant_id = %(tenant)s AND c.code = %(code)s "
+        "AND b.max_redemptions_per_user IS NOT NULL ON CONFLICT (book_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id "
+        "RETURNING 1) SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON b.id = c.book_id "
+        "WHERE c.tenant_id = %(tenant)s AND c.code = %(code)s AND (SELECT count(*) FROM user_lock) >= 0 "
+        "FOR NO KEY UPDATE OF c"
     ),
     (
-        "INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, created_at, expires_at, "
-        "ended_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(user)s, %(token)s, 'active', now(), %(expires)s, NULL) "
-        "RETURNING id"
-    ),
-    (
-        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
-        "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, 'locked', %(user)s, 'system', "
-        "'bench', '{}', now()) RETURNING id"
-    ),
-    # The webhook outbox, as event_record issues it (webhooks.services.outbox_add): no endpoint here, so no row.
-    (
-        "INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, "
-        "attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
-        "'code.locked', '{}', %(code_id)s::text, 'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e "
-        "WHERE e.tenant_id = %(tenant)s AND e.is_active AND e.events @> '[\"code.locked\"]'::jsonb ORDER BY e.id RETURNING id"
+        "WITH reservation AS (INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, "
+        "created_at, expires_at, ended_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(user)s, %(token)s, 'active', now(), "
+        "%(expires)s, NULL) RETURNING id), "
+        + _EVENT.format(code="%(code_id)s", reservation="reservation.id", kind="locked", data="'{}'", source="reservation")
+        + ", "
+        + _OUTBOX.format(kind="code.locked", source="reservation")
+        + " SELECT reservation.id, (SELECT array_agg(id) FROM outbox), "
+        + _USE_COUNTS
+        + " FROM reservation"
     ),
 ]
 REDEEM = [
     (
-        "SELECT c.*, b.* FROM books_code c JOIN books_couponbook b ON c.book_id = b.id "
-        "WHERE c.code = %(code)s AND c.tenant_id = %(tenant)s ORDER BY c.id LIMIT 1 FOR NO KEY UPDATE OF c"
+        "SELECT c.*, b.*, r.* FROM books_code c JOIN books_couponbook b ON b.id = c.book_id LEFT JOIN books_reservation r "
+        "ON r.code_id = c.id AND r.token = %(token)s AND r.user_id = %(user)s WHERE c.tenant_id = %(tenant)s "
+        "AND c.code = %(code)s FOR NO KEY UPDATE OF c"
     ),
     (
-        "SELECT * FROM books_reservation WHERE code_id = %(code_id)s AND token = %(token)s AND user_id = %(user)s "
-        "ORDER BY id LIMIT 1 FOR NO KEY UPDATE OF books_reservation"
-    ),
-    ("UPDATE books_reservation SET status = 'consumed', ended_at = now() WHERE id = %(reservation_id)s AND status = 'active'"),
-    (
-        "UPDATE books_code SET redeemed_count = redeemed_count + 1, state = 'redeemed' "
-        "WHERE id = %(code_id)s AND redeemed_count < max_uses"
-    ),
-    (
-        "INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, redeemed_at, order_ref, "
-        "amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, reversed_at, reversal_reason, "
-        "reversed_by_type, reversed_by_id) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, %(user)s, now(), "
-        "'', 10, '', 1, '', 'system', 'bench', '', NULL, '', '', '') RETURNING id"
-    ),
-    (
-        "INSERT INTO books_event (tenant_id, book_id, code_id, reservation_id, kind, user_id, actor_type, actor_id, data, "
-        "created_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(reservation_id)s, 'redeemed', %(user)s, 'system', "
-        "'bench', %(event_data)s, now()) RETURNING id"
-    ),
-    # The webhook outbox, as event_record issues it (webhooks.services.outbox_add): no endpoint here, so no row.
-    (
-        "INSERT INTO webhooks_webhookdelivery (tenant_id, endpoint_id, message_id, event_type, body, ordering_key, status, "
-        "attempts, next_attempt_at, last_error, created_at, give_up_at) SELECT e.tenant_id, e.id, 'msg_bench', "
-        "'code.redeemed', '{}', %(code_id)s::text, 'pending', 0, now(), '', now(), now() FROM webhooks_webhookendpoint e "
-        "WHERE e.tenant_id = %(tenant)s AND e.is_active AND e.events @> '[\"code.redeemed\"]'::jsonb ORDER BY e.id RETURNING id"
+        "WITH consumed AS (UPDATE books_reservation SET status = 'consumed', ended_at = now() "
+        "WHERE id = %(reservation_id)s AND status = 'active' RETURNING 1), "
+        "used AS (UPDATE books_code SET redeemed_count = redeemed_count + 1, state = 'redeemed' WHERE id = %(code_id)s "
+        "AND (max_uses IS NULL OR redeemed_count < max_uses) RETURNING id), "
+        "redemption AS (INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, "
+        "redeemed_at, order_ref, amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, "
+        "reversed_at, reversal_reason, reversed_by_type, reversed_by_id) SELECT %(tenant)s, %(book)s, %(code_id)s, "
+        "%(reservation_id)s, %(user)s, now(), '', 10, '', 1, '', 'system', 'bench', '', NULL, '', '', '' FROM used "
+        "RETURNING id), "
+        + _EVENT.format(
+            code="%(code_id)s",
+            reservation="%(reservation_id)s",
+            kind="redeemed",
+            data='concat(\'{"redemption": \', to_json(redemption.id), \', "order_ref": ""}\')::jsonb',
+            source="redemption",
+        )
+        + ", "
+        + _OUTBOX.format(kind="code.redeemed", source="redemption")
+        + " SELECT (SELECT id FROM redemption), (SELECT count(*) FROM consumed), (SELECT array_agg(id) FROM outbox), "
+        "NULL, NULL, NULL"
     ),
 ]
 
@@ -206,12 +199,11 @@ def _raw_cycle(conn, tenant_id: int, book_id: int, user: str, log: list[str] | N
             row = execute(sql)
             if sql == CLAIM:
                 # As the service: from a random point of the shuffle order, wrapping round to its start.
-                row = row or execute(CLAIM_WRAPPED)
-                values["code_id"], values["code"] = row[0], row[3]
-            elif sql.startswith("INSERT INTO books_reservation"):
+                if row[2] is None:
+                    row = execute(CLAIM_WRAPPED)
+                values["code_id"], values["code"] = row[2], row[5]
+            elif sql.startswith("WITH reservation"):
                 values["reservation_id"] = row[0]
-            elif sql.startswith("INSERT INTO redemptions_redemption"):
-                values["event_data"] = f'{{"redemption": {row[0]}, "order_ref": ""}}'
 
     step(ASSIGN)
     values.update(token=secrets.token_urlsafe(24), expires=_in_five_minutes())
@@ -230,17 +222,16 @@ def _raw_worker(tenant_id: int, book_id: int):
     return worker
 
 
-def statement_shape(sql: str) -> tuple[str, str, bool, bool]:
-    """What a statement does, whichever way it is spelt: verb, first table, row lock, SKIP LOCKED."""
-    words = sql.replace('"', "").replace("(", " ").split()
-    verb = words[0].upper()
-    table = ""
-    for keyword in ("FROM", "INTO", "UPDATE"):
-        if keyword in words[1:] or (keyword == "UPDATE" and verb == "UPDATE"):
-            position = 0 if keyword == "UPDATE" and verb == "UPDATE" else words.index(keyword, 1)
-            table = words[position + 1].split(".")[0]
-            break
-    return verb, table, "FOR NO KEY UPDATE" in sql, "SKIP LOCKED" in sql
+def statement_shape(sql: str) -> tuple[str, tuple[str, ...], bool, bool]:
+    """What a statement does, whichever way it is spelt: verb, every table it reads or writes (CTEs aside), row
+    lock, SKIP LOCKED."""
+    words = sql.replace('"', "").replace("(", " ").replace(",", " ").split()
+    tables = {
+        words[i + 1].split(".")[0]
+        for i, word in enumerate(words[:-1])
+        if word.upper() in ("FROM", "INTO", "UPDATE", "JOIN") and words[i + 1].startswith(("books_", "redemptions_", "webhooks_"))
+    }
+    return words[0].upper(), tuple(sorted(tables)), "FOR NO KEY UPDATE" in sql, "SKIP LOCKED" in sql
 
 
 def _statements_compare(tenant, book) -> int:

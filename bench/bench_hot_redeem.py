@@ -5,53 +5,66 @@ one insert per transaction on one row, 64 clients, until the same number of uses
 SPEC's target: at least 0.5 of that limit, p99 under 300 ms, and no oversell (checked in the database afterwards).
 """
 
-import threading
+import multiprocessing
 import time
+import traceback
 
 from .common import Result, median, percentile, raw_connection, scale, tables_truncate
 
 REDEEMERS = 64
 
 
-def _hammer(attempt) -> tuple[float, list[float], int]:
-    """Run REDEEMERS threads that each call attempt(index, i) until it returns False (sold out)."""
-    barrier = threading.Barrier(REDEEMERS + 1)
-    latencies: list[float] = []
-    successes = [0]
-    lock = threading.Lock()
-    errors: list[BaseException] = []
+def _hammer(make_attempt) -> tuple[float, list[float], int]:
+    """Run REDEEMERS client processes that each call attempt(index, i) until it returns False (sold out).
 
-    def body(index: int) -> None:
-        try:
-            barrier.wait()
-            i = 0
-            while True:
-                started = time.perf_counter()
-                ok = attempt(index, i)
-                spent = time.perf_counter() - started
-                with lock:
-                    latencies.append(spent)
-                    successes[0] += ok
-                if not ok:
-                    return
-                i += 1
-        except BaseException as exc:  # reported after the run
-            errors.append(exc)
-        finally:
-            from django.db import connection
+    make_attempt() runs in each client (after the fork) and returns its attempt function, on a database
+    connection of its own. Processes, not threads, on both sides: 64 redeemers of a service are processes in
+    production (gunicorn workers), and 64 threads of one process would queue on the interpreter lock while one of
+    them holds the code's row lock, measuring the load generator instead of the service.
+    Returns the wall seconds, every attempt's latency, and how many succeeded.
+    """
+    from django.db import connections
 
-            connection.close()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(REDEEMERS)]
-    for thread in threads:
-        thread.start()
+    connections.close_all()  # a forked child must never share its parent's socket
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(REDEEMERS + 1)
+    results = context.Queue()
+    processes = [context.Process(target=_client, args=(make_attempt, i, barrier, results)) for i in range(REDEEMERS)]
+    for process in processes:
+        process.start()
     barrier.wait()
     start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - start, latencies, successes[0]
+    outcomes = [results.get() for _ in processes]  # before join: a full pipe would block the children's exit
+    elapsed = time.perf_counter() - start
+    for process in processes:
+        process.join()
+    failed = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} benchmark client(s) failed:\n{failed[0]}")
+    latencies = [spent for spent_list, _ in outcomes for spent in spent_list]
+    return elapsed, latencies, sum(ok for _, ok in outcomes)
+
+
+def _client(make_attempt, index: int, barrier, results) -> None:
+    latencies: list[float] = []
+    successes = 0
+    try:
+        attempt = make_attempt()
+        barrier.wait()
+        i = 0
+        while True:
+            started = time.perf_counter()
+            ok = attempt(index, i)
+            latencies.append(time.perf_counter() - started)
+            if not ok:
+                break
+            successes += 1
+            i += 1
+    except BaseException:
+        barrier.abort()
+        results.put(traceback.format_exc())
+        return
+    results.put((latencies, successes))
 
 
 def _service_attempt(tenant, code_value):
@@ -73,27 +86,41 @@ def _service_attempt(tenant, code_value):
     return attempt
 
 
-def _hot_row_attempt(uses: int):
-    """The hot-row limit: one row's counter raised by one UPDATE, plus one insert, per transaction."""
+def _service_attempt_maker(tenant, code_value):
+    def make():
+        return _service_attempt(tenant, code_value)
+
+    return make
+
+
+def _hot_row_table() -> None:
     with raw_connection() as conn:
         conn.execute("DROP TABLE IF EXISTS bench_hot_row, bench_hot_log")
         conn.execute("CREATE TABLE bench_hot_row (id int PRIMARY KEY, n int NOT NULL)")
         conn.execute("CREATE TABLE bench_hot_log (id bigserial PRIMARY KEY, row_id int NOT NULL, at timestamptz NOT NULL)")
         conn.execute("INSERT INTO bench_hot_row VALUES (1, 0)")
         conn.commit()
-    local = threading.local()
 
-    def attempt(index: int, i: int) -> bool:
-        if not hasattr(local, "conn"):
-            local.conn = raw_connection()
-        conn = local.conn
-        with conn.transaction():
-            if conn.execute("UPDATE bench_hot_row SET n = n + 1 WHERE id = 1 AND n < %s RETURNING n", [uses]).fetchone() is None:
-                return False
-            conn.execute("INSERT INTO bench_hot_log (row_id, at) VALUES (1, now())")
-        return True
 
-    return attempt
+def _hot_row_attempt_maker(uses: int):
+    """The hot-row limit: one row's counter raised by one UPDATE, plus one insert, per transaction."""
+
+    def make():
+        conn = raw_connection()
+
+        def attempt(index: int, i: int) -> bool:
+            with conn.transaction():
+                if (
+                    conn.execute("UPDATE bench_hot_row SET n = n + 1 WHERE id = 1 AND n < %s RETURNING n", [uses]).fetchone()
+                    is None
+                ):
+                    return False
+                conn.execute("INSERT INTO bench_hot_log (row_id, at) VALUES (1, now())")
+            return True
+
+        return attempt
+
+    return make
 
 
 def _shared_code(uses: int, value: str):
@@ -113,7 +140,8 @@ def run() -> Result:
 
     uses = scale(100_000)
     tables_truncate()
-    raw_seconds, raw_latencies, raw_ok = _hammer(_hot_row_attempt(uses))
+    _hot_row_table()
+    raw_seconds, raw_latencies, raw_ok = _hammer(_hot_row_attempt_maker(uses))
     with raw_connection() as conn:
         raw_stored = conn.execute("SELECT count(*) FROM bench_hot_log").fetchone()[0]
         conn.execute("DROP TABLE bench_hot_row, bench_hot_log")
@@ -121,7 +149,7 @@ def run() -> Result:
     assert raw_ok == raw_stored == uses, (raw_ok, raw_stored, uses)
 
     tenant, book = _shared_code(uses, "SVCHOT")
-    service_seconds, latencies, service_ok = _hammer(_service_attempt(tenant, "svchot"))
+    service_seconds, latencies, service_ok = _hammer(_service_attempt_maker(tenant, "svchot"))
     code = Code.objects.get(book=book)
     stored = Redemption.objects.filter(book=book).count()
     oversold = stored > uses or code.redeemed_count != stored or service_ok != uses
