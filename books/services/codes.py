@@ -2,16 +2,23 @@
 reservation: the API's lock and unlock), redeem and reverse (a refund), and reservation expiry and staff release.
 "Lock" here means a row lock (lock_objects) only.
 
-Each service is one transaction: it looks its rows up through the selectors, takes its row locks through
-lock_objects (in the documented order), re-checks every rule of rules.py under those locks, changes rows with
-conditional updates, and records its event. The redemption log (the Redemption model, its reads and exports)
-lives in the redemptions app.
+Each service is one transaction: it looks its rows up and takes its row locks (in lock_objects' documented
+order), re-checks every rule of rules.py under those locks, changes rows with conditional updates, and records
+its event. The hot ones (assign at random, reserve, redeem) do it in two statements between BEGIN and COMMIT,
+written as SQL in lifecycle_sql (the fetch-and-lock, then the write with its event); the rest through the ORM,
+the selectors and lock_objects. The redemption log (the Redemption model, its reads and exports) lives in the
+redemptions app.
+
+Arguments are typed and already clean: the API's serializers and the admin's forms check what clients and staff
+send (a bad value is their 400 or form error); a code's string is still looked up as sent, so an unknown or
+malformed one is code_not_found.
 """
 
 import copy
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import F
@@ -24,7 +31,7 @@ from redemptions.selectors import redemption_get
 from tenants.models import Tenant
 
 from .. import lifecycle_sql, lock_objects, rules
-from ..inputs import clean_amount, clean_text, clean_ttl, clean_user_id, is_valid_code, normalize_code
+from ..inputs import is_valid_code, normalize_code
 from ..models import Code, Event, Reservation, shuffle_keys
 from ..selectors import code_get
 from . import events
@@ -32,14 +39,13 @@ from .events import event_record
 
 
 @transaction.atomic
-def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, actor: Actor) -> Code:
+def code_assign_random(*, tenant: Tenant, book_id: int, user_id: str, actor: Actor) -> Code:
     """Give the user a free code of the book, chosen at random; N concurrent callers get N distinct codes.
 
     Three statements in all (lifecycle_sql): the book with the user's row locked, then the claim that also writes
     the event and returns the user's code count, checked before the commit.
     """
-    user_id = clean_user_id(user_id)
-    book = lifecycle_sql.book_with_user_lock(tenant_id=tenant.pk, book_id=_book_pk(book_id), user_id=user_id)
+    book = lifecycle_sql.book_with_user_lock(tenant_id=tenant.pk, book_id=book_id, user_id=user_id)
     if book is None:
         raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)})
     now = timezone.now()
@@ -59,17 +65,9 @@ def code_assign_random(*, tenant: Tenant, book_id: object, user_id: object, acto
     return claim.code
 
 
-def _book_pk(book_id: object) -> int | None:
-    try:
-        return int(book_id)
-    except (TypeError, ValueError):
-        return None
-
-
 @transaction.atomic
-def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) -> tuple[Code, bool]:
+def code_assign(*, tenant: Tenant, code: str, user_id: str, actor: Actor) -> tuple[Code, bool]:
     """Assign a named code to the user. Returns (code, assigned_now); already this user's is a no-op."""
-    user_id = clean_user_id(user_id)
     found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_codes_per_user")[0]
     book = found.book
     if found.user_id == user_id and found.state != Code.State.VOIDED:
@@ -87,15 +85,14 @@ def code_assign(*, tenant: Tenant, code: object, user_id: object, actor: Actor) 
 
 
 @transaction.atomic
-def code_reserve(*, tenant: Tenant, code: object, user_id: object, actor: Actor, ttl_seconds: object = None) -> Reservation:
+def code_reserve(*, tenant: Tenant, code: str, user_id: str, actor: Actor, ttl_seconds: int | None = None) -> Reservation:
     """Hold one use of the code for the user until the returned reservation's expires_at.
 
     Two statements between BEGIN and COMMIT (lifecycle_sql): the user's row and the code locked, then the
     reservation with its event, which returns the counts the use rules check before the commit.
     """
-    user_id = clean_user_id(user_id)
     found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_redemptions_per_user")[0]
-    ttl = clean_ttl(ttl_seconds, default=found.book.lock_ttl_seconds)
+    ttl = found.book.lock_ttl_seconds if ttl_seconds is None else ttl_seconds
     now = timezone.now()
     rules.use_open_check(code=found, user_id=user_id, now=now)
     expires_at = now + timedelta(seconds=ttl)
@@ -131,14 +128,12 @@ def _code_locked(
 
 
 @transaction.atomic
-def code_release(*, tenant: Tenant, code: object, user_id: object, actor: Actor, token: object = None) -> int:
+def code_release(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token: str | None = None) -> int:
     """Release the user's reservation on the code (the one with this token, or all of theirs without one).
 
     Returns how many reservations were released. Releasing one that is already released or expired is a no-op
     (the caller's wish holds); a token that was consumed by a redemption is refused.
     """
-    user_id = clean_user_id(user_id)
-    token = clean_text(token, field="token", max_length=64)
     found = code_get(tenant=tenant, code=code, locked=True)
     held = lock_objects.reservation_lock_qs().filter(code=found, user_id=user_id)
     if token:
@@ -173,9 +168,8 @@ def _reservations_release(*, code: Code, reservations: Iterable[Reservation], ac
 
 
 @transaction.atomic
-def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = "") -> Code:
+def code_void(*, tenant: Tenant, code: str, actor: Actor, reason: str = "") -> Code:
     """Withdraw a code for good (a leaked code, say): its reservations end; its past redemptions stay."""
-    reason = clean_text(reason, field="reason", max_length=1000)
     found = code_get(tenant=tenant, code=code, locked=True)
     if found.state == Code.State.VOIDED:
         return found
@@ -187,7 +181,7 @@ def code_void(*, tenant: Tenant, code: object, actor: Actor, reason: object = ""
 
 
 @transaction.atomic
-def code_unassign(*, tenant: Tenant, code: object, actor: Actor) -> Code:
+def code_unassign(*, tenant: Tenant, code: str, actor: Actor) -> Code:
     """Take an assigned, unused code back into the book's free pool (its reservations end)."""
     found = code_get(tenant=tenant, code=code, locked=True)
     rules.code_unassignable_check(code=found)
@@ -246,7 +240,7 @@ def reservations_expire(*, now: datetime | None = None, batch_size: int = 500) -
 
 
 @transaction.atomic
-def reservations_release(*, tenant: Tenant, code: object, actor: Actor) -> int:
+def reservations_release(*, tenant: Tenant, code: str, actor: Actor) -> int:
     """Staff: end every active reservation of the code at once, whoever holds it (a stuck checkout, say).
 
     Returns how many were released; one already past its time is marked expired instead (and not counted).
@@ -260,13 +254,13 @@ def reservations_release(*, tenant: Tenant, code: object, actor: Actor) -> int:
 def code_redeem(
     *,
     tenant: Tenant,
-    code: object,
-    user_id: object,
+    code: str,
+    user_id: str,
     actor: Actor,
-    token: object = None,
-    order_ref: object = "",
-    amount: object = None,
-    product_id: object = "",
+    token: str | None = None,
+    order_ref: str = "",
+    amount: Decimal | None = None,
+    product_id: str = "",
     idempotency_key: str = "",
 ) -> Redemption:
     """Consume one use of the code for the user.
@@ -280,11 +274,7 @@ def code_redeem(
     then the use with the redemption and its event. The code's row lock is held for the second statement and
     the COMMIT only, which is what lets many redeemers share one code.
     """
-    user_id = clean_user_id(user_id)
-    token = clean_text(token, field="token", max_length=64) or None
-    order_ref = clean_text(order_ref, field="order_ref")
-    product_id = clean_text(product_id, field="product_id")
-    amount = clean_amount(amount)
+    token = token or None
     # With a token the reservation already counts against the user's limit: no user lock, straight to the code's.
     user_limit = None if token else "max_redemptions_per_user"
     found, reservation = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit=user_limit, token=token)
@@ -350,9 +340,8 @@ def _use_taken(code: Code) -> Code:
 
 
 @transaction.atomic
-def redemption_reverse(*, tenant: Tenant, redemption_id: object, actor: Actor, reason: object = "") -> Redemption:
+def redemption_reverse(*, tenant: Tenant, redemption_id: int, actor: Actor, reason: str = "") -> Redemption:
     """Record a refund: the use returns to the code, the redemption row stays with when, why and by whom."""
-    reason = clean_text(reason, field="reason", max_length=1000)
     redemption = redemption_get(tenant=tenant, redemption_id=redemption_id)
     code = lock_objects.code_relock(redemption.code)  # lock order: code, then redemption
     redemption = lock_objects.redemption_lock_qs().get(pk=redemption.pk)

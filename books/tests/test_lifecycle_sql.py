@@ -9,6 +9,7 @@ real ones and are counted, as the SPEC's "statements per cycle" counts them.
 import json
 import threading
 import time
+from unittest import mock
 from decimal import Decimal
 
 import pytest
@@ -45,10 +46,16 @@ def book(tenant):
 
 
 def test_assign_at_random_is_two_statements_between_begin_and_commit(book, actor):
-    CodeFactory(book=book, code="RND-1")
+    # The last key of the shuffle order: the walk from any random start finds it without wrapping round.
+    CodeFactory(book=book, code="RND-1", shuffle=2**63 - 1)
     sent = statements(lambda: code_assign_random(tenant=book.tenant, book_id=book.pk, user_id="ann", actor=actor))
     # The book with the user's row locked; the claim with its event and the user's code count.
     assert sent == ["BEGIN", "WITH", "WITH", "COMMIT"]
+    # From a start past every free code, the walk wraps round to the start of the order: one claim more.
+    CodeFactory(book=book, code="RND-2", shuffle=0)
+    with mock.patch("books.services.codes.shuffle_keys", return_value=[1]):
+        sent = statements(lambda: code_assign_random(tenant=book.tenant, book_id=book.pk, user_id="bob", actor=actor))
+    assert sent == ["BEGIN", "WITH", "WITH", "WITH", "COMMIT"]
 
 
 def test_lock_and_redeem_with_its_token_are_two_statements_each(book, actor):

@@ -34,7 +34,7 @@ def test_redeem_with_a_token_consumes_the_reservation(tenant, book, actor):
         actor=api,
         token=reservation.token,
         order_ref="ORD-1",
-        amount="80.00",
+        amount=Decimal("80.00"),
         product_id="sku-1",
         idempotency_key="key-1",
     )
@@ -67,7 +67,7 @@ def test_redeem_without_a_token_locks_and_redeems_in_one_step(tenant, book, acto
     # Given
     code = AssignedCodeFactory(book=book, code="DIRECT1", user_id="ann")
     # When
-    redemption = code_redeem(tenant=tenant, code="DIRECT1", user_id="ann", actor=actor, amount=20)
+    redemption = code_redeem(tenant=tenant, code="DIRECT1", user_id="ann", actor=actor, amount=Decimal("20"))
     # Then
     assert Redemption.objects.get(pk=redemption.pk).reservation is None
     assert not Reservation.objects.exists()
@@ -98,7 +98,7 @@ def test_redeem_without_a_token_follows_the_lock_rules(tenant, book, actor):
 def test_a_percent_discount_is_a_share_of_the_amount(tenant, actor, percent, amount, discount):
     book = CouponBookFactory(tenant=tenant, discount_value=Decimal(percent))
     AssignedCodeFactory(book=book, code="PCT1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="PCT1", user_id="ann", actor=actor, amount=amount)
+    redemption = code_redeem(tenant=tenant, code="PCT1", user_id="ann", actor=actor, amount=Decimal(amount))
     assert Redemption.objects.get(pk=redemption.pk).discount == Decimal(discount)
 
 
@@ -115,16 +115,10 @@ def test_a_percent_discount_without_an_amount_is_unknown(tenant, book, actor):
 def test_a_fixed_discount_is_capped_at_the_amount(tenant, actor, amount, discount):
     book = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value=Decimal("15"), currency="EUR")
     AssignedCodeFactory(book=book, code="FIX1", user_id="ann")
+    amount = None if amount is None else Decimal(amount)
     redemption = code_redeem(tenant=tenant, code="FIX1", user_id="ann", actor=actor, amount=amount)
     stored = Redemption.objects.get(pk=redemption.pk)
     assert (stored.discount, stored.currency) == (Decimal(discount), "EUR")
-
-
-@pytest.mark.parametrize("amount", ["abc", "-1", -0.01, "NaN", "Infinity", "1e20", [], True])
-def test_a_bad_amount_is_refused(tenant, book, actor, amount):
-    AssignedCodeFactory(book=book, code="AMT1", user_id="ann")
-    error = refused("invalid_input", code_redeem, tenant=tenant, code="AMT1", user_id="ann", actor=actor, amount=amount)
-    assert error.details == {"field": "amount"}
 
 
 def test_only_eligible_products_may_be_redeemed(tenant, actor):
@@ -232,7 +226,7 @@ def test_the_database_refuses_more_redemptions_than_uses(tenant, book):
 def test_reverse_restores_the_use_and_keeps_the_row(tenant, book, actor):
     # Given
     AssignedCodeFactory(book=book, code="REFUND1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="REFUND1", user_id="ann", actor=actor, order_ref="ORD-7", amount=50)
+    redemption = code_redeem(tenant=tenant, code="REFUND1", user_id="ann", actor=actor, order_ref="ORD-7", amount=Decimal("50"))
     staff = Actor(kind=Actor.STAFF, id="12")
     # When
     reversed_ = redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=staff, reason="returned the goods")
@@ -311,12 +305,6 @@ def test_reverse_of_a_redemption_of_a_voided_code_keeps_it_voided(tenant, book, 
     redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor)
     code = Code.objects.get(code="VOIDREF")
     assert (code.state, code.redeemed_count) == (Code.State.VOIDED, 0)
-
-
-def test_a_reason_too_long_is_refused(tenant, book, actor):
-    AssignedCodeFactory(book=book, code="REASON1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="REASON1", user_id="ann", actor=actor)
-    refused("invalid_input", redemption_reverse, tenant=tenant, redemption_id=redemption.pk, actor=actor, reason="x" * 1001)
 
 
 def test_redeem_in_an_archived_book_is_refused(tenant, book, actor):

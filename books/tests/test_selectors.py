@@ -144,7 +144,7 @@ def test_validate_answers_invalid_with_the_reason_redeem_would_give(tenant, case
     # Then: the same reason as redeem itself
     assert (result.valid, result.reason, result.discount) == (False, case, None)
     assert result.message
-    raises(case, code_redeem, tenant=tenant, code=code, user_id=user_id, actor=_actor(), amount="10", **extra)
+    raises(case, code_redeem, tenant=tenant, code=code, user_id=user_id, actor=_actor(), amount=Decimal("10"), **extra)
 
 
 def test_validate_of_an_unknown_code_or_bad_input_raises(tenant, other_tenant, book):
@@ -194,8 +194,8 @@ def test_book_stats_counts_codes_by_state_and_totals(tenant, actor):
     used = AssignedCodeFactory(book=book, code="USED7", user_id="bob")
     refunded = AssignedCodeFactory(book=book, code="REFUNDED7", user_id="bob")
     held = AssignedCodeFactory(book=book, code="HELD7", user_id="cid")
-    code_redeem(tenant=tenant, code=used.code, user_id="bob", actor=actor, amount=30)
-    redemption = code_redeem(tenant=tenant, code=refunded.code, user_id="bob", actor=actor, amount=50)
+    code_redeem(tenant=tenant, code=used.code, user_id="bob", actor=actor, amount=Decimal("30"))
+    redemption = code_redeem(tenant=tenant, code=refunded.code, user_id="bob", actor=actor, amount=Decimal("50"))
     redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor)
     code_reserve(tenant=tenant, code=held.code, user_id="cid", actor=actor)
     # A lapsed hold is not counted.
