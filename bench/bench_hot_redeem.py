@@ -8,6 +8,7 @@ SPEC's target: at least 0.5 of that limit, p99 under 300 ms, and no oversell (ch
 import multiprocessing
 import time
 import traceback
+from decimal import Decimal
 
 from .common import Result, median, percentile, raw_connection, scale, tables_truncate
 
@@ -76,7 +77,7 @@ def _service_attempt(tenant, code_value):
 
     def attempt(index: int, i: int) -> bool:
         try:
-            code_redeem(tenant=tenant, code=code_value, user_id=f"svc-{index}-{i}", actor=actor, amount="10")
+            code_redeem(tenant=tenant, code=code_value, user_id=f"svc-{index}-{i}", actor=actor, amount=Decimal("10"))
         except ApplicationError as exc:
             if exc.code in ("code_exhausted", "code_locked"):
                 return False

@@ -10,6 +10,7 @@ modes alternate for ROUNDS rounds, each figure the best round, so a burst of loa
 
 import multiprocessing
 import time
+from decimal import Decimal
 
 from .common import Result, scale, tables_truncate
 
@@ -33,7 +34,7 @@ def _client_main(tenant_id: int, codes: list[str], barrier) -> None:
     publish([])
     barrier.wait()
     for n, value in enumerate(codes):
-        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}-{n}", actor=actor, amount="10")
+        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}-{n}", actor=actor, amount=Decimal("10"))
 
 
 def _round(tenant, count: int, label: str) -> float:

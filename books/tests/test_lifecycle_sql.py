@@ -9,8 +9,8 @@ real ones and are counted, as the SPEC's "statements per cycle" counts them.
 import json
 import threading
 import time
-from unittest import mock
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.db import connection, connections
