@@ -12,6 +12,10 @@ lock that every foreign-key check takes on the referenced row, so inserting an e
 that points at a locked code or book would wait for that lock, against the order above: the expiry task, holding a
 reservation and inserting its event, waited for the code held by a redeem that waited for that very reservation,
 and PostgreSQL broke the deadlock by failing one of them (books/tests/test_concurrency.py shows it).
+
+The hot services (assign at random, reserve, redeem) take the same locks, in the same order, through the SQL of
+books/lifecycle_sql.py: one statement locks the user's row and then the code (test_lifecycle_sql checks that the
+code is not held while the user's row is awaited).
 """
 
 from django.db import connection

@@ -4,7 +4,9 @@ disagree.
 
 Each check raises ApplicationError with the rule's stable code (USE_RULES lists the codes a new use can answer; the
 API's schema imports it); validate catches it and reports the code as its reason. Callers that change data run
-these only after taking their row locks (never on data read before them).
+these only after taking their row locks (never on data read before them). The checks that count rows take the
+counts as arguments: the hot services read them in their write statement, once every lock is held
+(books/lifecycle_sql.py explains why there and not earlier), and roll the write back when a check fails.
 """
 
 from datetime import datetime
