@@ -28,7 +28,6 @@ active when it is consumed, as the ORM's conditional update did).
 """
 
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,8 +121,11 @@ class _Params(dict):
         text = json.dumps(value, cls=_Encoder, separators=(",", ":"), marker=marker, sink=expressions)
         if not expressions:
             return self.add(text)
-        parts = re.split(f'"{marker}(\\d+)"', text)
-        sql = [f"to_json({expressions[int(part)]})" if i % 2 else f"{self.add(part)}::text" for i, part in enumerate(parts)]
+        sql, rest = [], text
+        for index, expression in enumerate(expressions):  # the encoder meets them in order
+            before, rest = rest.split(f'"{marker}{index}"', 1)
+            sql += [f"{self.add(before)}::text", f"to_json({expression})"]
+        sql.append(f"{self.add(rest)}::text")
         return f"concat({', '.join(sql)})"
 
 
