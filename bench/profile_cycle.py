@@ -68,7 +68,7 @@ def main(cycles: int) -> None:
     raw_wall, raw_cpu = time.perf_counter() - raw_started[0], time.process_time() - raw_started[1]
     per = 1000 / cycles
     print(
-        f"services: {wall * per:.2f} ms wall and {cpu * per:.2f} ms client CPU per cycle, {statements['n'] / cycles:.1f} statements"
+        f"services: {wall * per:.2f} ms wall and {cpu * per:.2f} ms client CPU per cycle, {statements['n'] / cycles:.1f} statements besides BEGIN and COMMIT"
     )
     print(f"raw SQL:  {raw_wall * per:.2f} ms wall and {raw_cpu * per:.2f} ms client CPU per cycle")
 
