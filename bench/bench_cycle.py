@@ -108,6 +108,14 @@ _EVENT = (
     "data, created_at) SELECT %(tenant)s, %(book)s, {code}, {reservation}, '{kind}', %(user)s, 'system', 'bench', "
     "{data}, now() FROM {source} RETURNING id, code_id)"
 )
+
+
+def _event_and_outbox(*, code: str, reservation: str, kind: str, webhook: str, data: str, source: str) -> str:
+    """The event and outbox CTEs of a write statement, as lifecycle_sql writes them."""
+    event = _EVENT.format(code=code, reservation=reservation, kind=kind, data=data, source=source)
+    return f"{event}, {_OUTBOX.format(kind=webhook, source=source)}"
+
+
 _USE_COUNTS = (
     "(SELECT count(*) FROM books_reservation WHERE code_id = %(code_id)s AND status = 'active' AND expires_at > now()), "
     "(SELECT count(*) FROM redemptions_redemption WHERE book_id = %(book)s AND user_id = %(user)s AND reversed_at IS NULL), "
@@ -119,9 +127,14 @@ CLAIM = (
     "ORDER BY shuffle LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), "
     "claimed AS (UPDATE books_code c SET state = 'assigned', user_id = %(user)s, assigned_at = now() FROM free "
     "WHERE c.id = free.id AND c.state = 'free' RETURNING c.*), "
-    + _EVENT.format(code="claimed.id", reservation="NULL", kind="assigned", data="'{\"random\": true}'", source="claimed")
-    + ", "
-    + _OUTBOX.format(kind="code.assigned", source="claimed")
+    + _event_and_outbox(
+        code="claimed.id",
+        reservation="NULL",
+        kind="assigned",
+        webhook="code.assigned",
+        data="'{\"random\": true}'",
+        source="claimed",
+    )
     + " SELECT (SELECT count(*) FROM books_code WHERE book_id = %(book)s AND user_id = %(user)s AND state <> 'voided'), "
     "(SELECT array_agg(id) FROM outbox), claimed.* FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
 )
@@ -148,9 +161,14 @@ LOCK = [
         "WITH reservation AS (INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, "
         "created_at, expires_at, ended_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(user)s, %(token)s, 'active', now(), "
         "%(expires)s, NULL) RETURNING id), "
-        + _EVENT.format(code="%(code_id)s", reservation="reservation.id", kind="locked", data="'{}'", source="reservation")
-        + ", "
-        + _OUTBOX.format(kind="code.locked", source="reservation")
+        + _event_and_outbox(
+            code="%(code_id)s",
+            reservation="reservation.id",
+            kind="locked",
+            webhook="code.locked",
+            data="'{}'",
+            source="reservation",
+        )
         + " SELECT reservation.id, (SELECT array_agg(id) FROM outbox), "
         + _USE_COUNTS
         + " FROM reservation"
@@ -172,15 +190,14 @@ REDEEM = [
         "reversed_at, reversal_reason, reversed_by_type, reversed_by_id) SELECT %(tenant)s, %(book)s, %(code_id)s, "
         "%(reservation_id)s, %(user)s, now(), '', 10, '', 1, '', 'system', 'bench', '', NULL, '', '', '' FROM used "
         "RETURNING id), "
-        + _EVENT.format(
+        + _event_and_outbox(
             code="%(code_id)s",
             reservation="%(reservation_id)s",
             kind="redeemed",
+            webhook="code.redeemed",
             data='concat(\'{"redemption": \', to_json(redemption.id), \', "order_ref": ""}\')::jsonb',
             source="redemption",
         )
-        + ", "
-        + _OUTBOX.format(kind="code.redeemed", source="redemption")
         + " SELECT (SELECT id FROM redemption), (SELECT count(*) FROM consumed), (SELECT array_agg(id) FROM outbox), "
         "NULL, NULL, NULL"
     ),

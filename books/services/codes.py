@@ -42,8 +42,9 @@ from .events import event_record
 def code_assign_random(*, tenant: Tenant, book_id: int, user_id: str, actor: Actor) -> Code:
     """Give the user a free code of the book, chosen at random; N concurrent callers get N distinct codes.
 
-    Three statements in all (lifecycle_sql): the book with the user's row locked, then the claim that also writes
-    the event and returns the user's code count, checked before the commit.
+    Two statements between BEGIN and COMMIT (lifecycle_sql; a third when the walk wraps round): the book with the
+    user's row locked, then the claim that also writes the event and returns the user's code count, checked
+    before the commit.
     """
     book = lifecycle_sql.book_with_user_lock(tenant_id=tenant.pk, book_id=book_id, user_id=user_id)
     if book is None:
