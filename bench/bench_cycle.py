@@ -311,7 +311,7 @@ def run() -> Result:
         ok=ratio >= 0.40,
         notes=[
             f"both sides issue the same {statements} statements per cycle (BEGIN and COMMIT included), checked shape "
-            "for shape (verb, table, row lock, SKIP LOCKED) on one recorded cycle of each",
+            "for shape (verb, every table read or written, row lock, SKIP LOCKED) on one recorded cycle of each",
             f"client CPU per cycle: services {service_cpu:.1f} ms, raw SQL {raw_cpu:.1f} ms; machine busy "
             f"{service_busy:.0%} and {raw_busy:.0%}; the rest of each cycle's CPU ({cores} cores) is PostgreSQL's "
             f"and the system's: services {cores * service_busy * 1000 / service_rate - service_cpu:.1f} ms, "
