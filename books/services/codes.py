@@ -138,8 +138,10 @@ def code_release(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token
     found = code_get(tenant=tenant, code=code, locked=True)
     held = lock_objects.reservation_lock_qs().filter(code=found, user_id=user_id)
     if token:
+        # The reservation is locked and read already: no second look-up of the active one.
         reservation = rules.reservation_releasable_check(reservation=held.filter(token=token).first(), code=found)
-        held = held.filter(pk=reservation.pk)
+        active = [reservation] if reservation.status == Reservation.Status.ACTIVE else []
+        return _reservations_release(code=found, reservations=active, actor=actor)
     return _reservations_release(code=found, reservations=held.filter(status=Reservation.Status.ACTIVE), actor=actor)
 
 
