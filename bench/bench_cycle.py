@@ -184,7 +184,7 @@ REDEEM = [
         "WITH consumed AS (UPDATE books_reservation SET status = 'consumed', ended_at = now() "
         "WHERE id = %(reservation_id)s AND status = 'active' RETURNING 1), "
         "used AS (UPDATE books_code SET redeemed_count = redeemed_count + 1, state = 'redeemed' WHERE id = %(code_id)s "
-        "AND (max_uses IS NULL OR redeemed_count < max_uses) RETURNING id), "
+        "AND (max_uses IS NULL OR redeemed_count < max_uses) AND EXISTS (SELECT FROM consumed) RETURNING id), "
         "redemption AS (INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, "
         "redeemed_at, order_ref, amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, "
         "reversed_at, reversal_reason, reversed_by_type, reversed_by_id) SELECT %(tenant)s, %(book)s, %(code_id)s, "

@@ -361,7 +361,10 @@ def redemption_insert(
     The use is taken by a conditional update, `redeemed_count < max_uses` (the CHECK behind it would refuse the
     row anyway), and the inserts select from it, so no row is written when no use is left. `state` is the code's
     state after this use (decided by the caller from the locked row). With a reservation, it is consumed only
-    while still active (the expiry task may have just marked it). Without one, the use counts come back too.
+    while still active, and the use only once it is: the caller read the reservation in the snapshot of its lock
+    statement, so a redeem of the same token that committed while this one waited for the code still looked
+    active there (and a second redemption would break the reservation's unique key); the expiry task may also
+    have just marked it. Without one, the use counts come back too.
     """
     from redemptions.models import Redemption
 
@@ -381,7 +384,7 @@ def redemption_insert(
         WITH consumed AS ({consumed}),
         used AS (
             UPDATE {Code._meta.db_table} SET redeemed_count = redeemed_count + 1, state = %(state)s
-            WHERE id = %(code_id)s AND (max_uses IS NULL OR redeemed_count < max_uses)
+            WHERE id = %(code_id)s AND (max_uses IS NULL OR redeemed_count < max_uses) AND EXISTS (SELECT FROM consumed)
             RETURNING id),
         redemption AS (
             INSERT INTO {Redemption._meta.db_table} ({", ".join(columns)}, reversed_at, reversal_reason,

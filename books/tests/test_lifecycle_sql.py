@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from decimal import Decimal
+from functools import partial
 from unittest import mock
 
 import pytest
@@ -26,8 +27,11 @@ from books.services.codes import (
     code_void,
     redemption_reverse,
 )
+from redemptions.models import Redemption
 from tests.factories import CodeFactory, CouponBookFactory
 from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+from .concurrency import error_counts, run_concurrently, successes
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -191,3 +195,18 @@ def test_an_event_of_a_tenant_without_endpoints_writes_no_delivery(book, actor):
     code_assign_random(tenant=book.tenant, book_id=book.pk, user_id="ann", actor=actor)
     assert Event.objects.filter(kind=Event.Kind.ASSIGNED).count() == 1
     assert not WebhookDelivery.objects.exists()
+
+
+def test_one_token_redeemed_by_ten_at_once_is_consumed_once(book, actor):
+    """The reservation is read in the lock statement's snapshot, taken before the code's lock is granted: the
+    redeems that waited for the winner still see it active there. The write consumes it only while it is
+    active, and takes the use only once it has: the losers answer reservation_not_active, and no second
+    redemption reaches the reservation's unique key."""
+    CodeFactory(book=book, code="TWICE-1", user_id="ann", state=Code.State.ASSIGNED, max_uses=5)
+    token = code_reserve(tenant=book.tenant, code="TWICE-1", user_id="ann", actor=actor).token
+    redeem = partial(code_redeem, tenant=book.tenant, code="TWICE-1", user_id="ann", actor=actor, token=token)
+    outcomes = run_concurrently([redeem] * 10)
+    assert len(successes(outcomes)) == 1
+    assert error_counts(outcomes) == {"reservation_not_active": 9}
+    code = Code.objects.get(code="TWICE-1")
+    assert (code.redeemed_count, Redemption.objects.filter(code=code).count()) == (1, 1)
