@@ -20,7 +20,10 @@ reads one snapshot taken when it starts: a statement that waited for a lock stil
 before it waited, so a count in it could miss the reservation that the transaction it waited for had just
 committed. The write statement starts after every lock is held, so its counts are exact. Its own inserts are
 not visible to it (PostgreSQL's rule for data-modifying CTEs), so the counts are those before this call's use. A
-rule that fails on them raises, and the transaction rolls back the writes.
+rule that fails on them raises, and the transaction rolls back the writes. The locked row itself is returned as
+its newest version (PostgreSQL re-reads a row it had to wait for), but the rows the lock statement reads without
+locking (the book, the reservation a token names) are as of its snapshot: the write re-checks in its WHERE what
+can have changed meanwhile (a reservation is consumed only while still active).
 
 No rule lives here: the only conditions in these statements are the ones the database itself enforces anyway
 (a use left, `redeemed_count < max_uses`, behind the CHECK code_redeemed_within_uses; a reservation still
