@@ -101,6 +101,11 @@ class Code(models.Model):
     # only see its own row). book_update keeps it in step; null means unlimited.
     max_uses = models.PositiveIntegerField(null=True, blank=True)
     redeemed_count = models.PositiveIntegerField(default=0)
+    # At least the code's active reservations (a hold past its time keeps counting until it is marked): raised by
+    # reserve, lowered when a hold is consumed, released or ended, recounted when it blocks a use. It lets a redeem
+    # without a token take its use with one conditional update, `redeemed_count + held < max_uses`, on the row's
+    # newest version, without counting reservations under the row lock (books/lifecycle_sql.py).
+    held = models.PositiveIntegerField(default=0, db_default=0)  # db_default: bulk COPY leaves the column out
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Overrides the book's valid_until.")
     # Random key from a cryptographic source; random assignment walks the free codes in this order.
     shuffle = models.BigIntegerField()

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import factory
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from books.models import Code, CouponBook, Reservation
@@ -54,6 +55,14 @@ class ReservationFactory(factory.django.DjangoModelFactory):
     user_id = "user-1"
     token = factory.LazyFunction(lambda: secrets.token_urlsafe(24))
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=5))
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # As code_reserve does: an active hold counts in its code's `held`.
+        reservation = super()._create(model_class, *args, **kwargs)
+        if reservation.status == Reservation.Status.ACTIVE:
+            Code.objects.filter(pk=reservation.code_id).update(held=F("held") + 1)
+        return reservation
 
 
 class RedemptionFactory(factory.django.DjangoModelFactory):

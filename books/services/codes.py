@@ -116,13 +116,15 @@ def code_reserve(*, tenant: Tenant, code: str, user_id: str, actor: Actor, ttl_s
 
 
 def _code_locked(
-    *, tenant: Tenant, code: object, user_id: str, user_limit: str | None = None, token: str | None = None
+    *, tenant: Tenant, code: object, user_id: str, user_limit: str | None = None, token: str | None = None, lock: bool = True
 ) -> tuple[Code, Reservation | None]:
     """The tenant's code by its string, locked with its book (lifecycle_sql.code_lock), or code_not_found."""
     value = normalize_code(code)
     found = None
     if is_valid_code(value):
-        found = lifecycle_sql.code_lock(tenant_id=tenant.pk, code=value, user_id=user_id, user_limit=user_limit, token=token)
+        found = lifecycle_sql.code_lock(
+            tenant_id=tenant.pk, code=value, user_id=user_id, user_limit=user_limit, token=token, lock=lock
+        )
     if found is None:
         raise ApplicationError("code_not_found", "No such code.", {"code": value[:64]})
     return found
@@ -147,13 +149,15 @@ def code_release(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token
 
 def _reservations_release(*, code: Code, reservations: Iterable[Reservation], actor: Actor, data: dict | None = None) -> int:
     """End each (locked, active) reservation as released, recording it; one already past its time is marked
-    expired instead and not counted. Returns how many were released."""
+    expired instead and not counted. Returns how many were released. Every hold ended leaves the (locked) code's
+    `held` counter."""
     now = timezone.now()
-    released = 0
+    released = ended = 0
     for reservation in reservations:
         if reservation.expires_at <= now:
-            _reservation_mark_expired(reservation=reservation, now=now)
+            ended += _reservation_mark_expired(reservation=reservation, now=now)
             continue
+        ended += 1
         Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.ACTIVE).update(
             status=Reservation.Status.RELEASED, ended_at=now
         )
@@ -167,6 +171,8 @@ def _reservations_release(*, code: Code, reservations: Iterable[Reservation], ac
             data=data,
         )
         released += 1
+    if ended:
+        Code.objects.filter(pk=code.pk).update(held=F("held") - ended)
     return released
 
 
@@ -177,7 +183,7 @@ def code_void(*, tenant: Tenant, code: str, actor: Actor, reason: str = "") -> C
     if found.state == Code.State.VOIDED:
         return found
     _reservations_end(code=found)
-    Code.objects.filter(pk=found.pk).update(state=Code.State.VOIDED)
+    Code.objects.filter(pk=found.pk).update(state=Code.State.VOIDED, held=0)
     found.state = Code.State.VOIDED
     event_record(book=found.book, code=found, kind=Event.Kind.VOIDED, actor=actor, user_id=found.user_id, data={"reason": reason})
     return found
@@ -190,7 +196,7 @@ def code_unassign(*, tenant: Tenant, code: str, actor: Actor) -> Code:
     rules.code_unassignable_check(code=found)
     _reservations_end(code=found)
     previous = found.user_id
-    Code.objects.filter(pk=found.pk).update(state=Code.State.FREE, user_id=None, assigned_at=None)
+    Code.objects.filter(pk=found.pk).update(state=Code.State.FREE, user_id=None, assigned_at=None, held=0)
     found.refresh_from_db()
     event_record(book=found.book, code=found, kind=Event.Kind.UNASSIGNED, actor=actor, user_id=previous)
     return found
@@ -198,7 +204,7 @@ def code_unassign(*, tenant: Tenant, code: str, actor: Actor) -> Code:
 
 def _reservations_end(*, code: Code) -> None:
     """End every active reservation of a code that leaves circulation (voided, or taken back), in one statement:
-    the code's event says why, so no event per reservation."""
+    the code's event says why, so no event per reservation. The caller's update of the code sets its `held` to 0."""
     Reservation.objects.filter(code=code, status=Reservation.Status.ACTIVE).update(
         status=Reservation.Status.RELEASED, ended_at=timezone.now()
     )
@@ -273,11 +279,46 @@ def code_redeem(
     Of any set of concurrent attempts on the last use, exactly one succeeds: all of them queue on the code's row
     lock, and each re-checks the uses left once it holds it.
 
-    Two statements between BEGIN and COMMIT (lifecycle_sql): the locks (the user's row only without a token),
-    then the use with the redemption and its event. The code's row lock is held for the second statement and
-    the COMMIT only, which is what lets many redeemers share one code.
+    Two statements between BEGIN and COMMIT (lifecycle_sql). Without a token, first on the code's counters: the
+    user's row locked and the code read, then one write statement whose conditional update takes the code's
+    lock, the use and the redemption at once, so the code is locked only for that statement and the COMMIT
+    (what lets many redeemers share one code). When the counters refuse (no use left, or a hold past its time
+    still counted) or a rule fails on the unlocked read, the locked path decides and answers: the code locked
+    with its user's row, then the write. With a token, the locked path alone.
     """
-    token = token or None
+    request = {"order_ref": order_ref, "amount": amount, "product_id": product_id, "idempotency_key": idempotency_key}
+    if not token:
+        redemption = _redeem_counted(tenant=tenant, code=code, user_id=user_id, actor=actor, **request)
+        if redemption is not None:
+            return redemption
+    return _redeem_locked(tenant=tenant, code=code, user_id=user_id, actor=actor, token=token or None, **request)
+
+
+def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **request) -> Redemption | None:
+    """A redeem without a token on the code's counters (lifecycle_sql.redemption_insert_counted); None when the
+    locked path must decide."""
+    found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_redemptions_per_user", lock=False)[0]
+    now = timezone.now()
+    try:
+        rules.use_open_check(code=found, user_id=user_id, now=now)
+        discount = rules.discount_for(book=found.book, amount=request["amount"], product_id=request["product_id"])
+    except ApplicationError:
+        return None  # answered by the locked path, on the locked row and in the rules' order
+    fields = _redemption_fields(book=found.book, user_id=user_id, actor=actor, now=now, discount=discount, **request)
+    event = _redeemed_event(code=found, actor=actor, now=now, fields=fields, reservation=None, used=True)
+    written = lifecycle_sql.redemption_insert_counted(code=found, redemption=fields, event=event)
+    if written.code is None:
+        return None
+    # The rules again, on the code's newest row, locked now (a change since the read rolls the use back).
+    rules.use_open_check(code=written.code, user_id=user_id, now=now)
+    before = copy.copy(written.code)
+    before.redeemed_count -= 1
+    rules.use_counts_check(code=before, counts=written.counts)
+    return _redemption(redemption_id=written.redemption_id, code=written.code, reservation=None, fields=fields)
+
+
+def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token: str | None, **request) -> Redemption:
+    """A redeem on the locked rows: the code (and without a token the user's row first), then the write."""
     # With a token the reservation already counts against the user's limit: no user lock, straight to the code's.
     user_limit = None if token else "max_redemptions_per_user"
     found, reservation = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit=user_limit, token=token)
@@ -285,38 +326,19 @@ def code_redeem(
     now = timezone.now()
     if token:
         reservation = rules.reservation_redeemable_check(reservation=reservation, code=found, now=now)
+    else:
+        lifecycle_sql.held_recount(code=found)  # the counters refused: let them count exactly again
     rules.use_open_check(code=found, user_id=user_id, now=now)
     try:
-        discount = rules.discount_for(book=book, amount=amount, product_id=product_id)
+        discount = rules.discount_for(book=book, amount=request["amount"], product_id=request["product_id"])
     except ApplicationError:
         if reservation is None:  # the counted rules answer first, as validate (new_use_check) answers
             rules.use_counts_check(code=found, counts=lifecycle_sql.use_counts(code=found, user_id=user_id, now=now))
         raise
 
     used = _use_taken(found)  # the code as this use leaves it (mirrored: the write below is conditional)
-    fields = {
-        "user_id": user_id,
-        "redeemed_at": now,
-        "order_ref": order_ref,
-        "amount": amount,
-        "product_id": product_id,
-        "discount": discount,
-        "currency": book.currency,
-        "actor_type": actor.kind,
-        "actor_id": actor.id,
-        "idempotency_key": idempotency_key,
-    }
-    event = events.event_row(
-        book=book,
-        kind=Event.Kind.REDEEMED,
-        actor=actor,
-        now=now,
-        code=used,
-        user_id=user_id,
-        reservation_id=reservation.pk if reservation else None,
-        reservation_expires_at=reservation.expires_at if reservation else None,
-        data={"redemption": lifecycle_sql.REDEMPTION_ID, "order_ref": order_ref},
-    )
+    fields = _redemption_fields(book=book, user_id=user_id, actor=actor, now=now, discount=discount, **request)
+    event = _redeemed_event(code=used, actor=actor, now=now, fields=fields, reservation=reservation)
     written = lifecycle_sql.redemption_insert(
         code=found, state=used.state, reservation=reservation, redemption=fields, event=event
     )
@@ -326,8 +348,44 @@ def code_redeem(
         rules.use_counts_check(code=found, counts=written.counts)
     if written.redemption_id is None:
         raise rules.code_exhausted_error(found)
+    return _redemption(redemption_id=written.redemption_id, code=used, reservation=reservation, fields=fields)
+
+
+def _redemption_fields(*, book, user_id: str, actor: Actor, now: datetime, discount, **request) -> dict:
+    """The redemption row's own columns."""
+    return {
+        "user_id": user_id,
+        "redeemed_at": now,
+        "order_ref": request["order_ref"],
+        "amount": request["amount"],
+        "product_id": request["product_id"],
+        "discount": discount,
+        "currency": book.currency,
+        "actor_type": actor.kind,
+        "actor_id": actor.id,
+        "idempotency_key": request["idempotency_key"],
+    }
+
+
+def _redeemed_event(*, code: Code, actor: Actor, now: datetime, fields: dict, reservation, used: bool = False):
+    return events.event_row(
+        book=code.book,
+        kind=Event.Kind.REDEEMED,
+        actor=actor,
+        now=now,
+        code=code,
+        used=used,
+        user_id=fields["user_id"],
+        reservation_id=reservation.pk if reservation else None,
+        reservation_expires_at=reservation.expires_at if reservation else None,
+        data={"redemption": lifecycle_sql.REDEMPTION_ID, "order_ref": fields["order_ref"]},
+    )
+
+
+def _redemption(*, redemption_id: int, code: Code, reservation: Reservation | None, fields: dict) -> Redemption:
+    """The stored redemption as the write statement wrote it (no re-read)."""
     redemption = Redemption(
-        id=written.redemption_id, tenant_id=found.tenant_id, book=book, code=used, reservation=reservation, **fields
+        id=redemption_id, tenant_id=code.tenant_id, book=code.book, code=code, reservation=reservation, **fields
     )
     redemption._state.adding = False
     return redemption

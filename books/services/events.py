@@ -16,7 +16,16 @@ from core.actors import Actor
 from webhooks.services import outbox_add
 
 from .. import lifecycle_sql
-from ..lifecycle_sql import CLAIMED_CODE, CLAIMED_ID, CLAIMED_REDEEMED_COUNT, EVENT_ID, EventRow, FromSql
+from ..lifecycle_sql import (
+    CLAIMED_CODE,
+    CLAIMED_ID,
+    CLAIMED_REDEEMED_COUNT,
+    EVENT_ID,
+    USED_REDEEMED_COUNT,
+    USED_STATE,
+    EventRow,
+    FromSql,
+)
 from ..models import Code, CouponBook, Event, Reservation
 
 # The history kinds that integrators can receive, and their webhook event types (SPEC "Webhooks"). Bulk creation
@@ -40,13 +49,15 @@ def event_row(
     now: datetime,
     code: Code | None = None,
     claimed: bool = False,
+    used: bool = False,
     user_id: str | None = "",
     reservation_id: int | FromSql | None = None,
     reservation_expires_at: datetime | None = None,
     data: dict | None = None,
 ) -> EventRow:
     """The event of a change and its webhook's data. `code` is the code as the change leaves it; `claimed`: the
-    code is the one the write statement claims (random assignment), which fills in its id, string and count."""
+    code is the one the write statement claims (random assignment), which fills in its id, string and count;
+    `used`: the write statement takes a use of `code` and fills in the state and count it leaves."""
     data = data or {}
     event = EventRow(
         tenant_id=book.tenant_id,
@@ -66,8 +77,8 @@ def event_row(
         "event": EVENT_ID,
         "code": CLAIMED_CODE if claimed else code.code,
         "book": book.pk,
-        "state": Code.State.ASSIGNED if claimed else code.state,
-        "redeemed_count": CLAIMED_REDEEMED_COUNT if claimed else code.redeemed_count,
+        "state": Code.State.ASSIGNED if claimed else (USED_STATE if used else code.state),
+        "redeemed_count": CLAIMED_REDEEMED_COUNT if claimed else (USED_REDEEMED_COUNT if used else code.redeemed_count),
         "user_id": user_id or None,
         "actor": {"type": actor.kind, "id": actor.id},
         **data,

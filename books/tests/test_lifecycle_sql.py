@@ -9,6 +9,7 @@ real ones and are counted, as the SPEC's "statements per cycle" counts them.
 import json
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from unittest import mock
@@ -16,6 +17,7 @@ from unittest import mock
 import pytest
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from books.models import Code, Event
 from books.services.codes import (
@@ -26,9 +28,11 @@ from books.services.codes import (
     code_reserve,
     code_void,
     redemption_reverse,
+    reservations_expire,
 )
+from core.exceptions import ApplicationError
 from redemptions.models import Redemption
-from tests.factories import CodeFactory, CouponBookFactory
+from tests.factories import CodeFactory, CouponBookFactory, ReservationFactory
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 from .concurrency import error_counts, run_concurrently, successes
@@ -92,7 +96,8 @@ def test_the_other_lifecycle_calls_keep_their_counts(book, actor):
 
     reservation = code_reserve(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor)
     release = lambda: code_release(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor, token=reservation.token)  # noqa: E731
-    assert statements(release) == ["BEGIN", "SELECT", "SELECT", "UPDATE", "WITH", "COMMIT"]
+    # The code locked; its reservation locked; released; its event; the code's `held` counter.
+    assert statements(release) == ["BEGIN", "SELECT", "SELECT", "UPDATE", "WITH", "UPDATE", "COMMIT"]
 
     redemption = code_redeem(tenant=tenant, code="NAMED-1", user_id="bob", actor=actor)
     reverse = lambda: redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor, reason="refund")  # noqa: E731
@@ -210,3 +215,56 @@ def test_one_token_redeemed_by_ten_at_once_is_consumed_once(book, actor):
     assert error_counts(outcomes) == {"reservation_not_active": 9}
     code = Code.objects.get(code="TWICE-1")
     assert (code.redeemed_count, Redemption.objects.filter(code=code).count()) == (1, 1)
+
+
+def _held(code: str) -> int:
+    return Code.objects.get(code=code).held
+
+
+def test_the_held_counter_follows_every_hold_taken_and_ended(tenant, actor):
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=5, max_redemptions_per_user=None)
+    CodeFactory(book=book, code="HELD-1")
+    first = code_reserve(tenant=tenant, code="HELD-1", user_id="ann", actor=actor)
+    code_reserve(tenant=tenant, code="HELD-1", user_id="bob", actor=actor)
+    code_reserve(tenant=tenant, code="HELD-1", user_id="cy", actor=actor)
+    assert _held("HELD-1") == 3
+    code_redeem(tenant=tenant, code="HELD-1", user_id="ann", actor=actor, token=first.token)  # consumed
+    code_release(tenant=tenant, code="HELD-1", user_id="bob", actor=actor)  # released
+    assert _held("HELD-1") == 1
+    code_redeem(tenant=tenant, code="HELD-1", user_id="dee", actor=actor)  # no token: the counter is not a hold
+    assert _held("HELD-1") == 1
+    code_void(tenant=tenant, code="HELD-1", actor=actor)  # ends cy's hold
+    assert _held("HELD-1") == 0
+
+
+def test_a_hold_past_its_time_that_the_counter_still_counts_does_not_block_the_last_use(tenant, actor):
+    """The counter refuses (no use left beyond the counted hold), so the redeem takes the locked path, which
+    counts holds by their time, recounts the counter, and takes the use."""
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_redemptions_per_user=None)
+    code = CodeFactory(book=book, code="STALE-1")
+    ReservationFactory(code=code, user_id="ann", expires_at=timezone.now() - timedelta(seconds=1))
+    redemption = code_redeem(tenant=tenant, code="STALE-1", user_id="bob", actor=actor)
+    code.refresh_from_db()
+    # Still counted: the hold is active by its status until the expiry task marks it.
+    assert (redemption.user_id, code.redeemed_count, code.state, code.held) == ("bob", 1, Code.State.REDEEMED, 1)
+
+
+def test_the_counter_is_recounted_when_it_refuses_a_use(tenant, actor):
+    """The expiry task marks holds without locking their code, so it leaves them in `held`; the locked path,
+    taken when the counter refuses, counts the code's active holds again."""
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_redemptions_per_user=None)
+    code = CodeFactory(book=book, code="STALE-2")
+    ReservationFactory(code=code, user_id="ann", expires_at=timezone.now() - timedelta(seconds=1))
+    assert reservations_expire() == 1 and _held("STALE-2") == 1
+    code_redeem(tenant=tenant, code="STALE-2", user_id="bob", actor=actor)
+    assert _held("STALE-2") == 0
+
+
+def test_a_live_hold_on_the_last_use_refuses_a_redeem_without_a_token(tenant, actor):
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_redemptions_per_user=None)
+    CodeFactory(book=book, code="LIVE-1")
+    code_reserve(tenant=tenant, code="LIVE-1", user_id="ann", actor=actor)
+    with pytest.raises(ApplicationError) as refused:
+        code_redeem(tenant=tenant, code="LIVE-1", user_id="bob", actor=actor)
+    assert refused.value.code == "code_locked"
+    assert not Redemption.objects.exists() and _held("LIVE-1") == 1
