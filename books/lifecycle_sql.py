@@ -65,6 +65,7 @@ CLAIMED_ID = FromSql("claimed.id")
 CLAIMED_CODE = FromSql("claimed.code")
 CLAIMED_REDEEMED_COUNT = FromSql("claimed.redeemed_count")
 USED_STATE = FromSql("used.state")
+USED_AT = FromSql("used.used_at")
 USED_REDEEMED_COUNT = FromSql("used.redeemed_count")
 
 
@@ -79,7 +80,7 @@ class EventRow:
     actor: Actor
     user_id: str
     data: dict[str, Any]
-    created_at: datetime
+    created_at: datetime | FromSql
     reservation_id: int | FromSql | None = None
     webhook_type: str | None = None  # None: no webhook for this kind
     webhook_data: dict[str, Any] = field(default_factory=dict)
@@ -206,7 +207,7 @@ def _event_ctes(params: _Params, event: EventRow, *, source: str | None = None) 
         params.add(event.actor.kind),
         params.add(event.actor.id),
         f"{params.json(event.data)}::jsonb",
-        params.add(event.created_at),
+        _value(params, event.created_at),
     ]
     sql = f"""
         event AS (
@@ -428,9 +429,10 @@ class CountedWrite:
     code: Code | None  # the code's newest row as this use left it (locked now); None: the counter refused the use
     redemption_id: int | None
     counts: UseCounts | None  # code_held: the code's `held`; the user's counts as before this use
+    used_at: datetime | None  # when the use was taken (the redemption's and its event's time)
 
 
-def redemption_insert_counted(*, code: Code, redemption: dict[str, Any], event: EventRow) -> CountedWrite:
+def redemption_insert_counted(*, code: Code, now: datetime, redemption: dict[str, Any], event: EventRow) -> CountedWrite:
     """A redeem without a token: take one use of the code (read, not locked) on its own counters and write the
     redemption, its event and webhook deliveries, in ONE statement. This is what lets 64 redeemers share one
     code: its row lock is taken by this statement's UPDATE and held only until the COMMIT that follows, where
@@ -444,12 +446,17 @@ def redemption_insert_counted(*, code: Code, redemption: dict[str, Any], event: 
     decided here from the row itself (its last use makes it redeemed, as codes._use_taken does on a locked
     row): the caller's copy may be stale. The user's counts come back as the other write statements return
     them, and the code's newest row for the caller's rules.
+
+    The redemption and its event are dated when the use is taken, by the database's clock once the row is
+    locked (USED_AT, for redeemed_at and the event's created_at): a time taken before the statement could
+    order a code's history differently from the order its uses were taken in (and its webhooks are sent in).
+    `now` (the caller's clock) dates the counts of active holds.
     """
     from redemptions.models import Redemption
 
     params = _Params(code_id=code.pk, book_id=code.book_id, user_id=redemption["user_id"])
     columns = ["tenant_id", "book_id", "code_id", "reservation_id", *redemption]
-    values = [params.add(v) for v in [code.tenant_id, code.book_id, code.pk, None, *redemption.values()]]
+    values = [_value(params, v) for v in [code.tenant_id, code.book_id, code.pk, None, *redemption.values()]]
     redemptions, reservations = Redemption._meta.db_table, Reservation._meta.db_table
     sql = f"""
         WITH used AS (
@@ -457,7 +464,7 @@ def redemption_insert_counted(*, code: Code, redemption: dict[str, Any], event: 
                 state = CASE WHEN max_uses IS NOT NULL AND redeemed_count + 1 >= max_uses AND state <> 'voided'
                              THEN 'redeemed' ELSE state END
             WHERE id = %(code_id)s AND (max_uses IS NULL OR redeemed_count + held < max_uses)
-            RETURNING {_columns(Code, Code._meta.db_table)}),
+            RETURNING {_columns(Code, Code._meta.db_table)}, clock_timestamp() AS used_at),
         redemption AS (
             INSERT INTO {redemptions} ({", ".join(columns)}, reversed_at, reversal_reason, reversed_by_type,
                                        reversed_by_id)
@@ -471,14 +478,14 @@ def redemption_insert_counted(*, code: Code, redemption: dict[str, Any], event: 
              WHERE book_id = %(book_id)s AND user_id = %(user_id)s AND status = 'active' AND expires_at > %(now)s),
             used.*
         FROM (SELECT 1) AS one LEFT JOIN used ON true"""
-    params["now"] = redemption["redeemed_at"]
+    params["now"] = now
     row = _run(sql, params)
     outbox_wake_on_commit(row[1] or [])
     if row[4] is None:
-        return CountedWrite(code=None, redemption_id=None, counts=None)
-    used = _instance(Code, row[4:])
+        return CountedWrite(code=None, redemption_id=None, counts=None, used_at=None)
+    used = _instance(Code, row[4:-1])
     used.book = code.book
-    return CountedWrite(code=used, redemption_id=row[0], counts=UseCounts(used.held, row[2], row[3]))
+    return CountedWrite(code=used, redemption_id=row[0], counts=UseCounts(used.held, row[2], row[3]), used_at=row[-1])
 
 
 @dataclass(frozen=True)

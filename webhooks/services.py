@@ -208,9 +208,11 @@ def outbox_insert_sql(*, body: str, ordering_key: str, source: str) -> str:
     )
 
 
-def outbox_body(*, event_type: str, data: dict[str, Any], occurred_at: datetime) -> dict[str, Any]:
-    """A delivery's JSON body (signed and sent as stored)."""
-    return {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data}
+def outbox_body(*, event_type: str, data: dict[str, Any], occurred_at: Any) -> dict[str, Any]:
+    """A delivery's JSON body (signed and sent as stored). `occurred_at` is a datetime, or a value the caller's
+    statement fills in (books/lifecycle_sql.py)."""
+    timestamp = occurred_at.isoformat() if isinstance(occurred_at, datetime) else occurred_at
+    return {"type": event_type, "timestamp": timestamp, "data": data}
 
 
 def outbox_wake_on_commit(delivery_ids: list[int]) -> None:

@@ -304,11 +304,14 @@ def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **
         discount = rules.discount_for(book=found.book, amount=request["amount"], product_id=request["product_id"])
     except ApplicationError:
         return None  # answered by the locked path, on the locked row and in the rules' order
-    fields = _redemption_fields(book=found.book, user_id=user_id, actor=actor, now=now, discount=discount, **request)
-    event = _redeemed_event(code=found, actor=actor, now=now, fields=fields, reservation=None, used=True)
-    written = lifecycle_sql.redemption_insert_counted(code=found, redemption=fields, event=event)
+    # Dated by the statement when it takes the use (see redemption_insert_counted).
+    at = lifecycle_sql.USED_AT
+    fields = _redemption_fields(book=found.book, user_id=user_id, actor=actor, now=at, discount=discount, **request)
+    event = _redeemed_event(code=found, actor=actor, now=at, fields=fields, reservation=None, used=True)
+    written = lifecycle_sql.redemption_insert_counted(code=found, now=now, redemption=fields, event=event)
     if written.code is None:
         return None
+    fields["redeemed_at"] = written.used_at
     # The rules again, on the code's newest row, locked now (a change since the read rolls the use back).
     rules.use_open_check(code=written.code, user_id=user_id, now=now)
     before = copy.copy(written.code)
@@ -351,7 +354,7 @@ def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, tok
     return _redemption(redemption_id=written.redemption_id, code=used, reservation=reservation, fields=fields)
 
 
-def _redemption_fields(*, book, user_id: str, actor: Actor, now: datetime, discount, **request) -> dict:
+def _redemption_fields(*, book, user_id: str, actor: Actor, now: object, discount, **request) -> dict:
     """The redemption row's own columns."""
     return {
         "user_id": user_id,
@@ -367,7 +370,7 @@ def _redemption_fields(*, book, user_id: str, actor: Actor, now: datetime, disco
     }
 
 
-def _redeemed_event(*, code: Code, actor: Actor, now: datetime, fields: dict, reservation, used: bool = False):
+def _redeemed_event(*, code: Code, actor: Actor, now: object, fields: dict, reservation, used: bool = False):
     return events.event_row(
         book=code.book,
         kind=Event.Kind.REDEEMED,

@@ -46,7 +46,7 @@ def event_row(
     book: CouponBook,
     kind: str,
     actor: Actor,
-    now: datetime,
+    now: datetime | FromSql,
     code: Code | None = None,
     claimed: bool = False,
     used: bool = False,
