@@ -161,6 +161,7 @@ LOCK = [
         "WITH reservation AS (INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, "
         "created_at, expires_at, ended_at) VALUES (%(tenant)s, %(book)s, %(code_id)s, %(user)s, %(token)s, 'active', now(), "
         "%(expires)s, NULL) RETURNING id), "
+        "counted AS (UPDATE books_code SET held = held + 1 WHERE id = %(code_id)s RETURNING 1), "
         + _event_and_outbox(
             code="%(code_id)s",
             reservation="reservation.id",
@@ -183,7 +184,8 @@ REDEEM = [
     (
         "WITH consumed AS (UPDATE books_reservation SET status = 'consumed', ended_at = now() "
         "WHERE id = %(reservation_id)s AND status = 'active' RETURNING 1), "
-        "used AS (UPDATE books_code SET redeemed_count = redeemed_count + 1, state = 'redeemed' WHERE id = %(code_id)s "
+        "used AS (UPDATE books_code SET redeemed_count = redeemed_count + 1, state = 'redeemed', held = held - 1 "
+        "WHERE id = %(code_id)s "
         "AND (max_uses IS NULL OR redeemed_count < max_uses) AND EXISTS (SELECT FROM consumed) RETURNING id), "
         "redemption AS (INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, reservation_id, user_id, "
         "redeemed_at, order_ref, amount, product_id, discount, currency, actor_type, actor_id, idempotency_key, "
