@@ -7,16 +7,17 @@ The key row is inserted FIRST inside the transaction that runs the service, and 
 before that transaction commits: the key and the change it guards commit together or not at all. A concurrent
 request with the same key blocks on the unique index until the first one has finished, then finds the stored
 answer and replays it. An error answer rolls the transaction back, key row included, so a retry after an
-error runs again (nothing was changed the first time).
+error runs again (nothing was changed the first time). A key costs the call two statements, the claim and the
+answer: the key's transaction is the service's, with no savepoint between them.
 """
 
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 
-from django.db import IntegrityError, transaction
+from django.db import connections, transaction
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -78,6 +79,39 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
     return response
 
 
+# The two statements a key adds to the call (SPEC: at most 2). Plain SQL: the ORM has no INSERT ... ON CONFLICT DO
+# NOTHING RETURNING, which both claims the key and tells a replay apart in one round trip.
+_CLAIM_SQL = (
+    f"INSERT INTO {IdempotencyKey._meta.db_table} "
+    "(tenant_id, principal, key, fingerprint, method, path, created_at) VALUES (%s, %s, %s, %s, %s, %s, now()) "
+    "ON CONFLICT ON CONSTRAINT idempotency_key_unique DO NOTHING RETURNING id"
+)
+_ANSWER_SQL = f"UPDATE {IdempotencyKey._meta.db_table} SET response_status = %s, response_body = %s::jsonb WHERE id = %s"
+
+
+@contextmanager
+def _children_without_savepoint(connection):
+    """Atomic blocks opened directly inside the key's transaction take no savepoint.
+
+    Without a key, the service's own atomic block is the transaction (BEGIN ... COMMIT); with one, the key's
+    transaction plays that part, so its SAVEPOINT / RELEASE pair would be two statements that guard nothing: an
+    error leaving the service rolls the whole transaction back, key row included. Blocks nested deeper (a
+    service's own savepoint around an insert that may clash) keep theirs. Django's Atomic asks
+    connection.savepoint() before it records itself, so a direct child asks while the depth is still ours.
+    """
+    depth = len(connection.atomic_blocks)
+    take = connection.savepoint
+
+    def savepoint():
+        return None if len(connection.atomic_blocks) == depth else take()
+
+    connection.savepoint = savepoint
+    try:
+        yield
+    finally:
+        del connection.savepoint  # the instance attribute goes; the method shows again
+
+
 def _run_once(request, run: Callable[[str], Response]) -> Response:
     """Run `run(key)` once per Idempotency-Key (or always, without the header), replaying stored answers."""
     raw = request.headers.get(HEADER)
@@ -87,24 +121,24 @@ def _run_once(request, run: Callable[[str], Response]) -> Response:
     principal: Principal = request.user
     fingerprint = request_fingerprint(request)
     scope = {"tenant": principal.tenant, "principal": principal.ident, "key": key}
-    stored = IdempotencyKey.objects.filter(**scope).first()
-    if stored is not None:
-        return _replay(stored, fingerprint)
+    connection = connections[IdempotencyKey.objects.db]
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                # First statement of the transaction: a concurrent retry waits here on the unique index.
-                row = IdempotencyKey.objects.create(
-                    **scope, fingerprint=fingerprint, method=request.method, path=request.path[:500]
-                )
-        except IntegrityError:
-            # A request with this key committed while we waited: answer as it did.
+        with connection.cursor() as cursor:
+            # First statement of the transaction: a concurrent request with the same key waits here on the
+            # unique index until the first one has committed (then no row comes back: replay) or rolled back.
+            cursor.execute(
+                _CLAIM_SQL,
+                [principal.tenant.pk, principal.ident, key, fingerprint, request.method, request.path[:500]],
+            )
+            claimed = cursor.fetchone()
+        if claimed is None:
             return _replay(IdempotencyKey.objects.get(**scope), fingerprint)
-        response = run(key)
-        row.response_status = response.status_code
+        with _children_without_savepoint(connection):
+            response = run(key)
         # Stored as the client saw it (decimals and dates rendered to JSON strings).
-        row.response_body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
-        row.save(update_fields=["response_status", "response_body"])
+        body = JSONRenderer().render(response.data).decode() if response.data is not None else None
+        with connection.cursor() as cursor:
+            cursor.execute(_ANSWER_SQL, [response.status_code, body, claimed[0]])
     return response
 
 
