@@ -1,8 +1,9 @@
 """Bearer-token authentication of the API: API-client tokens and end-user tokens.
 
 - An API client's access token is issued by this service (simplejwt, HS256 with JWT_SIGNING_KEY) and carries
-  `tenant_id` and `client_id`. The client row is read on every request (one indexed query on the unique
-  client_id), so a revoked client is refused at once, whatever its token's lifetime.
+  `tenant_id` and `client_id`. The client row (with its tenant) comes from api.credentials: kept per process and
+  checked against a version in the shared cache on every request, so a revoked client is refused at once, whatever
+  its token's lifetime, without a query per request.
 - An end user's token is signed by the tenant's own login service with a key registered here. Its header
   `kid` names that key (which names the tenant); it must carry `sub` (the end user's id) and `exp`.
 """
@@ -20,6 +21,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from books.inputs import MAX_USER_ID_LENGTH
 from tenants.models import ApiClient
 
+from .credentials import client_version_key, credential_cache, signing_key_version_key
 from .models import EndUserSigningKey
 from .principals import Principal
 from .services import CLIENT_CLAIM, TENANT_CLAIM
@@ -61,7 +63,10 @@ class BearerTokenAuthentication(BaseAuthentication):
         client_id, tenant_id = token.get(CLIENT_CLAIM), token.get(TENANT_CLAIM)
         if not isinstance(client_id, str) or not isinstance(tenant_id, int):
             raise AuthenticationFailed("The token does not name an API client.")
-        client = ApiClient.objects.select_related("tenant").filter(client_id=client_id, is_active=True).first()
+        client = credential_cache.get(
+            client_version_key(client_id),
+            lambda: ApiClient.objects.select_related("tenant").filter(client_id=client_id, is_active=True).first(),
+        )
         if client is None or client.tenant_id != tenant_id:
             raise AuthenticationFailed("This API client was revoked or does not exist.")
         return Principal(tenant=client.tenant, client=client), token.payload
@@ -69,7 +74,10 @@ class BearerTokenAuthentication(BaseAuthentication):
     def _end_user(self, raw: str, kid: object):
         if not isinstance(kid, str) or not KID_RE.fullmatch(kid):
             raise AuthenticationFailed("The token's kid does not name a signing key.")
-        key = EndUserSigningKey.objects.select_related("tenant").filter(kid=kid, is_active=True).first()
+        key = credential_cache.get(
+            signing_key_version_key(kid),
+            lambda: EndUserSigningKey.objects.select_related("tenant").filter(kid=kid, is_active=True).first(),
+        )
         if key is None:
             raise AuthenticationFailed("The token's kid does not name an active signing key.")
         try:
