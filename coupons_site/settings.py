@@ -345,7 +345,7 @@ LOGGING = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsApiClient"],
-    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ClientScopeThrottle", "api.throttling.FailedLookupThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiThrottle"],
     # Requests per caller and scope (see api/throttling.py). Every rate can be changed per deployment; counters are
     # atomic (`limits`, fixed one-minute windows) in Redis when REDIS_URL is set, so every web process counts together.
     "DEFAULT_THROTTLE_RATES": {
