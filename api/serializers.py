@@ -45,6 +45,28 @@ class StrictDecimalField(serializers.DecimalField):
         return super().validate_empty_values(data)
 
 
+# A shape of the checkout endpoints, built once per class instead of once per request. DRF builds a serializer's
+# fields for every instance, and a ModelSerializer reads its model's fields each time: 350 to 820 us per answer of
+# assign, lock and redeem on this machine (about 1.5 ms of each checkout cycle), against 20 to 45 us with the fields
+# built once (README "Performance"). Only for shapes whose fields read no per-request context: the prototype is
+# shared by every request of the process. (A comment, not a docstring: the schema would take it as the description
+# of every shape that uses it.)
+class Prebuilt:
+    @classmethod
+    def prototype(cls):
+        prototype = cls.__dict__.get("_prototype")
+        if prototype is None:
+            prototype = cls()
+            prototype.fields  # noqa: B018 - built now, once
+            cls._prototype = prototype
+        return prototype
+
+    @classmethod
+    def render(cls, instance) -> dict:
+        """What `cls(instance).data` gives, without building the fields again."""
+        return cls.prototype().to_representation(instance)
+
+
 def user_id_field(**kwargs) -> serializers.CharField:
     return StrictCharField(max_length=MAX_USER_ID_LENGTH, **kwargs)
 
@@ -205,7 +227,7 @@ class DistributionOutput(serializers.Serializer):
 # --- Codes ----------------------------------------------------------------------------------------------------
 
 
-class CodeOutput(serializers.ModelSerializer):
+class CodeOutput(Prebuilt, serializers.ModelSerializer):
     uses_left = serializers.IntegerField(allow_null=True, read_only=True, help_text="Null: unlimited.")
 
     class Meta:
@@ -224,19 +246,19 @@ class CodeOutput(serializers.ModelSerializer):
         ]
 
 
-class AssignInput(serializers.Serializer):
+class AssignInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field()
 
 
 USER_ID_HELP = "The customer. An end user's token may name only its own `sub` (or leave it out: it is the `sub`)."
 
 
-class LockInput(serializers.Serializer):
+class LockInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False, allow_null=True)
 
 
-class ReservationOutput(serializers.ModelSerializer):
+class ReservationOutput(Prebuilt, serializers.ModelSerializer):
     code = serializers.CharField(source="code.code")
 
     class Meta:
@@ -244,7 +266,7 @@ class ReservationOutput(serializers.ModelSerializer):
         fields = ["token", "expires_at", "code", "user_id"]
 
 
-class UnlockInput(serializers.Serializer):
+class UnlockInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
 
@@ -253,7 +275,7 @@ class UnlockOutput(serializers.Serializer):
     released = serializers.IntegerField(help_text="How many reservations were released.")
 
 
-class RedeemInput(serializers.Serializer):
+class RedeemInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
     order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
@@ -261,7 +283,7 @@ class RedeemInput(serializers.Serializer):
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
-class ValidateQuery(serializers.Serializer):
+class ValidateQuery(Prebuilt, serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
@@ -271,7 +293,7 @@ class ValidateQuery(serializers.Serializer):
 VALIDATION_REASONS = ["ok", *USE_RULES, "product_not_eligible"]
 
 
-class ValidationOutput(serializers.Serializer):
+class ValidationOutput(Prebuilt, serializers.Serializer):
     valid = serializers.BooleanField()
     reason = serializers.ChoiceField(
         choices=VALIDATION_REASONS, help_text="`ok`, or the error code a redeem would answer with now."
@@ -287,7 +309,7 @@ class UserCodesQuery(serializers.Serializer):
 # --- Redemptions ----------------------------------------------------------------------------------------------
 
 
-class RedemptionOutput(serializers.ModelSerializer):
+class RedemptionOutput(Prebuilt, serializers.ModelSerializer):
     code = serializers.CharField(source="code.code")
     reversed = serializers.BooleanField(source="is_reversed")
 

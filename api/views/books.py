@@ -230,7 +230,7 @@ class BookAssignView(ApiView):
     def post(self, request, book_id):
         data = self.parse(AssignInput, request.data)
         code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
-        return Response(CodeOutput(code).data, status=201)
+        return Response(CodeOutput.render(code), status=201)
 
 
 def distribution_response(result, request) -> Response:

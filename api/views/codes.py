@@ -51,7 +51,7 @@ class CodeDetailView(_CodeView):
 
     @extend_schema(operation_id="code_get", tags=["codes"], summary="A code with its state", responses={200: CodeOutput})
     def get(self, request, code):
-        return Response(CodeOutput(code_get(tenant=self.tenant, code=code)).data)
+        return Response(CodeOutput.render(code_get(tenant=self.tenant, code=code)))
 
 
 class CodeAssignView(_CodeView):
@@ -79,7 +79,7 @@ class CodeAssignView(_CodeView):
     def post(self, request, code):
         data = self.parse(AssignInput, request.data)
         found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
-        return Response(CodeOutput(found).data)
+        return Response(CodeOutput.render(found))
 
 
 class CodeLockView(_CodeView):
@@ -100,7 +100,7 @@ class CodeLockView(_CodeView):
         reservation = code_reserve(
             tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
         )
-        return Response(ReservationOutput(reservation).data, status=201)
+        return Response(ReservationOutput.render(reservation), status=201)
 
 
 class CodeUnlockView(_CodeView):
@@ -167,7 +167,7 @@ class CodeRedeemView(_CodeView):
             product_id=data.get("product_id", ""),
             idempotency_key=self.idempotency_key,
         )
-        return Response(RedemptionOutput(redemption).data, status=201)
+        return Response(RedemptionOutput.render(redemption), status=201)
 
 
 class CodeValidateView(_CodeView):
@@ -190,7 +190,7 @@ class CodeValidateView(_CodeView):
         if request.user.is_end_user and result.reason == "code_not_assigned_to_user":
             # An end user asking about someone else's code is refused, as lock and redeem would refuse it.
             raise ApplicationError("code_not_assigned_to_user", result.message, {"code": str(code)[:64]})
-        return Response(ValidationOutput(result).data)
+        return Response(ValidationOutput.render(result))
 
 
 class UserCodesView(ApiView):
