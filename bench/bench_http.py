@@ -145,7 +145,7 @@ def _cycles_drive(token: str, book_id: int, seconds: float) -> tuple[int, dict[s
         elif field == "first_error" and value.strip():
             first_errors.append(value.strip())
         elif field in ENDPOINTS and value:
-            latencies.setdefault(ENDPOINTS[field], []).extend(float(ms) / 1000 for ms in value.split(","))
+            latencies.setdefault(ENDPOINTS[field], []).extend(float(ms) / 1000 for ms in value.split(",") if ms)
     if errors or not cycles:
         raise RuntimeError(f"{errors} failed calls in the HTTP cycle (first: {first_errors[:3]}); wrk said: {output[-1500:]}")
     return cycles, latencies, cpu
