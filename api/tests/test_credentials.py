@@ -114,3 +114,20 @@ def test_a_revoked_signing_key_is_refused_at_once(signing_key, tenant, make_code
     assert credential_cache.get(signing_key_version_key(signing_key.kid), lambda: None) == signing_key
     end_user_key_revoke(tenant=tenant, kid=signing_key.kid)
     assert_error(user.get(f"/api/v1/codes/{code.code}/validate/"), 401, "authentication_failed")
+
+
+def test_a_verified_token_is_still_refused_once_it_expires(api, issued, monkeypatch):
+    """Verified client tokens are kept with their claims (no second signature check); the expiry is checked on
+    every use."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from api import authentication
+
+    assert api.get("/api/v1/books/").status_code == 200
+    assert api.get("/api/v1/books/").status_code == 200  # from the verified tokens
+    (claims,) = [c for c in authentication._verified_tokens.values() if c["client_id"] == issued.client.client_id]
+    later = claims["exp"] + 31  # past the 30 s leeway
+    monkeypatch.setattr(authentication, "time", SimpleNamespace(time=lambda: later))
+    monkeypatch.setattr("rest_framework_simplejwt.tokens.aware_utcnow", lambda: datetime.fromtimestamp(later, UTC))
+    assert_error(api.get("/api/v1/books/"), 401, "authentication_failed")
