@@ -7,8 +7,9 @@ The key row is inserted FIRST inside the transaction that runs the service, and 
 before that transaction commits: the key and the change it guards commit together or not at all. A concurrent
 request with the same key blocks on the unique index until the first one has finished, then finds the stored
 answer and replays it. An error answer rolls the transaction back, key row included, so a retry after an
-error runs again (nothing was changed the first time). A key costs the call two statements, the claim and the
-answer: the key's transaction is the service's, with no savepoint between them.
+error runs again (nothing was changed the first time). The claim is one INSERT ... ON CONFLICT DO NOTHING and the
+answer one UPDATE; on the checkout calls (`one_transaction=True`) the key's transaction is the service's, with no
+savepoint between them, so a key costs those calls exactly these two statements.
 """
 
 import functools
@@ -112,7 +113,7 @@ def _children_without_savepoint(connection):
         del connection.savepoint  # the instance attribute goes; the method shows again
 
 
-def _run_once(request, run: Callable[[str], Response]) -> Response:
+def _run_once(request, run: Callable[[str], Response], *, one_transaction: bool) -> Response:
     """Run `run(key)` once per Idempotency-Key (or always, without the header), replaying stored answers."""
     raw = request.headers.get(HEADER)
     if raw is None:
@@ -133,7 +134,10 @@ def _run_once(request, run: Callable[[str], Response]) -> Response:
             claimed = cursor.fetchone()
         if claimed is None:
             return _replay(IdempotencyKey.objects.get(**scope), fingerprint)
-        with _children_without_savepoint(connection):
+        if one_transaction:
+            with _children_without_savepoint(connection):
+                response = run(key)
+        else:
             response = run(key)
         # Stored as the client saw it (decimals and dates rendered to JSON strings).
         body = JSONRenderer().render(response.data).decode() if response.data is not None else None
@@ -142,20 +146,29 @@ def _run_once(request, run: Callable[[str], Response]) -> Response:
     return response
 
 
-def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
+def idempotent(handler: Callable[..., Response] | None = None, *, one_transaction: bool = False):
     """Declares a view's handler (its `post`) idempotent: it runs once per Idempotency-Key, in the transaction
-    that stores the key; a retry replays the stored answer. The handler finds the key in `self.idempotency_key`."""
+    that stores the key; a retry replays the stored answer. The handler finds the key in `self.idempotency_key`.
 
-    @functools.wraps(handler)
-    def wrapper(view, request, *args, **kwargs) -> Response:
-        def run(key: str) -> Response:
-            view.idempotency_key = key
-            return handler(view, request, *args, **kwargs)
+    `@idempotent(one_transaction=True)`: the handler calls one service that is one atomic block, whose errors
+    leave it whole (nothing catches them inside the transaction). That block then takes no savepoint: the key's
+    transaction is the service's, and a key costs the call two statements. A service that catches an error of
+    its own outer atomic block to try again (an upload meeting a concurrent one) needs that savepoint: plain
+    `@idempotent` keeps it (two statements more)."""
 
-        return _run_once(request, run)
+    def declare(handler: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(handler)
+        def wrapper(view, request, *args, **kwargs) -> Response:
+            def run(key: str) -> Response:
+                view.idempotency_key = key
+                return handler(view, request, *args, **kwargs)
 
-    wrapper.idempotent = True
-    return wrapper
+            return _run_once(request, run, one_transaction=one_transaction)
+
+        wrapper.idempotent = True
+        return wrapper
+
+    return declare(handler) if handler is not None else declare
 
 
 def is_idempotent(view, method: str) -> bool:

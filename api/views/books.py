@@ -226,7 +226,7 @@ class BookAssignView(ApiView):
         request=AssignInput,
         responses={201: CodeOutput},
     )
-    @idempotent
+    @idempotent(one_transaction=True)
     def post(self, request, book_id):
         data = self.parse(AssignInput, request.data)
         code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)

@@ -75,7 +75,7 @@ class CodeAssignView(_CodeView):
         request=AssignInput,
         responses={200: CodeOutput},
     )
-    @idempotent
+    @idempotent(one_transaction=True)
     def post(self, request, code):
         data = self.parse(AssignInput, request.data)
         found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
@@ -94,7 +94,7 @@ class CodeLockView(_CodeView):
         request=LockInput,
         responses={201: ReservationOutput},
     )
-    @idempotent
+    @idempotent(one_transaction=True)
     def post(self, request, code):
         data, user_id = self.parse_for_user(LockInput, request.data)
         reservation = code_reserve(
@@ -117,7 +117,7 @@ class CodeUnlockView(_CodeView):
         request=UnlockInput,
         responses={200: UnlockOutput},
     )
-    @idempotent
+    @idempotent(one_transaction=True)
     def post(self, request, code):
         data, user_id = self.parse_for_user(UnlockInput, request.data)
         if request.user.is_end_user:
@@ -153,7 +153,7 @@ class CodeRedeemView(_CodeView):
         request=RedeemInput,
         responses={201: RedemptionOutput},
     )
-    @idempotent
+    @idempotent(one_transaction=True)
     def post(self, request, code):
         data, user_id = self.parse_for_user(RedeemInput, request.data)
         redemption = code_redeem(
