@@ -35,6 +35,9 @@ from .common import Result, median, percentile, scale, tables_truncate
 PORT = 8201
 CLIENTS = 16
 WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
+# Threads per worker: 1 is gunicorn's sync worker (README "Running in production"); more runs gthread workers, so
+# more calls wait on PostgreSQL at once than there are processes.
+THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -92,6 +95,7 @@ def _gunicorn() -> subprocess.Popen:
             f"127.0.0.1:{PORT}",
             "--workers",
             str(WORKERS),
+            *(["--worker-class", "gthread", "--threads", str(THREADS)] if THREADS > 1 else []),
         ],
         cwd=ROOT,
         env=env,
@@ -280,7 +284,8 @@ def run() -> list[Result]:
     ]
     return [
         Result(
-            name=f"HTTP cycle, {CLIENTS} clients, gunicorn x{WORKERS}, Idempotency-Key on every POST",
+            name=f"HTTP cycle, {CLIENTS} clients, gunicorn x{WORKERS}{f' x{THREADS} threads' if THREADS > 1 else ''}, "
+            "Idempotency-Key on every POST",
             figure=f"{cycle_rate:,.0f} cycles/s ({3 * cycle_rate:,.0f} req/s)",
             baseline=f"raw-SQL cycle ({RAW_CLIENTS} clients) {raw_rate:,.0f} cycles/s",
             ratio=ratio,
