@@ -7,7 +7,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from books.inputs import MAX_USER_ID_LENGTH, clean_day, clean_moment
+from books.inputs import MAX_USER_ID_LENGTH, clean_currency, clean_day, clean_moment
 from books.models import Code, CouponBook, Reservation
 from books.rules import USE_RULES
 from books.services.books import EDITABLE_FIELDS
@@ -112,6 +112,16 @@ class BookInput(serializers.Serializer):
     uses_per_code = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
     requires_assignment = serializers.BooleanField(required=False)
     lock_ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False)
+
+    # The rules DRF's fields do not know, from books.inputs (the admin's book form calls the same ones).
+    def validate_currency(self, value: str) -> str:
+        return clean_currency(value)
+
+    def validate_valid_from(self, value: datetime | None) -> datetime | None:
+        return None if value is None else clean_moment(value, field="valid_from")
+
+    def validate_valid_until(self, value: datetime | None) -> datetime | None:
+        return None if value is None else clean_moment(value, field="valid_until")
 
 
 class BookOutput(serializers.ModelSerializer):

@@ -16,6 +16,7 @@ from import_export.admin import ImportMixin
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
+from backoffice.forms import input_clean
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -39,7 +40,7 @@ from .code_upload import (
     dataset_code_strings,
     preview_file_remove,
 )
-from .inputs import normalize_code
+from .inputs import clean_currency, clean_moment, clean_product_ids, normalize_code
 from .models import Code, CouponBook, Event, Reservation
 from .parsers import upload_inspect
 from .selectors import book_stats, code_history
@@ -55,11 +56,37 @@ def job_url(job: Job) -> str:
 
 
 class GenerateCodesForm(forms.Form):
-    count = forms.IntegerField(min_value=1, help_text="Above 10,000 codes the generation runs as a job.")
+    count = forms.IntegerField(
+        min_value=1,
+        max_value=settings.COUPONS["MAX_CODES_PER_REQUEST"],
+        help_text="Above 10,000 codes the generation runs as a job.",
+    )
     pattern = forms.CharField(
         required=False, max_length=64, help_text="# a digit, ? a letter, * any symbol of the charset; default 10 *."
     )
     charset = forms.CharField(required=False, max_length=128, help_text="Symbols for *; default without look-alikes.")
+
+
+class CouponBookForm(forms.ModelForm):
+    """The book's fields as the model's form types them, plus the input rules the API applies (books.inputs)."""
+
+    class Meta:
+        model = CouponBook
+        fields = EDITABLE_FIELDS
+
+    def clean_currency(self):
+        return input_clean(clean_currency, self.cleaned_data["currency"])
+
+    def clean_product_ids(self):
+        return input_clean(clean_product_ids, self.cleaned_data["product_ids"])
+
+    def clean_valid_from(self):
+        value = self.cleaned_data["valid_from"]
+        return value and input_clean(clean_moment, value, field="valid_from")
+
+    def clean_valid_until(self):
+        value = self.cleaned_data["valid_until"]
+        return value and input_clean(clean_moment, value, field="valid_until")
 
 
 class DistributeForm(forms.Form):
@@ -74,6 +101,7 @@ class DistributeForm(forms.Form):
 
 @admin.register(CouponBook)
 class CouponBookAdmin(TenantScopedAdmin):
+    form = CouponBookForm
     list_display = (
         "name",
         "tenant",

@@ -48,18 +48,6 @@ class CreationResult:
     skipped_count: int = 0
 
 
-def _count_clean(count: object) -> int:
-    if isinstance(count, bool) or not isinstance(count, int):
-        try:
-            count = int(str(count))
-        except ValueError:
-            count = 0
-    limit = settings.COUPONS["MAX_CODES_PER_REQUEST"]
-    if not 1 <= count <= limit:
-        raise ApplicationError("invalid_input", f"count must be a whole number from 1 to {limit:,}.", {"field": "count"})
-    return count
-
-
 def _book_writable_check(book: CouponBook) -> CouponBook:
     book = lock_objects.book_lock(book_id=book.pk)
     rules.codes_addable_check(status=book.status, book_id=book.pk)
@@ -138,25 +126,25 @@ def _space_sample(*, book: CouponBook, pattern: Pattern, need: int, asked: int, 
     return secrets.SystemRandom().sample(left, need)
 
 
-def generation_prepare(*, count: object, pattern: object = None, charset: object = None) -> tuple[int, Pattern, list[str]]:
-    """Check a generation request before any work: the count, the pattern, and whether the space can hold it."""
-    count = _count_clean(count)
+def generation_prepare(*, count: int, pattern: str | None = None, charset: str | None = None) -> tuple[Pattern, list[str]]:
+    """Check a generation request before any work: the pattern, and whether its space can hold `count` codes (the
+    edges bound the count: GenerateInput, GenerateCodesForm)."""
     parsed = pattern_parse(pattern, charset)
     warnings = pattern_capacity_check(parsed, count)
-    return count, parsed, warnings
+    return parsed, warnings
 
 
 def codes_generate(
     *,
     book: CouponBook,
-    count: object,
+    count: int,
     actor: Actor,
-    pattern: object = None,
-    charset: object = None,
+    pattern: str | None = None,
+    charset: str | None = None,
     progress: Progress | None = None,
 ) -> CreationResult:
     """Create exactly `count` new random codes of the pattern in the book."""
-    count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
+    parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     with transaction.atomic():
         book = _book_writable_check(book)
         created = barren = 0
@@ -202,18 +190,16 @@ def codes_generate(
 # --- Upload -------------------------------------------------------------------------------------------------
 
 
-def upload_prepare(*, codes: Iterable[object]) -> list[str]:
+def upload_prepare(*, codes: Iterable[str]) -> list[str]:
     """Normalise an uploaded list; refuse it whole when it is empty, too large, or holds an invalid code."""
-    if isinstance(codes, (str, bytes)) or not isinstance(codes, Iterable):
-        raise ApplicationError("invalid_input", "codes must be a list of strings.", {"field": "codes"})
     normalized, invalid = [], []
     limit = settings.COUPONS["MAX_CODES_PER_REQUEST"]
     for position, raw in enumerate(codes, start=1):
         if position > limit:
             raise ApplicationError("invalid_input", f"An upload holds at most {limit:,} codes.", {"field": "codes"})
-        value = normalize_code(raw) if isinstance(raw, str) else None
-        if value is None or not is_valid_code(value):
-            invalid.append({"row": position, "value": str(raw)[:80]})
+        value = normalize_code(raw)
+        if not is_valid_code(value):
+            invalid.append({"row": position, "value": raw[:80]})
             continue
         normalized.append(value)
     if invalid:
@@ -228,7 +214,7 @@ def upload_prepare(*, codes: Iterable[object]) -> list[str]:
 
 
 def codes_upload(
-    *, book: CouponBook, codes: Iterable[object], actor: Actor, skip_duplicates: bool = False, progress: Progress | None = None
+    *, book: CouponBook, codes: Iterable[str], actor: Actor, skip_duplicates: bool = False, progress: Progress | None = None
 ) -> CreationResult:
     """Import a list of codes into the book, all or nothing."""
     normalized = upload_prepare(codes=codes)
@@ -305,10 +291,10 @@ def _insert_batch_all(*, book: CouponBook, codes: list[str], progress: Progress 
 
 
 def generation_request(
-    *, book: CouponBook, count: object, actor: Actor, pattern: object = None, charset: object = None
+    *, book: CouponBook, count: int, actor: Actor, pattern: str | None = None, charset: str | None = None
 ) -> CreationResult | Job:
-    """Generate at once, or (above the synchronous limit) queue a job and return it. Bad input fails here either way."""
-    count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
+    """Generate at once, or (above the synchronous limit) queue a job and return it. A bad pattern fails here either way."""
+    parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
     _book_queueable_check(book)
@@ -326,7 +312,7 @@ def generation_request(
 
 
 def upload_request(
-    *, book: CouponBook, codes: Iterable[object], actor: Actor, skip_duplicates: bool = False
+    *, book: CouponBook, codes: Iterable[str], actor: Actor, skip_duplicates: bool = False
 ) -> CreationResult | Job:
     """Upload at once, or (above the synchronous limit) store the list with a job and queue it."""
     normalized = upload_prepare(codes=codes)
@@ -342,7 +328,7 @@ def upload_request(
         actor=actor,
         total=len(normalized),
         book=book,
-        params={"skip_duplicates": bool(skip_duplicates)},
+        params={"skip_duplicates": skip_duplicates},
         input_file=ContentFile("\n".join(normalized).encode()),
         input_suffix="txt",
     )
@@ -368,7 +354,7 @@ def upload_file_request(
         actor=actor,
         total=0,  # known once the job has read the file
         book=book,
-        params={"skip_duplicates": bool(skip_duplicates), "file_format": shape.format},
+        params={"skip_duplicates": skip_duplicates, "file_format": shape.format},
         input_file=File(file),
         input_suffix=shape.format,
     )
