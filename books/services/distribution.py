@@ -94,30 +94,25 @@ def _max_users() -> int:
     return settings.COUPONS["MAX_DISTRIBUTION_USERS"]
 
 
-def _shown(value: object) -> str:
-    """An invalid value as the result shows it: text, cut short, control characters replaced."""
-    text = value if isinstance(value, str) else repr(value)
-    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text[:MAX_USER_ID_LENGTH])
+def _shown(value: str) -> str:
+    """An invalid value as the result shows it: cut short, control characters replaced."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in value[:MAX_USER_ID_LENGTH])
 
 
-def _user_id_valid(value: object) -> str | None:
+def _user_id_valid(value: str) -> str | None:
     """The id, stripped, or None when it is not one: empty, too long, or with a non-printable character.
 
     Stricter than a single call's clean_user_id (which refuses only NUL): ids read from a file carry stray
     control characters more often than hand-made calls, and they would break the result CSV's rows.
     """
-    if not isinstance(value, str):
-        return None
     value = value.strip()
     if not value or len(value) > MAX_USER_ID_LENGTH or not value.isprintable():
         return None
     return value
 
 
-def distribution_prepare(*, user_ids: Iterable[object]) -> DistributionList:
-    """Check a list of end-user ids; refuse it whole when it is not a list, too long, or holds no valid id."""
-    if isinstance(user_ids, (str, bytes)) or not isinstance(user_ids, Iterable):
-        raise ApplicationError("invalid_input", "user_ids must be a list of strings.", {"field": "user_ids"})
+def distribution_prepare(*, user_ids: Iterable[str]) -> DistributionList:
+    """Check a list of end-user ids; refuse it whole when it is too long or holds no valid id."""
     limit = _max_users()
     seen: set[str] = set()
     valid: list[str] = []
@@ -199,7 +194,7 @@ def _assign(*, code_ids: list[int], user_ids: list[str], now) -> dict[str, str]:
 
 
 def codes_distribute(
-    *, book: CouponBook, user_ids: Iterable[object], actor: Actor, progress: Progress | None = None
+    *, book: CouponBook, user_ids: DistributionList | Iterable[str], actor: Actor, progress: Progress | None = None
 ) -> DistributionResult:
     """Give one free code of the book to each user of the list who holds none; all or nothing (module docstring)."""
     checked = user_ids if isinstance(user_ids, DistributionList) else distribution_prepare(user_ids=user_ids)
@@ -265,9 +260,8 @@ def _job_refused_check(book: CouponBook) -> None:
     rules.book_assignable_check(book=CouponBook.objects.get(pk=book.pk), now=timezone.now())
 
 
-def distribution_request(*, book: CouponBook, user_ids: Iterable[object], actor: Actor) -> DistributionResult | Job:
+def distribution_request(*, book: CouponBook, user_ids: list[str], actor: Actor) -> DistributionResult | Job:
     """Distribute at once, or (above the synchronous limit) store the checked list with a job and queue it."""
-    user_ids = user_ids if isinstance(user_ids, list) else list(user_ids)
     checked = distribution_prepare(user_ids=user_ids)
     if len(checked.user_ids) + len(checked.invalid) <= settings.COUPONS["SYNC_DISTRIBUTION_LIMIT"]:
         return codes_distribute(book=book, user_ids=checked, actor=actor)
