@@ -85,9 +85,7 @@ def clean_product_ids(value: object) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in value):
-        raise ApplicationError(
-            "invalid_input", "product_ids must be a list of product ids (strings).", {"field": "product_ids"}
-        )
+        raise ApplicationError("invalid_input", "product_ids must be a list of product ids (strings).", {"field": "product_ids"})
     ids = [str(p).strip() for p in value]
     if len(ids) > MAX_PRODUCT_IDS or any(not p or len(p) > 255 or "\x00" in p for p in ids):
         raise ApplicationError(

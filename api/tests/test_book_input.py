@@ -137,7 +137,13 @@ def test_the_book_form_stores_every_field_normalised(tenant):
     assert book.lock_ttl_seconds == 60
 
 
-VALID_FORM = {"name": "Campaign", "status": "draft", "discount_type": "percent", "discount_value": "10", "lock_ttl_seconds": "300"}
+VALID_FORM = {
+    "name": "Campaign",
+    "status": "draft",
+    "discount_type": "percent",
+    "discount_value": "10",
+    "lock_ttl_seconds": "300",
+}
 
 
 @pytest.mark.parametrize(

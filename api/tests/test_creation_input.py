@@ -27,7 +27,9 @@ def test_a_count_given_as_a_numeric_string_is_accepted(api, active_book):
     assert Code.objects.filter(book=active_book).count() == 7
 
 
-@pytest.mark.parametrize(("fields", "field"), [({"pattern": 123}, "pattern"), ({"pattern": "****", "charset": ["A", "B"]}, "charset")])
+@pytest.mark.parametrize(
+    ("fields", "field"), [({"pattern": 123}, "pattern"), ({"pattern": "****", "charset": ["A", "B"]}, "charset")]
+)
 def test_a_pattern_or_charset_that_is_not_a_string_is_refused(api, active_book, fields, field):
     response = api.post(f"/api/v1/books/{active_book.pk}/codes/generate/", {"count": 1, **fields}, format="json")
     assert assert_error(response, 400, "invalid_input")["details"]["field"] == field
