@@ -15,9 +15,9 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from redemptions.models import Redemption
 
+from .inputs import MAX_SIGNING_KEY_LENGTH, MIN_HS256_SECRET, key_material_clean
 from .models import EndUserSigningKey
 from .schema import ErrorBody
-from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
 MAX_DISTRIBUTION_USERS = settings.COUPONS["MAX_DISTRIBUTION_USERS"]
@@ -79,10 +79,13 @@ class SigningKeyInput(serializers.Serializer):
     algorithm = serializers.ChoiceField(choices=EndUserSigningKey.Algorithm.choices)
     key = StrictCharField(
         min_length=MIN_HS256_SECRET,
-        max_length=16_384,
+        max_length=MAX_SIGNING_KEY_LENGTH,
         trim_whitespace=False,
         help_text=f"The HS256 secret ({MIN_HS256_SECRET} characters or more) or the RS256 public key (PEM).",
     )
+
+    def validate(self, attrs: dict) -> dict:
+        return {**attrs, "key": key_material_clean(algorithm=attrs["algorithm"], key=attrs["key"])}
 
 
 class SigningKeyOutput(serializers.ModelSerializer):
