@@ -3,6 +3,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from books.inputs import clean_user_id
 from books.models import Code
 from books.rules import USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
@@ -211,6 +212,6 @@ class UserCodesView(ApiView):
         if request.user.is_end_user and user_id != request.user.user_id:
             raise ApplicationError("permission_denied", "An end-user token may list only its own codes.")
         data = self.parse(UserCodesQuery, request.query_params)
-        codes = codes_of_user(tenant=self.tenant, user_id=user_id, book_id=data.get("book"))
+        codes = codes_of_user(tenant=self.tenant, user_id=clean_user_id(user_id), book_id=data.get("book"))
         page = self.paginate_queryset(codes)
         return self.get_paginated_response(CodeOutput(page, many=True).data)
