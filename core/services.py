@@ -24,8 +24,8 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from celery import current_app
 from django.conf import settings
@@ -40,6 +40,12 @@ from core.exceptions import ApplicationError
 from .dependencies import BROKER_ERRORS, cache_delete, cache_get, cache_set
 from .models import Job
 from .signals import job_finished
+
+if TYPE_CHECKING:  # for the annotations only: core imports no app above it
+    from celery import Task
+
+    from books.models import CouponBook
+    from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 PROGRESS_TTL = 24 * 3600
@@ -62,12 +68,12 @@ class JobLeaseLost(Exception):
 
 def job_create(
     *,
-    tenant,
+    tenant: "Tenant",
     kind: str,
     actor: Actor,
     total: int,
-    task,
-    book=None,
+    task: "Task",
+    book: "CouponBook | None" = None,
     params: dict | None = None,
     input_file: File | None = None,
     input_suffix: str = "",
@@ -274,7 +280,7 @@ class SweepResult:
     send_failures: int = 0
 
 
-def _job_take_back(*, job: Job, now, max_attempts: int, result: SweepResult) -> bool:
+def _job_take_back(*, job: Job, now: datetime, max_attempts: int, result: SweepResult) -> bool:
     """Put a job whose lease ran out back to pending, or fail it after its last run. Inside a transaction.
 
     The row is locked first with SKIP LOCKED: a row locked by someone else belongs to a live transaction, most
