@@ -99,6 +99,16 @@ class DistributeForm(forms.Form):
 # --- Books --------------------------------------------------------------------------------------------------
 
 
+def usage_column(annotation: str, description: str):
+    """A changelist column showing one usage figure that books_with_usage annotates, sortable by it."""
+
+    @admin.display(description=description, ordering=annotation)
+    def column(self, book):
+        return getattr(book, annotation)
+
+    return column
+
+
 @admin.register(CouponBook)
 class CouponBookAdmin(TenantScopedAdmin):
     form = CouponBookForm
@@ -162,29 +172,13 @@ class CouponBookAdmin(TenantScopedAdmin):
             return f"{book.discount_value}%"
         return f"{book.discount_value} {book.currency}"
 
-    @admin.display(description="Codes", ordering="codes_total")
-    def codes_total(self, book):
-        return book.codes_total
-
-    @admin.display(description="Free", ordering="codes_free")
-    def codes_free(self, book):
-        return book.codes_free
-
-    @admin.display(description="Assigned", ordering="codes_assigned")
-    def codes_assigned(self, book):
-        return book.codes_assigned
-
-    @admin.display(description="Used up", ordering="codes_redeemed")
-    def codes_redeemed(self, book):
-        return book.codes_redeemed
-
-    @admin.display(description="Redemptions", ordering="redemptions_count")
-    def redemptions_count(self, book):
-        return book.redemptions_count
-
-    @admin.display(description="Discount given", ordering="discount_given")
-    def discount_given(self, book):
-        return book.discount_given
+    # The usage figures books_with_usage annotates, shown and sortable as columns.
+    codes_total = usage_column("codes_total", "Codes")
+    codes_free = usage_column("codes_free", "Free")
+    codes_assigned = usage_column("codes_assigned", "Assigned")
+    codes_redeemed = usage_column("codes_redeemed", "Used up")
+    redemptions_count = usage_column("redemptions_count", "Redemptions")
+    discount_given = usage_column("discount_given", "Discount given")
 
     # --- saving through the services ----------------------------------------------------------------------
 
