@@ -101,3 +101,11 @@ def run_distribution_job(job_id: int) -> None:
         return {**result.summary, "filename": job.file.name.rsplit("/", 1)[-1]}
 
     job_run(job_id=job_id, work=work)
+
+
+# The task that runs each kind of a book's job (books/services/book_jobs.py).
+BOOK_JOB_TASKS = {
+    Job.Kind.GENERATE: run_generation_job,
+    Job.Kind.UPLOAD: run_upload_job,
+    Job.Kind.DISTRIBUTE: run_distribution_job,
+}

@@ -11,20 +11,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from core.services import job_create
 
 from .. import lock_objects, rules
 from ..inputs import is_valid_code, normalize_code
 from ..models import Code, CouponBook, Event, shuffle_keys
 from ..parsers import codes_from_file, upload_inspect
 from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
+from .book_jobs import book_job_create, file_job_create
 from .events import event_record
 
 Progress = Callable[[int], None]
@@ -298,17 +298,8 @@ def generation_request(
     if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
     _book_queueable_check(book)
-    from ..tasks import run_generation_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.GENERATE,
-        task=run_generation_job,
-        actor=actor,
-        total=count,
-        book=book,
-        params={"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings},
-    )
+    params = {"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings}
+    return book_job_create(book=book, kind=Job.Kind.GENERATE, actor=actor, total=count, params=params)
 
 
 def upload_request(
@@ -319,18 +310,10 @@ def upload_request(
     if len(normalized) <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_upload(book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates)
     _book_queueable_check(book)
-    from ..tasks import run_upload_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.UPLOAD,
-        task=run_upload_job,
-        actor=actor,
-        total=len(normalized),
-        book=book,
-        params={"skip_duplicates": skip_duplicates},
-        input_file=ContentFile("\n".join(normalized).encode()),
-        input_suffix="txt",
+    listed = ContentFile("\n".join(normalized).encode())  # one code a line, as run_upload_job reads it back
+    params = {"skip_duplicates": skip_duplicates}
+    return book_job_create(
+        book=book, kind=Job.Kind.UPLOAD, actor=actor, total=len(normalized), params=params, input_file=listed, input_suffix="txt"
     )
 
 
@@ -345,16 +328,5 @@ def upload_file_request(
         codes = codes_from_file(file=file, filename=filename)
         return upload_request(book=book, codes=codes, actor=actor, skip_duplicates=skip_duplicates)
     _book_queueable_check(book)
-    from ..tasks import run_upload_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.UPLOAD,
-        task=run_upload_job,
-        actor=actor,
-        total=0,  # known once the job has read the file
-        book=book,
-        params={"skip_duplicates": skip_duplicates, "file_format": shape.format},
-        input_file=File(file),
-        input_suffix=shape.format,
-    )
+    params = {"skip_duplicates": skip_duplicates}
+    return file_job_create(book=book, kind=Job.Kind.UPLOAD, actor=actor, file=file, shape=shape, params=params)

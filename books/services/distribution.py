@@ -33,19 +33,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from core.services import job_create
 
 from .. import lock_objects, rules
 from ..inputs import MAX_USER_ID_LENGTH
 from ..models import Code, CouponBook, Event
 from ..parsers import upload_inspect, user_ids_from_file
+from .book_jobs import book_job_create, file_job_create
 from .events import event_record
 
 Progress = Callable[[int], None]
@@ -266,19 +266,10 @@ def distribution_request(*, book: CouponBook, user_ids: list[str], actor: Actor)
     if len(checked.user_ids) + len(checked.invalid) <= settings.COUPONS["SYNC_DISTRIBUTION_LIMIT"]:
         return codes_distribute(book=book, user_ids=checked, actor=actor)
     _job_refused_check(book)
-    from ..tasks import run_distribution_job
-
     # The list as sent, in JSON: the job checks exactly what the request checked (and reports the same invalid rows).
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.DISTRIBUTE,
-        task=run_distribution_job,
-        actor=actor,
-        total=len(checked.user_ids),
-        book=book,
-        input_file=ContentFile(json.dumps(user_ids).encode()),
-        input_suffix="json",
-    )
+    listed = ContentFile(json.dumps(user_ids).encode())
+    total = len(checked.user_ids)
+    return book_job_create(book=book, kind=Job.Kind.DISTRIBUTE, actor=actor, total=total, input_file=listed, input_suffix="json")
 
 
 def distribution_file_request(*, book: CouponBook, file, filename: str, actor: Actor) -> DistributionResult | Job:
@@ -288,16 +279,4 @@ def distribution_file_request(*, book: CouponBook, file, filename: str, actor: A
     if shape.inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
         return distribution_request(book=book, user_ids=user_ids_from_file(file=file, filename=filename), actor=actor)
     _job_refused_check(book)
-    from ..tasks import run_distribution_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.DISTRIBUTE,
-        task=run_distribution_job,
-        actor=actor,
-        total=0,  # known once the job has read the file
-        book=book,
-        params={"file_format": shape.format},
-        input_file=File(file),
-        input_suffix=shape.format,
-    )
+    return file_job_create(book=book, kind=Job.Kind.DISTRIBUTE, actor=actor, file=file, shape=shape)
