@@ -313,62 +313,72 @@ class CouponBookAdmin(TenantScopedAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def generate_view(self, request, object_id):
+    def _book_page_form_run(self, request, object_id, *, permitted, refusal: str, form_class, failure: str, run):
+        """A form posted from the book page (generate, distribute): the book within the user's scope, then the
+        permission, the form and the service's refusal, each sent back to the book page as a message; otherwise
+        `run(book, cleaned_data)` answers."""
         book = get_object_or_404(tenant_scope(request, CouponBook.objects.select_related("tenant")), pk=object_id)
-        back = reverse("admin:books_couponbook_change", args=[book.pk])
-        if not self.has_codes_add_permission(request):
-            self.message_user(request, "You may not add codes.", messages.ERROR)
-            return HttpResponseRedirect(back)
+        back = HttpResponseRedirect(reverse("admin:books_couponbook_change", args=[book.pk]))
+        if not permitted(request):
+            self.message_user(request, refusal, messages.ERROR)
+            return back
         if request.method != "POST":
-            return HttpResponseRedirect(back)
-        form = GenerateCodesForm(request.POST)
+            return back
+        form = form_class(request.POST, request.FILES)
         if not form.is_valid():
             errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
-            self.message_user(request, f"Not generated: {errors}", messages.ERROR)
-            return HttpResponseRedirect(back)
+            self.message_user(request, f"{failure}: {errors}", messages.ERROR)
+            return back
         try:
-            outcome = generation_request(
-                book=book,
-                count=form.cleaned_data["count"],
-                pattern=form.cleaned_data["pattern"] or None,
-                charset=form.cleaned_data["charset"] or None,
-                actor=staff_actor(request),
-            )
+            return run(book, form.cleaned_data)
         except ApplicationError as exc:
-            self.message_user(request, f"Not generated: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        return creation_response(self, request, outcome, book=book, verb="Generated")
+            self.message_user(request, f"{failure}: {exc.message}", messages.ERROR)
+            return back
+
+    def generate_view(self, request, object_id):
+        def generate(book, data):
+            pattern, charset = data["pattern"] or None, data["charset"] or None
+            outcome = generation_request(
+                book=book, count=data["count"], pattern=pattern, charset=charset, actor=staff_actor(request)
+            )
+            return creation_response(self, request, outcome, book=book, verb="Generated")
+
+        return self._book_page_form_run(
+            request,
+            object_id,
+            permitted=self.has_codes_add_permission,
+            refusal="You may not add codes.",
+            form_class=GenerateCodesForm,
+            failure="Not generated",
+            run=generate,
+        )
 
     def distribute_view(self, request, object_id):
         """Distribute to an uploaded list: a small one answers the CSV at once, a large one goes to its job's page
         (progress bar, then the CSV's download link)."""
-        book = get_object_or_404(tenant_scope(request, CouponBook.objects.select_related("tenant")), pk=object_id)
-        back = reverse("admin:books_couponbook_change", args=[book.pk])
-        if not self.has_distribute_permission(request):
-            self.message_user(request, "You may not distribute codes.", messages.ERROR)
-            return HttpResponseRedirect(back)
-        if request.method != "POST":
-            return HttpResponseRedirect(back)
-        form = DistributeForm(request.POST, request.FILES)
-        if not form.is_valid():
-            errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
-            self.message_user(request, f"Not distributed: {errors}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        upload = form.cleaned_data["file"]
-        try:
+
+        def distribute(book, data):
+            upload = data["file"]
             outcome = distribution_file_request(book=book, file=upload, filename=upload.name or "", actor=staff_actor(request))
-        except ApplicationError as exc:
-            self.message_user(request, f"Not distributed: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        if isinstance(outcome, Job):
-            what = f"{outcome.total:,} users are" if outcome.total else "The file is"
-            self.message_user(
-                request, f"{what} being served as job #{outcome.pk}; this page shows its progress, then the CSV to download."
-            )
-            return HttpResponseRedirect(job_url(outcome))
-        response = HttpResponse(result_csv(outcome), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="distribution-book-{book.pk}.csv"'
-        return response
+            if isinstance(outcome, Job):
+                what = f"{outcome.total:,} users are" if outcome.total else "The file is"
+                self.message_user(
+                    request, f"{what} being served as job #{outcome.pk}; this page shows its progress, then the CSV to download."
+                )
+                return HttpResponseRedirect(job_url(outcome))
+            response = HttpResponse(result_csv(outcome), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="distribution-book-{book.pk}.csv"'
+            return response
+
+        return self._book_page_form_run(
+            request,
+            object_id,
+            permitted=self.has_distribute_permission,
+            refusal="You may not distribute codes.",
+            form_class=DistributeForm,
+            failure="Not distributed",
+            run=distribute,
+        )
 
 
 def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):
