@@ -6,6 +6,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from books.models import CouponBook
+from books.rules import BOOK_ASSIGNABLE_RULES
 from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
@@ -193,9 +194,7 @@ class BookCodesView(ApiView):
 
 
 class BookAssignView(ApiView):
-    error_codes = errors(
-        "book_not_found", "book_exhausted", "user_code_limit_reached", "book_not_active", "book_archived", "book_expired"
-    )
+    error_codes = errors("book_not_found", "book_exhausted", "user_code_limit_reached", *BOOK_ASSIGNABLE_RULES)
 
     @operation("code_assign_random", "assignment", request=AssignInput, responses={201: CodeOutput}, once=True)
     def post(self, request, book_id):
@@ -215,7 +214,7 @@ def distribution_response(result, request) -> Response:
 
 class BookDistributeView(ApiView):
     parser_classes = [ApiJSONParser, MultiPartParser, FormParser]
-    error_codes = errors("book_not_found", "book_exhausted", "empty_upload", "book_not_active", "book_archived", "book_expired")
+    error_codes = errors("book_not_found", "book_exhausted", "empty_upload", *BOOK_ASSIGNABLE_RULES)
 
     @operation(
         "book_distribute",

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 
 from books.inputs import clean_user_id
 from books.models import Code
-from books.rules import USE_RULES
+from books.rules import BOOK_ASSIGNABLE_RULES, CODE_ASSIGNABLE_RULES, USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
 from books.services.codes import code_assign, code_redeem, code_release, code_reserve
 from core.exceptions import ApplicationError
@@ -54,16 +54,7 @@ class CodeDetailView(_CodeView):
 
 
 class CodeAssignView(_CodeView):
-    error_codes = errors(
-        "code_not_found",
-        "code_already_assigned",
-        "code_not_assignable",
-        "code_voided",
-        "user_code_limit_reached",
-        "book_not_active",
-        "book_archived",
-        "book_expired",
-    )
+    error_codes = errors("code_not_found", *CODE_ASSIGNABLE_RULES, "user_code_limit_reached", *BOOK_ASSIGNABLE_RULES)
 
     @operation("code_assign", "assignment", request=AssignInput, responses={200: CodeOutput}, once=True)
     def post(self, request, code):
