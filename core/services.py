@@ -25,13 +25,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from celery import current_app
+from celery import Task, current_app
 from django.conf import settings
 from django.core.files import File
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from core.actors import Actor
@@ -40,12 +40,6 @@ from core.exceptions import ApplicationError
 from .dependencies import BROKER_ERRORS, cache_delete, cache_get, cache_set
 from .models import Job
 from .signals import job_finished
-
-if TYPE_CHECKING:  # for the annotations only: core imports no app above it
-    from celery import Task
-
-    from books.models import CouponBook
-    from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 PROGRESS_TTL = 24 * 3600
@@ -68,12 +62,12 @@ class JobLeaseLost(Exception):
 
 def job_create(
     *,
-    tenant: "Tenant",
+    tenant: Model,  # a tenants.Tenant (core imports no app above it)
     kind: str,
     actor: Actor,
     total: int,
-    task: "Task",
-    book: "CouponBook | None" = None,
+    task: Task,
+    book: Model | None = None,  # a books.CouponBook
     params: dict | None = None,
     input_file: File | None = None,
     input_suffix: str = "",
