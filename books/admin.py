@@ -17,9 +17,9 @@ from import_export.admin import ImportMixin
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
 from backoffice.forms import input_clean
-from backoffice.paginator import CappedCountPaginator
+from backoffice.paginator import LargeTableAdminMixin
 from backoffice.scoping import (
-    ReadOnlyAdminMixin,
+    HistoryAdmin,
     TenantRelatedListFilter,
     TenantScopedAdmin,
     request_tenant,
@@ -313,7 +313,7 @@ class CouponBookAdmin(TenantScopedAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _book_page_form_run(self, request, object_id, *, permitted, refusal: str, form_class, failure: str, run):
+    def _book_page_form_run(self, request, object_id, permitted, refusal: str, form_class, failure: str, run):
         """A form posted from the book page (generate, distribute): the book within the user's scope, then the
         permission, the form and the service's refusal, each sent back to the book page as a message; otherwise
         `run(book, cleaned_data)` answers."""
@@ -343,15 +343,8 @@ class CouponBookAdmin(TenantScopedAdmin):
             )
             return creation_response(self, request, outcome, book=book, verb="Generated")
 
-        return self._book_page_form_run(
-            request,
-            object_id,
-            permitted=self.has_codes_add_permission,
-            refusal="You may not add codes.",
-            form_class=GenerateCodesForm,
-            failure="Not generated",
-            run=generate,
-        )
+        permitted, refusal = self.has_codes_add_permission, "You may not add codes."
+        return self._book_page_form_run(request, object_id, permitted, refusal, GenerateCodesForm, "Not generated", generate)
 
     def distribute_view(self, request, object_id):
         """Distribute to an uploaded list: a small one answers the CSV at once, a large one goes to its job's page
@@ -370,15 +363,8 @@ class CouponBookAdmin(TenantScopedAdmin):
             response["Content-Disposition"] = f'attachment; filename="distribution-book-{book.pk}.csv"'
             return response
 
-        return self._book_page_form_run(
-            request,
-            object_id,
-            permitted=self.has_distribute_permission,
-            refusal="You may not distribute codes.",
-            form_class=DistributeForm,
-            failure="Not distributed",
-            run=distribute,
-        )
+        permitted, refusal = self.has_distribute_permission, "You may not distribute codes."
+        return self._book_page_form_run(request, object_id, permitted, refusal, DistributeForm, "Not distributed", distribute)
 
 
 def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):
@@ -413,7 +399,7 @@ class CodeStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Code)
-class CodeAdmin(ImportMixin, TenantScopedAdmin):
+class CodeAdmin(LargeTableAdminMixin, ImportMixin, TenantScopedAdmin):
     list_display = ("code", "book", "state", "user_id", "redeemed_count", "max_uses", "assigned_at", "expires_at", "created_at")
     # Both filters are served by indexes: (book, state), and (tenant, code) for the tenant-wide list.
     list_filter = (CodeStateFilter, ("book", TenantRelatedListFilter))
@@ -424,9 +410,6 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     # ordering is already total (no "-pk" tiebreaker that would force a sort of every matching row).
     ordering = ("tenant_id", "code")
     sortable_by = ("code",)
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT every matching code
-    paginator = CappedCountPaginator
     list_per_page = 100
     raw_id_fields = ("book",)
     actions = ("void_codes", "unassign_codes", "release_reservations")
@@ -482,52 +465,41 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
 
     # --- actions, each through its service, after a confirmation page -------------------------------------
 
-    def _actor_run(self, request, service, fields: tuple[str, ...] = ()):
+    def _codes_action(self, request, queryset, service, title: str, question: str, done: str, **form):
+        """Ask, then run `service` on each selected code as the staff user (with the confirmation form's fields:
+        `form_class` and the `fields` it passes on)."""
         actor = staff_actor(request)
+        fields = form.pop("fields", ())
 
         def run(code, data):
             return service(tenant=code.tenant, code=code.code, actor=actor, **{name: data[name] for name in fields})
 
-        return run
+        codes = queryset.select_related("tenant")
+        return confirmed_action(self, request, codes, title=title, question=question, run=run, done_message=done, **form)
 
     @admin.action(description="Void selected codes", permissions=["change"])
     def void_codes(self, request, queryset):
-        return confirmed_action(
-            self,
-            request,
-            queryset.select_related("tenant"),
-            title="Void codes",
-            question="Voided codes can never be assigned, locked or redeemed again; their active reservations end. "
-            "Past redemptions stay.",
-            run=self._actor_run(request, code_void, fields=("reason",)),
-            done_message="{count} code(s) voided.",
-            form_class=ReasonForm,
+        question = (
+            "Voided codes can never be assigned, locked or redeemed again; their active reservations end. Past redemptions stay."
+        )
+        done = "{count} code(s) voided."
+        return self._codes_action(
+            request, queryset, code_void, "Void codes", question, done, fields=("reason",), form_class=ReasonForm
         )
 
     @admin.action(description="Unassign selected codes", permissions=["change"])
     def unassign_codes(self, request, queryset):
-        return confirmed_action(
-            self,
-            request,
-            queryset.select_related("tenant"),
-            title="Unassign codes",
-            question="The codes go back to the book's free pool; their users lose them and their reservations end. "
-            "Only assigned, never redeemed codes can be unassigned.",
-            run=self._actor_run(request, code_unassign),
-            done_message="{count} code(s) unassigned.",
+        question = (
+            "The codes go back to the book's free pool; their users lose them and their reservations end. "
+            "Only assigned, never redeemed codes can be unassigned."
         )
+        return self._codes_action(request, queryset, code_unassign, "Unassign codes", question, "{count} code(s) unassigned.")
 
     @admin.action(description="Release reservations of selected codes", permissions=["change"])
     def release_reservations(self, request, queryset):
-        return confirmed_action(
-            self,
-            request,
-            queryset.select_related("tenant"),
-            title="Release reservations",
-            question="Every active reservation (lock) of these codes ends now; checkouts holding them will have to lock again.",
-            run=self._actor_run(request, reservations_release),
-            done_message="Reservations of {count} code(s) released.",
-        )
+        question = "Every active reservation (lock) of these codes ends now; checkouts holding them will have to lock again."
+        done = "Reservations of {count} code(s) released."
+        return self._codes_action(request, queryset, reservations_release, "Release reservations", question, done)
 
     # --- upload (django-import-export) --------------------------------------------------------------------
 
@@ -637,27 +609,24 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
 # --- Reservations and events (read-only history) ------------------------------------------------------------
 
 
-@admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
-    list_display = ("code", "book", "user_id", "status", "expires_at", "created_at", "ended_at")
-    list_filter = ("status", ("book", TenantRelatedListFilter))
+class CodeHistoryAdmin(HistoryAdmin):
+    """What happened to codes, row by row: with each row's code and book, found by the exact user id."""
+
     list_select_related = ("code", "book")
     search_fields = ("=user_id",)
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
+
+
+@admin.register(Reservation)
+class ReservationAdmin(CodeHistoryAdmin):
+    list_display = ("code", "book", "user_id", "status", "expires_at", "created_at", "ended_at")
+    list_filter = ("status", ("book", TenantRelatedListFilter))
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class EventAdmin(CodeHistoryAdmin):
     list_display = ("created_at", "kind", "book", "code", "user_id", "actor_type", "actor_id")
     list_filter = ("kind", ("book", TenantRelatedListFilter))
-    list_select_related = ("code", "book")
-    search_fields = ("=user_id",)
     # Newest first by id (the primary key's index, read backwards): events have no (tenant, created_at) index,
     # and ids grow with time.
     ordering = ("-pk",)
     sortable_by = ()
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator

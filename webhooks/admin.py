@@ -5,8 +5,13 @@ from django import forms
 from django.contrib import admin, messages
 
 from backoffice.forms import input_clean
-from backoffice.paginator import CappedCountPaginator
-from backoffice.scoping import ReadOnlyAdminMixin, TenantRelatedListFilter, TenantScopedAdmin, request_tenant, sees_all_tenants
+from backoffice.scoping import (
+    HistoryAdmin,
+    TenantRelatedListFilter,
+    TenantScopedAdmin,
+    request_tenant,
+    sees_all_tenants,
+)
 from tenants.models import Tenant
 
 from .inputs import clean_events, clean_url
@@ -123,7 +128,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class WebhookDeliveryAdmin(HistoryAdmin):
     list_display = (
         "id",
         "created_at",
@@ -140,9 +145,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_select_related = ("endpoint", "tenant")
     search_fields = ("=message_id",)
     search_help_text = "An exact webhook-id (msg_...)."
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
     sortable_by = ("id", "created_at", "next_attempt_at")
     actions = ("retry_deliveries",)
     inlines = (WebhookAttemptInline,)
