@@ -13,7 +13,7 @@ from books.rules import USE_RULES
 from books.services.books import EDITABLE_FIELDS
 from core.exceptions import ApplicationError
 from core.models import Job
-from redemptions.models import Redemption
+from redemptions.models import OUTCOME_FIELDS, Redemption
 
 from .inputs import MAX_SIGNING_KEY_LENGTH, MIN_HS256_SECRET, key_material_clean
 from .models import EndUserSigningKey
@@ -315,13 +315,7 @@ class RedemptionOutput(serializers.ModelSerializer):
             "order_ref",
             "amount",
             "product_id",
-            "discount",
-            "currency",
-            "actor_type",
-            "actor_id",
-            "reversed",
-            "reversed_at",
-            "reversal_reason",
+            *OUTCOME_FIELDS,
             "reversed_by_type",
             "reversed_by_id",
         ]
