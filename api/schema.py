@@ -4,8 +4,8 @@ The AutoSchema here applies the rules every operation follows, so that a client 
 is the one tested, api/tests/test_generated_client.py) produces a complete, typed client without a warning:
 
 - **Operation ids are designed**, never derived: each view method names its own with
-  ``extend_schema(operation_id="<entity>_<action>")`` (``books_list``, ``book_create``, ``code_redeem``); one
-  without is a schema warning, which ``spectacular --fail-on-warn`` and the tests turn into a failure.
+  ``@operation("<entity>_<action>", "<tag>", ...)`` (``books_list``, ``book_create``, ``code_redeem``), which
+  passes on to ``extend_schema``; one without is a schema warning, which ``spectacular --fail-on-warn`` and the tests turn into a failure.
 - **Errors**: every operation lists each error status it can answer with the codes behind it, plus a
   ``default`` answer of the same ``ErrorOutput`` shape for everything else (405, 406, 500), so a strict client
   parses any error. Declare an endpoint's own codes in ``error_codes`` (checked by ``errors()``).
@@ -20,8 +20,8 @@ is the one tested, api/tests/test_generated_client.py) produces a complete, type
 - **Headers**: ``Idempotency-Key`` (with its length and charset) on idempotent POSTs, ``Idempotent-Replayed``
   on their success answers, ``Retry-After`` on 429 and 503.
 
-A new endpoint follows the same conventions (see the README, "Integrator guide"): an ``ApiView``, an
-``operation_id`` and ``tags`` in ``extend_schema``, serializers for its input and output.
+A new endpoint follows the same conventions (see the README, "Integrator guide"): an ``ApiView``, its handler
+declared with ``operation()`` (at the end of this module), serializers for its input and output.
 """
 
 import inspect

@@ -1,7 +1,7 @@
 """The jobs of a book (generate, upload, distribute): each run by its kind's task (books/tasks.py), created with the
 book and its tenant, with the input it reads stored beside it."""
 
-from typing import TypedDict, Unpack
+from typing import BinaryIO, TypedDict, Unpack
 
 from django.core.files.base import File
 
@@ -27,7 +27,9 @@ def book_job_create(*, book: CouponBook, kind: str, actor: Actor, total: int, **
     return job_create(tenant=book.tenant, book=book, kind=kind, task=BOOK_JOB_TASKS[kind], actor=actor, total=total, **stored)
 
 
-def file_job_create(*, book: CouponBook, kind: str, actor: Actor, file, shape: UploadShape, params: dict | None = None) -> Job:
+def file_job_create(
+    *, book: CouponBook, kind: str, actor: Actor, file: BinaryIO, shape: UploadShape, params: dict | None = None
+) -> Job:
     """A job that reads the uploaded CSV/XLSX itself, too large to parse within a request (its `file_format` in
     params); its total is known once it has read the file."""
     params = {**(params or {}), "file_format": shape.format}

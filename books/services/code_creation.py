@@ -9,6 +9,7 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -318,7 +319,7 @@ def upload_request(
 
 
 def upload_file_request(
-    *, book: CouponBook, file, filename: str, actor: Actor, skip_duplicates: bool = False
+    *, book: CouponBook, file: BinaryIO, filename: str, actor: Actor, skip_duplicates: bool = False
 ) -> CreationResult | Job:
     """An uploaded CSV/XLSX file: its bounds checked at once (a refusal leaves nothing behind); a small file parsed
     and uploaded like a list, a large one stored with a job that parses and imports it (its parse would not fit

@@ -31,6 +31,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -272,7 +273,7 @@ def distribution_request(*, book: CouponBook, user_ids: list[str], actor: Actor)
     return book_job_create(book=book, kind=Job.Kind.DISTRIBUTE, actor=actor, total=total, input_file=listed, input_suffix="json")
 
 
-def distribution_file_request(*, book: CouponBook, file, filename: str, actor: Actor) -> DistributionResult | Job:
+def distribution_file_request(*, book: CouponBook, file: BinaryIO, filename: str, actor: Actor) -> DistributionResult | Job:
     """An uploaded CSV/XLSX of user ids: its bounds checked at once; a small file read here, a large one stored with
     a job that reads it (its parse would not fit in a request's time)."""
     shape = upload_inspect(file, filename)
