@@ -28,6 +28,8 @@ LATEST = datetime(MAX_YEAR, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 def normalize_code(value: str) -> str:
     """Strip surrounding white space and upper-case; codes are matched case-insensitively, stored upper-case."""
+    if not isinstance(value, str):  # the code lifecycle's services (services/codes.py) still take untyped codes
+        raise ApplicationError("invalid_input", "A code must be a string.", {"code": repr(value)[:80]})
     return value.strip().upper()
 
 

@@ -16,22 +16,6 @@ from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
 from .events import book_updated_record
 
-EDITABLE_FIELDS = (
-    "name",
-    "description",
-    "status",
-    "discount_type",
-    "discount_value",
-    "currency",
-    "product_ids",
-    "valid_from",
-    "valid_until",
-    "max_codes_per_user",
-    "max_redemptions_per_user",
-    "uses_per_code",
-    "requires_assignment",
-    "lock_ttl_seconds",
-)
 LISTED = 20  # offending codes named in an error
 
 
@@ -56,6 +40,10 @@ class BookSettings(TypedDict, total=False):
 
 class BookChanges(BookSettings, total=False):
     name: str
+
+
+# What a caller may change on a book, in the order the API shows it.
+EDITABLE_FIELDS = ("name", *BookSettings.__annotations__)
 
 
 def _bad(field: str, message: str) -> ApplicationError:
