@@ -152,9 +152,12 @@ class ResilientLimiter:
             mine = [(item, hit) for item, hit in hits if hit.storage is storage]
             try:
                 if isinstance(storage, RedisStorage):
+                    # limits' own INCRBY + EXPIRE script: a window that ended meanwhile leaves a -1 that expires too.
                     pipeline = storage.get_connection().pipeline(transaction=False)
-                    for _, hit in mine:
-                        pipeline.incrby(storage.prefixed_key(hit.key), -1)
+                    for item, hit in mine:
+                        storage.lua_incr_expire(
+                            keys=[storage.prefixed_key(hit.key)], args=[item.get_expiry(), -1], client=pipeline
+                        )
                     pipeline.execute()
                 else:
                     for item, hit in mine:
