@@ -16,6 +16,7 @@ from import_export.admin import ImportMixin
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
+from backoffice.money import money_lines, money_text
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -47,7 +48,7 @@ from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_sav
 from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
 from .services.distribution import distribution_file_request, result_csv
-from .usage import books_with_usage, redemptions_per_day
+from .usage import books_with_usage, discount_given, redemptions_per_day
 
 
 def job_url(job: Job) -> str:
@@ -60,6 +61,35 @@ class GenerateCodesForm(forms.Form):
         required=False, max_length=64, help_text="# a digit, ? a letter, * any symbol of the charset; default 10 *."
     )
     charset = forms.CharField(required=False, max_length=128, help_text="Symbols for *; default without look-alikes.")
+
+
+class ProductIdsField(forms.CharField):
+    """The eligible product ids as marketers type them, comma-separated ("SKU-1, SKU-2"), not as JSON; cleaned
+    into the list the book stores (blanks dropped, repeats once). The service checks each id (book_save_check)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "Comma-separated product ids, e.g. SKU-1, SKU-2. Empty: every product.")
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 80}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value)
+        ids = (item.strip() for item in text.replace("\n", ",").split(","))
+        return list(dict.fromkeys(item for item in ids if item))
+
+
+class CouponBookForm(forms.ModelForm):
+    product_ids = ProductIdsField(label="Product ids")
+
+    class Meta:
+        model = CouponBook
+        fields = ("tenant", *EDITABLE_FIELDS)
 
 
 class DistributeForm(forms.Form):
@@ -93,6 +123,7 @@ class CouponBookAdmin(TenantScopedAdmin):
     ordering = ("-created_at",)
     actions = ("activate_books", "pause_books", "archive_books")
     change_form_template = "admin/books/couponbook/change_form.html"
+    form = CouponBookForm
     fieldsets = (
         (None, {"fields": ("tenant", "name", "description", "status")}),
         ("Discount", {"fields": ("discount_type", "discount_value", "currency", "product_ids")}),
@@ -131,8 +162,8 @@ class CouponBookAdmin(TenantScopedAdmin):
     @admin.display(description="Discount", ordering="discount_value")
     def discount(self, book):
         if book.discount_type == CouponBook.DiscountType.PERCENT:
-            return f"{book.discount_value}%"
-        return f"{book.discount_value} {book.currency}"
+            return f"{book.discount_value.normalize():f}%"
+        return money_text(book.discount_value, book.currency)
 
     @admin.display(description="Codes", ordering="codes_total")
     def codes_total(self, book):
@@ -154,9 +185,9 @@ class CouponBookAdmin(TenantScopedAdmin):
     def redemptions_count(self, book):
         return book.redemptions_count
 
-    @admin.display(description="Discount given", ordering="discount_given")
+    @admin.display(description="Discount given")  # per currency, so no single order to sort by
     def discount_given(self, book):
-        return book.discount_given
+        return money_lines(discount_given(book))
 
     # --- saving through the services ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Normalisation of the values callers send: code strings, user ids, amounts, TTLs.
+"""Normalisation of the values callers send: code strings, user ids, amounts and currencies, TTLs.
 
 Every service runs its inputs through these, so bad input of any kind becomes an ApplicationError with a stable
 code before anything is read or written.
@@ -15,6 +15,7 @@ from core.exceptions import ApplicationError
 from .models import CODE_REGEX
 
 CODE_RE = re.compile(CODE_REGEX)
+CURRENCY_RE = re.compile(r"[A-Z]{3}")  # an ISO 4217 code as integrators send it: EUR, USD
 MAX_USER_ID_LENGTH = 255
 MAX_AMOUNT = Decimal("999999999999.99")
 # Every date or time a client or staff member sends must be one every time zone can show: a day's bounds and a
@@ -57,6 +58,21 @@ def clean_amount(value: object) -> Decimal | None:
     if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
         raise ApplicationError("invalid_input", "amount must be a number from 0 up.", {"field": "amount"})
     return amount.quantize(Decimal("0.01"))
+
+
+def clean_currency(value: object, *, amount: Decimal | None) -> str:
+    """The order's currency: three upper-case letters (ISO 4217), required with an amount (money has a currency)."""
+    if value is None or value == "":
+        if amount is not None:
+            raise ApplicationError(
+                "invalid_input", "currency is required with an amount (ISO 4217, e.g. EUR).", {"field": "currency"}
+            )
+        return ""
+    if not isinstance(value, str) or not CURRENCY_RE.fullmatch(value):
+        raise ApplicationError(
+            "invalid_input", "currency must be an ISO 4217 code: three upper-case letters, e.g. EUR.", {"field": "currency"}
+        )
+    return value
 
 
 def clean_text(value: object, *, field: str, max_length: int = 255) -> str:

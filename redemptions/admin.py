@@ -8,6 +8,7 @@ from django.urls import path, reverse
 
 from backoffice.actions import RequiredReasonForm, confirmed_action
 from backoffice.filters import PeriodFilter, ReversedFilter, UserIdFilter
+from backoffice.money import money_text
 from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
     ReadOnlyAdminMixin,
@@ -36,9 +37,8 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         "book",
         "user_id",
         "order_ref",
-        "amount",
-        "discount",
-        "currency",
+        "amount_shown",
+        "discount_shown",
         "is_reversed",
     )
     list_filter = (("book", TenantRelatedListFilter), PeriodFilter, UserIdFilter, ReversedFilter, "tenant")
@@ -49,7 +49,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
-    sortable_by = ("redeemed_at", "amount", "discount")
+    sortable_by = ("redeemed_at", "amount_shown", "discount_shown")
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"
     # Every field of the log, in the model's order, all read-only (the reservation is an internal link).
@@ -57,6 +57,14 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_shown(self, redemption):
+        return money_text(redemption.amount, redemption.currency)
+
+    @admin.display(description="Discount", ordering="discount")
+    def discount_shown(self, redemption):
+        return money_text(redemption.discount, redemption.currency)
 
     @admin.display(description="Reversed", boolean=True, ordering="reversed_at")
     def is_reversed(self, redemption):

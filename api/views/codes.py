@@ -140,6 +140,7 @@ class CodeRedeemView(_CodeView):
         "reservation_not_active",
         "reservation_expired",
         "product_not_eligible",
+        "currency_mismatch",
         *USE_RULES,
     )
 
@@ -164,6 +165,7 @@ class CodeRedeemView(_CodeView):
             token=data.get("token"),
             order_ref=data.get("order_ref", ""),
             amount=data.get("amount"),
+            currency=data.get("currency", ""),
             product_id=data.get("product_id", ""),
             idempotency_key=self.idempotency_key,
         )
@@ -185,7 +187,12 @@ class CodeValidateView(_CodeView):
     def get(self, request, code):
         data, user_id = self.parse_for_user(ValidateQuery, request.query_params)
         result = code_validate(
-            tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
+            tenant=self.tenant,
+            code=code,
+            user_id=user_id,
+            amount=data.get("amount"),
+            currency=data.get("currency", ""),
+            product_id=data.get("product_id", ""),
         )
         if request.user.is_end_user and result.reason == "code_not_assigned_to_user":
             # An end user asking about someone else's code is refused, as lock and redeem would refuse it.

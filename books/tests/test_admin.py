@@ -4,7 +4,6 @@ and upload (django-import-export) through the services, and the confirmed code a
 import io
 import re
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -49,7 +48,9 @@ def test_book_changelist_shows_usage_counts_without_n_plus_one(client, tenant):
     book = CouponBookFactory(tenant=tenant, name="Counted")
     CodeFactory.create_batch(3, book=book)
     CodeFactory(book=book, state=Code.State.ASSIGNED, user_id="u1")
-    redemption_make(book, discount="4.00")
+    redemption_make(book, discount="4.00", currency="EUR")
+    redemption_make(book, discount="1.50", currency="USD", user_id="u2")
+    redemption_make(book, discount="2.25", currency="EUR", user_id="u3")
     few = page_queries()
     for _ in range(5):
         CodeFactory(book=CouponBookFactory(tenant=tenant))
@@ -59,15 +60,16 @@ def test_book_changelist_shows_usage_counts_without_n_plus_one(client, tenant):
     row = re.search(r"Counted.*?</tr>", page, re.S).group(0)
     cells = re.findall(r'<td class="field-(\w+)[^"]*">(.*?)</td>', row, re.S)
     values = dict(cells)
-    # 3 free + 1 assigned + the redeemed code made with the redemption.
+    # 3 free + 1 assigned + the redeemed codes made with the redemptions.
     assert (values["codes_total"], values["codes_free"], values["codes_assigned"], values["codes_redeemed"]) == (
-        "5",
+        "7",
         "3",
         "1",
-        "1",
+        "3",
     )
-    assert values["redemptions_count"] == "1"
-    assert Decimal(values["discount_given"]) == Decimal("4.00")
+    assert values["redemptions_count"] == "3"
+    # Money per currency, two decimals and its currency, one line each: never one sum across currencies.
+    assert values["discount_given"] == '<span class="money">6.25 EUR</span><br><span class="money">1.50 USD</span>'
 
 
 def test_book_changelist_filters_search_and_sorting(client, tenant):
