@@ -281,7 +281,9 @@ def test_the_database_refuses_more_redemptions_than_uses(tenant, book):
 def test_reverse_restores_the_use_and_keeps_the_row(tenant, book, actor):
     # Given
     AssignedCodeFactory(book=book, code="REFUND1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="REFUND1", user_id="ann", actor=actor, order_ref="ORD-7", amount=50, currency="EUR")
+    redemption = code_redeem(
+        tenant=tenant, code="REFUND1", user_id="ann", actor=actor, order_ref="ORD-7", amount=50, currency="EUR"
+    )
     staff = Actor(kind=Actor.STAFF, id="12")
     # When
     reversed_ = redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=staff, reason="returned the goods")

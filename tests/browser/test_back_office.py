@@ -150,7 +150,13 @@ def _scenario(browser, live_server, tmp_path):
     for index, code in enumerate(Code.objects.filter(book=book, state=Code.State.FREE).order_by("code")[:3]):
         code_assign(tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api)
         code_redeem(
-            tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api, order_ref=f"=ORDER-{index}", amount="80"
+            tenant=tenant,
+            code=code.code,
+            user_id=f"customer-{index}",
+            actor=api,
+            order_ref=f"=ORDER-{index}",
+            amount="80",
+            currency="EUR",
         )
 
     # The accountant: log in, open the redemption log, download the workbook.
