@@ -14,7 +14,7 @@ from django.utils import timezone
 from openpyxl import Workbook
 
 from backoffice.paginator import COUNT_CAP
-from books.models import Code, Event, Reservation
+from books.models import Code, CouponBook, Event, Reservation
 from books.services.code_creation import codes_generate
 from core.actors import Actor
 from core.models import Job
@@ -93,6 +93,44 @@ def test_book_page_shows_stats_chart_and_forms(client, book):
     assert 'id="book-stats"' in page
     assert "<svg" in page and 'class="bar"' in page
     assert 'id="book-generate"' in page and 'id="book-upload"' in page
+
+
+def test_book_page_shows_the_discount_given_per_currency(client, book):
+    for index, (discount, currency) in enumerate((("100", "EUR"), ("69.76", "EUR"), ("3.5", "USD"))):
+        redemption_make(book, discount=discount, currency=currency, user_id=f"u{index}")
+    logged_in(client, book.tenant, Role.MARKETING)
+    page = client.get(reverse("admin:books_couponbook_change", args=[book.pk])).content.decode()
+    shown = page.split('id="book-discount">')[1].split("</td>")[0]
+    assert shown == '<span class="money">169.76 EUR</span><br><span class="money">3.50 USD</span>'
+
+
+def test_product_ids_are_edited_as_comma_separated_text(client, tenant):
+    logged_in(client, tenant, Role.MARKETING)
+    data = {
+        "name": "Shoes only",
+        "status": "draft",
+        "discount_type": "percent",
+        "discount_value": "10",
+        "currency": "",
+        "product_ids": " SKU-1, SKU-2,,SKU-1 ,\nSKU-3 ",
+        "max_codes_per_user": "1",
+        "max_redemptions_per_user": "1",
+        "uses_per_code": "1",
+        "requires_assignment": "on",
+        "lock_ttl_seconds": "300",
+    }
+    response = client.post(reverse("admin:books_couponbook_add"), {**data, "_continue": "1"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    book = CouponBook.objects.get(name="Shoes only")
+    # Cleaned into the list the book stores: blanks dropped, a repeat kept once, the order kept.
+    assert book.product_ids == ["SKU-1", "SKU-2", "SKU-3"]
+    page = client.get(reverse("admin:books_couponbook_change", args=[book.pk])).content.decode()
+    assert 'value="SKU-1, SKU-2, SKU-3"' in page and "[&quot;" not in page
+    # Emptied: every product.
+    change = {**data, "name": "Shoes only", "product_ids": "  "}
+    assert client.post(reverse("admin:books_couponbook_change", args=[book.pk]), change).status_code == 302
+    book.refresh_from_db()
+    assert book.product_ids == []
 
 
 def test_generate_small_runs_at_once(client, book):
@@ -357,7 +395,7 @@ def test_a_save_the_service_refuses_shows_the_form_again_with_the_input_kept(cli
         valid_from_1="",
         valid_until_0="",
         valid_until_1="",
-        product_ids="[]",
+        product_ids="",
         requires_assignment="on",
     )
 
