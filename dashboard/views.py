@@ -85,7 +85,8 @@ def _job_for(request, job_id) -> Job:
         raise Http404(exc.message) from None
 
 
-def _job_message(job: Job) -> str:
+def job_message(job: Job) -> str:
+    """What a succeeded job did, in a sentence (its page shows it, at load or when its polling sees the end)."""
     result = job.result or {}
     if job.kind == Job.Kind.EXPORT:
         return f"Exported {result.get('rows', job.total):,} redemptions."
@@ -121,7 +122,7 @@ def job_progress(request, job_id: int):
             "percent": round(100 * done / job.total) if job.total else (100 if job.is_finished else 0),
             "finished": job.is_finished,
             "error": job.error,
-            "message": _job_message(job) if job.status == Job.Status.SUCCEEDED else "",
+            "message": job_message(job) if job.status == Job.Status.SUCCEEDED else "",
             "download_url": download,
         }
     )
