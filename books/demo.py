@@ -239,7 +239,7 @@ def _shared_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor) -> N
 
 
 def _us_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
-    """A fixed discount in US dollars: its redemptions are in USD, and an order in another currency is refused."""
+    """A fixed discount in US dollars: its redemptions are in USD (an order in another currency would be refused)."""
     book = book_create(
         tenant=tenant,
         name=US_BOOK,
