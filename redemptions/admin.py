@@ -53,7 +53,12 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"
     # Every field of the log, in the model's order, all read-only (the reservation is an internal link).
-    fields = tuple(field.name for field in Redemption._meta.fields if field.name not in ("id", "reservation"))
+    # Money as money: the amount and the discount with their currency (the currency row stays, for the record).
+    fields = tuple(
+        {"amount": "amount_shown", "discount": "discount_shown"}.get(field.name, field.name)
+        for field in Redemption._meta.fields
+        if field.name not in ("id", "reservation")
+    )
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)

@@ -225,3 +225,6 @@ def test_the_list_shows_amount_and_discount_as_money_with_their_currency(client,
     page = _page(client)
     assert '<td class="field-amount_shown">50.00 USD</td><td class="field-discount_shown">7.50 USD</td>' in page
     assert '<td class="field-discount_shown">2.00 (currency unknown)</td>' in page
+
+    detail = client.get(reverse("admin:redemptions_redemption_change", args=[Redemption.objects.get(order_ref="IN-USD").pk]))
+    assert "7.50 USD" in detail.content.decode() and "50.00 USD" in detail.content.decode()
