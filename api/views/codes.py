@@ -150,7 +150,8 @@ class CodeRedeemView(_CodeView):
         tags=["checkout"],
         summary="Redeem the code",
         description="With the lock's `token`, consumes that reservation; without one, locks and redeems at once "
-        "under the same rules. Send an Idempotency-Key so a retried request never redeems twice.",
+        "under the same rules. Send an Idempotency-Key so a retried request never redeems twice. An `amount` goes "
+        "with its `currency` (ISO 4217); a book with a currency of its own refuses another (409 currency_mismatch).",
         request=RedeemInput,
         responses={201: RedemptionOutput},
     )
