@@ -23,7 +23,7 @@ from redemptions.selectors import redemption_get
 from tenants.models import Tenant
 
 from .. import lock_objects, rules
-from ..inputs import clean_amount, clean_currency, clean_text, clean_ttl, clean_user_id
+from ..inputs import clean_amount, clean_order_currency, clean_text, clean_ttl, clean_user_id
 from ..models import Code, Event, Reservation, shuffle_keys
 from ..selectors import book_get, code_get
 from .events import event_record
@@ -259,7 +259,7 @@ def code_redeem(
     order_ref = clean_text(order_ref, field="order_ref")
     product_id = clean_text(product_id, field="product_id")
     amount = clean_amount(amount)
-    currency = clean_currency(currency, amount=amount)
+    currency = clean_order_currency(currency, amount=amount)
     if token:
         # The reservation already counts against the user's limit: no user lock, straight to the code's.
         found = code_get(tenant=tenant, code=code, locked=True)
