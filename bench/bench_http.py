@@ -216,7 +216,8 @@ def _statements_per_cycle(book, token: str, *, with_keys: bool) -> int:
 
         code = post(f"/api/v1/books/{book.pk}/assign/", {"user_id": user}, "assign")["code"]
         lock = post(f"/api/v1/codes/{code}/lock/", {"user_id": user}, "lock")
-        post(f"/api/v1/codes/{code}/redeem/", {"user_id": user, "token": lock["token"], "amount": "25.00"}, "redeem")
+        body = {"user_id": user, "token": lock["token"], "amount": "25.00", "currency": "EUR"}
+        post(f"/api/v1/codes/{code}/redeem/", body, "redeem")
 
     cycle(f"warm-{with_keys}")
     with CaptureQueriesContext(connection) as captured:

@@ -53,7 +53,7 @@ function request()
   return post(
     "/api/v1/codes/" .. code .. "/redeem/",
     user .. "-redeem",
-    '{"user_id":"' .. user .. '","token":"' .. lock_token .. '","amount":"25.00"}'
+    '{"user_id":"' .. user .. '","token":"' .. lock_token .. '","amount":"25.00","currency":"EUR"}'
   )
 end
 

@@ -51,7 +51,11 @@ def main(cycles: int) -> None:
 
         value = post(f"/api/v1/books/{book.pk}/assign/", {"user_id": user}, "assign")["code"]
         lock = post(f"/api/v1/codes/{value}/lock/", {"user_id": user}, "lock")
-        post(f"/api/v1/codes/{value}/redeem/", {"user_id": user, "token": lock["token"], "amount": "25.00"}, "redeem")
+        post(
+            f"/api/v1/codes/{value}/redeem/",
+            {"user_id": user, "token": lock["token"], "amount": "25.00", "currency": "EUR"},
+            "redeem",
+        )
 
     for i in range(20):
         real_cycle(f"warm-real-{i}", True)
@@ -71,7 +75,11 @@ def main(cycles: int) -> None:
 
         post(f"/api/v1/books/{book.pk}/assign/", {"user_id": user}, "assign")
         post(f"/api/v1/codes/{code.code}/lock/", {"user_id": user}, "lock")
-        post(f"/api/v1/codes/{code.code}/redeem/", {"user_id": user, "token": reservation.token, "amount": "25.00"}, "redeem")
+        post(
+            f"/api/v1/codes/{code.code}/redeem/",
+            {"user_id": user, "token": reservation.token, "amount": "25.00", "currency": "EUR"},
+            "redeem",
+        )
 
     for i in range(30):
         cycle(f"warm-{i}", True)  # imports, the connection, the credential entry, the prebuilt shapes

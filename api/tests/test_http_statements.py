@@ -70,7 +70,7 @@ def count_cycle(monkeypatch, api, active_book):
             current.update(captured=captured, counted=counted)
             code = post(f"/api/v1/books/{active_book.pk}/assign/", {"user_id": user}, keys and f"{user}-a")["code"]
             lock = post(f"/api/v1/codes/{code}/lock/", {"user_id": user}, keys and f"{user}-l")
-            body = {"user_id": user, "token": lock["token"], "amount": "25.00"}
+            body = {"user_id": user, "token": lock["token"], "amount": "25.00", "currency": "EUR"}
             post(f"/api/v1/codes/{code}/redeem/", body, keys and f"{user}-r")
         counted.total = len(captured.captured_queries)
         counted.all_sql = [query["sql"] for query in captured.captured_queries]
