@@ -52,7 +52,7 @@ REDEMPTION = {
     "amount": "80.00",
     "product_id": "",
     "discount": "8.00",
-    "currency": "",
+    "currency": "EUR",
     "actor_type": "api_client",
     "actor_id": "cli_4f2a9c",
     "reversed": False,
@@ -113,10 +113,19 @@ ASSIGN = [request("A customer", {"user_id": "customer-42"})]
 ASSIGN_RANDOM = [*ASSIGN, answer("Assigned", {**CODE, "code": "SPRING-7KQ2M9XD"}, 201)]
 ASSIGN_NAMED = [*ASSIGN, answer("Assigned", CODE)]
 VALIDATE = [
-    answer("Valid", {"valid": True, "reason": "ok", "message": "The code can be redeemed.", "discount": "8.00"}),
+    answer(
+        "Valid",
+        {"valid": True, "reason": "ok", "message": "The code can be redeemed.", "discount": "8.00", "currency": "EUR"},
+    ),
     answer(
         "Held by a checkout",
-        {"valid": False, "reason": "code_locked", "message": "The code is held by a checkout in progress.", "discount": None},
+        {
+            "valid": False,
+            "reason": "code_locked",
+            "message": "The code is held by a checkout in progress.",
+            "discount": None,
+            "currency": "",
+        },
     ),
 ]
 LOCK = [
@@ -132,7 +141,13 @@ UNLOCK = [
 REDEEM = [
     request(
         "With the lock token",
-        {"user_id": "customer-42", "token": "q7Rk2mWf9xZsT3vLp8NcYd4hJ0aB", "order_ref": "order-1001", "amount": "80.00"},
+        {
+            "user_id": "customer-42",
+            "token": "q7Rk2mWf9xZsT3vLp8NcYd4hJ0aB",
+            "order_ref": "order-1001",
+            "amount": "80.00",
+            "currency": "EUR",
+        },
     ),
     answer("Redeemed", REDEMPTION, 201),
 ]
@@ -177,3 +192,19 @@ INVALID_INPUT = error_body(
 THROTTLED = error_body("throttled", "Too many requests; retry in 12 second(s).", {"retry_after": 12})
 SERVER_ERROR = error_body("server_error", SERVER_ERROR_MESSAGE)
 ERROR_EXAMPLES = {400: INVALID_INPUT, 429: THROTTLED}
+
+# Each operation's examples by its id (api.schema.operation reads them from here).
+BY_OPERATION = {
+    "book_create": BOOK_CREATE,
+    "book_get": BOOK_GET,
+    "codes_generate": GENERATE,
+    "codes_upload": UPLOAD,
+    "code_assign_random": ASSIGN_RANDOM,
+    "code_assign": ASSIGN_NAMED,
+    "code_lock": LOCK,
+    "code_unlock": UNLOCK,
+    "code_redeem": REDEEM,
+    "code_validate": VALIDATE,
+    "job_get": JOB_GET,
+    "redemption_reverse": REVERSE,
+}

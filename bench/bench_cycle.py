@@ -85,7 +85,13 @@ def _service_worker(tenant, book):
                 code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
                 reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
                 code_redeem(
-                    tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount=Decimal("10")
+                    tenant=tenant,
+                    code=code.code,
+                    user_id=user,
+                    token=reservation.token,
+                    actor=actor,
+                    amount=Decimal("10"),
+                    currency="EUR",
                 )
         finally:
             connection.close()
@@ -269,7 +275,13 @@ def _statements_compare(tenant, book) -> int:
         code = code_assign_random(tenant=tenant, book_id=book.pk, user_id="shape-svc", actor=actor)
         reservation = code_reserve(tenant=tenant, code=code.code, user_id="shape-svc", actor=actor)
         code_redeem(
-            tenant=tenant, code=code.code, user_id="shape-svc", token=reservation.token, actor=actor, amount=Decimal("10")
+            tenant=tenant,
+            code=code.code,
+            user_id="shape-svc",
+            token=reservation.token,
+            actor=actor,
+            amount=Decimal("10"),
+            currency="EUR",
         )
     service = [statement_shape(query["sql"]) for query in captured.captured_queries]
     raw_log: list[str] = []

@@ -68,6 +68,10 @@ def book_open_check(*, book: CouponBook, code: Code, now: datetime) -> None:
         raise _book_ended_error(book)
 
 
+# The error codes book_assignable_check can answer (the API lists them on the assign and distribute operations).
+BOOK_ASSIGNABLE_RULES = ("book_not_active", "book_archived", "book_expired")
+
+
 def book_assignable_check(*, book: CouponBook, now: datetime) -> None:
     """The book can hand out codes now: active and not ended."""
     _book_status_check(book=book)
@@ -187,6 +191,10 @@ def reservation_redeemable_check(*, reservation: Reservation | None, code: Code,
     return reservation
 
 
+# The error codes code_assignable_check can answer (the API lists them on code_assign).
+CODE_ASSIGNABLE_RULES = ("code_already_assigned", "code_not_assignable", "code_voided")
+
+
 def code_assignable_check(*, code: Code) -> None:
     """A named code can be given to a user only while free (not voided, not someone else's)."""
     if code.state == Code.State.VOIDED:
@@ -203,6 +211,19 @@ def code_unassignable_check(*, code: Code) -> None:
         raise ApplicationError(
             "code_not_assignable", "Only an assigned, never redeemed code can be unassigned.", {"code": code.code}
         )
+
+
+def currency_check(*, book: CouponBook, currency: str) -> str:
+    """The currency a redemption is in, and its discount: the order's. A book with a currency of its own (a fixed
+    discount, a budget) gives money in that currency only, so it refuses another. Without a currency sent (no
+    amount), the book's."""
+    if book.currency and currency and currency != book.currency:
+        raise ApplicationError(
+            "currency_mismatch",
+            f"This coupon book's discount is in {book.currency}; the order is in {currency}.",
+            {"currency": currency, "book_currency": book.currency},
+        )
+    return currency or book.currency
 
 
 def discount_for(*, book: CouponBook, amount: Decimal | None, product_id: str) -> Decimal | None:

@@ -7,23 +7,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
 
 from . import lock_objects, rules
-from .inputs import clean_amount, clean_text, clean_user_id, is_valid_code, normalize_code
+from .inputs import is_valid_code, normalize_code
 from .models import Code, CouponBook, Event, Reservation
 
 STATS_DAYS = 366
 
 
-def book_get(*, tenant: Tenant, book_id: object) -> CouponBook:
+def book_get(*, tenant: Tenant, book_id: int) -> CouponBook:
     """The tenant's book (not locked: book rows change rarely, and the rules re-read it under the code lock)."""
     try:
-        return CouponBook.objects.get(tenant=tenant, pk=int(book_id))
+        return CouponBook.objects.get(tenant=tenant, pk=book_id)
     except (CouponBook.DoesNotExist, TypeError, ValueError):
         raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)}) from None
 
@@ -32,7 +32,7 @@ def books_of_tenant(*, tenant: Tenant) -> QuerySet[CouponBook]:
     return CouponBook.objects.filter(tenant=tenant)
 
 
-def code_get(*, tenant: Tenant, code: object, locked: bool = False) -> Code:
+def code_get(*, tenant: Tenant, code: str, locked: bool = False) -> Code:
     """The tenant's code by its string (normalised), with its book; another tenant's code is simply not found.
 
     locked=True takes the code's row lock (lock_objects.code_lock_qs) in the same statement: for services that
@@ -52,11 +52,10 @@ def codes_of_book(*, book: CouponBook) -> QuerySet[Code]:
     return Code.objects.filter(book=book).order_by("pk")
 
 
-def codes_of_user(*, tenant: Tenant, user_id: object, book_id: object = None) -> QuerySet[Code]:
+def codes_of_user(*, tenant: Tenant, user_id: str, book_id: int | None = None) -> QuerySet[Code]:
     """The codes assigned to an end user in the tenant, newest assignment first (optionally of one book)."""
-    user_id = clean_user_id(user_id)
     codes = Code.objects.filter(tenant=tenant, user_id=user_id).select_related("book").order_by("-assigned_at", "-pk")
-    if book_id not in (None, ""):
+    if book_id is not None:
         codes = codes.filter(book=book_get(tenant=tenant, book_id=book_id))
     return codes
 
@@ -71,17 +70,18 @@ class Validation:
     reason: str  # "ok" or the error code that redeem would answer with
     message: str
     discount: Decimal | None
+    currency: str  # the discount's: the order's, else the book's ("" when unknown or not valid)
 
 
-def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: object = None, product_id: object = "") -> Validation:
-    """Would redeem succeed now for this user? Changes nothing. Unknown codes and bad input still raise.
+def code_validate(
+    *, tenant: Tenant, code: str, user_id: str, amount: Decimal | None = None, currency: str = "", product_id: str = ""
+) -> Validation:
+    """Would redeem succeed now for this user? Changes nothing. An unknown code still raises. `currency` is the
+    order's, cleaned at the edge with the amount (inputs.clean_order_currency).
 
     A user who holds an active reservation of the code is answered as their redeem-with-token would be: their
     own hold does not count against them.
     """
-    user_id = clean_user_id(user_id)
-    amount = clean_amount(amount)
-    product_id = clean_text(product_id, field="product_id")
     found = code_get(tenant=tenant, code=code)
     now = timezone.now()
     own = found.reservations.filter(rules.active_reservations(now=now), user_id=user_id).first()
@@ -90,31 +90,32 @@ def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: obje
             rules.use_open_check(code=found, user_id=user_id, now=now)
         else:
             rules.new_use_check(code=found, user_id=user_id, now=now)
+        currency = rules.currency_check(book=found.book, currency=currency)
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)
     except ApplicationError as exc:
-        return Validation(valid=False, reason=exc.code, message=exc.message, discount=None)
-    return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount)
+        return Validation(valid=False, reason=exc.code, message=exc.message, discount=None, currency="")
+    return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount, currency=currency)
 
 
 def book_stats(*, book: CouponBook, per_day: bool = True) -> dict:
-    """Counts by state, active reservations, redemptions (standing and reversed), discount given, and (unless
-    per_day=False, for a page that draws its own chart) the days of the last STATS_DAYS with redemptions."""
+    """Counts by state, active reservations, redemptions (standing and reversed), discount given per currency, and
+    (unless per_day=False, for a page that draws its own chart) the days of the last STATS_DAYS with redemptions."""
     from redemptions.models import Redemption
-    from redemptions.selectors import redemptions_by_day
+    from redemptions.selectors import discount_by_currency, redemptions_by_day
 
     now = timezone.now()
     by_state = dict(Code.objects.filter(book=book).values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
-    totals = Redemption.objects.filter(book=book).aggregate(
+    redemptions = Redemption.objects.filter(book=book)
+    totals = redemptions.aggregate(
         redeemed=Count("pk", filter=Q(reversed_at__isnull=True)),
         reversed=Count("pk", filter=Q(reversed_at__isnull=False)),
-        discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
     )
     stats = {
         "codes": {state: by_state.get(state, 0) for state in Code.State.values} | {"total": sum(by_state.values())},
         "active_reservations": Reservation.objects.filter(rules.active_reservations(now=now), book=book).count(),
         "redemptions": totals["redeemed"],
         "reversed": totals["reversed"],
-        "discount_total": totals["discount"] or Decimal("0"),
+        "discount_totals": discount_by_currency(redemptions),
     }
     if per_day:
         since = now - timedelta(days=STATS_DAYS)

@@ -8,11 +8,10 @@ from django.urls import path, reverse
 
 from backoffice.actions import RequiredReasonForm, confirmed_action
 from backoffice.filters import PeriodFilter, ReversedFilter, UserIdFilter
-from backoffice.paginator import CappedCountPaginator
+from backoffice.money import money_text
 from backoffice.scoping import (
-    ReadOnlyAdminMixin,
+    HistoryAdmin,
     TenantRelatedListFilter,
-    TenantScopedAdmin,
     request_tenant,
     sees_all_tenants,
     staff_actor,
@@ -28,7 +27,7 @@ from .selectors import RedemptionFilters, redemptions_search
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class RedemptionAdmin(HistoryAdmin):
     list_display = (
         "redeemed_at",
         "tenant",
@@ -36,9 +35,8 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         "book",
         "user_id",
         "order_ref",
-        "amount",
-        "discount",
-        "currency",
+        "amount_shown",
+        "discount_shown",
         "is_reversed",
     )
     list_filter = (("book", TenantRelatedListFilter), PeriodFilter, UserIdFilter, ReversedFilter, "tenant")
@@ -46,17 +44,27 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     search_fields = ("=order_ref", "=user_id")
     search_help_text = "An exact order reference or end-user id."
     date_hierarchy = "redeemed_at"
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
-    sortable_by = ("redeemed_at", "amount", "discount")
+    sortable_by = ("redeemed_at", "amount_shown", "discount_shown")
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"
     # Every field of the log, in the model's order, all read-only (the reservation is an internal link).
-    fields = tuple(field.name for field in Redemption._meta.fields if field.name not in ("id", "reservation"))
+    # Money as money: the amount and the discount with their currency (the currency row stays, for the record).
+    fields = tuple(
+        {"amount": "amount_shown", "discount": "discount_shown"}.get(field.name, field.name)
+        for field in Redemption._meta.fields
+        if field.name not in ("id", "reservation")
+    )
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_shown(self, redemption):
+        return money_text(redemption.amount, redemption.currency)
+
+    @admin.display(description="Discount", ordering="discount")
+    def discount_shown(self, redemption):
+        return money_text(redemption.discount, redemption.currency)
 
     @admin.display(description="Reversed", boolean=True, ordering="reversed_at")
     def is_reversed(self, redemption):

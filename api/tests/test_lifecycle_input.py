@@ -57,3 +57,12 @@ def test_a_reversal_reason_too_long_is_refused(api, tenant, make_code):
     response = api.post(f"/api/v1/redemptions/{redemption.pk}/reverse/", {"reason": "x" * 1001}, format="json")
     assert assert_error(response, 400, "invalid_input")["details"]["field"] == "reason"
     assert Redemption.objects.get(pk=redemption.pk).reversed_at is None
+
+
+@pytest.mark.parametrize("currency", [None, "", "eur", "EURO", "E1R", "€", 978, ["EUR"]])
+def test_an_amount_needs_a_valid_currency(api, make_code, currency):
+    code = make_code(user_id="ann").code
+    sent = {"user_id": "ann", "amount": "10", "currency": currency}
+    response = api.post(f"/api/v1/codes/{code}/redeem/", sent, format="json")
+    assert assert_error(response, 400, "invalid_input")["details"]["field"] == "currency"
+    assert not Redemption.objects.exists()

@@ -269,6 +269,7 @@ def code_redeem(
     token: str | None = None,
     order_ref: str = "",
     amount: Decimal | None = None,
+    currency: str = "",
     product_id: str = "",
     idempotency_key: str = "",
 ) -> Redemption:
@@ -286,7 +287,13 @@ def code_redeem(
     still counted) or a rule fails on the unlocked read, the locked path decides and answers: the code locked
     with its user's row, then the write. With a token, the locked path alone.
     """
-    request = {"order_ref": order_ref, "amount": amount, "product_id": product_id, "idempotency_key": idempotency_key}
+    request = {
+        "order_ref": order_ref,
+        "amount": amount,
+        "currency": currency,
+        "product_id": product_id,
+        "idempotency_key": idempotency_key,
+    }
     if not token:
         redemption = _redeem_counted(tenant=tenant, code=code, user_id=user_id, actor=actor, **request)
         if redemption is not None:
@@ -301,12 +308,13 @@ def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **
     now = timezone.now()
     try:
         rules.use_open_check(code=found, user_id=user_id, now=now)
+        currency = rules.currency_check(book=found.book, currency=request["currency"])
         discount = rules.discount_for(book=found.book, amount=request["amount"], product_id=request["product_id"])
     except ApplicationError:
         return None  # answered by the locked path, on the locked row and in the rules' order
     # Dated by the statement when it takes the use (see redemption_insert_counted).
     at = lifecycle_sql.USED_AT
-    fields = _redemption_fields(book=found.book, user_id=user_id, actor=actor, now=at, discount=discount, **request)
+    fields = _redemption_fields(user_id=user_id, actor=actor, now=at, discount=discount, **{**request, "currency": currency})
     event = _redeemed_event(code=found, actor=actor, now=at, fields=fields, reservation=None, used=True)
     written = lifecycle_sql.redemption_insert_counted(code=found, now=now, redemption=fields, event=event)
     if written.code is None:
@@ -333,6 +341,7 @@ def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, tok
         lifecycle_sql.held_recount(code=found)  # the counters refused: let them count exactly again
     rules.use_open_check(code=found, user_id=user_id, now=now)
     try:
+        currency = rules.currency_check(book=book, currency=request["currency"])
         discount = rules.discount_for(book=book, amount=request["amount"], product_id=request["product_id"])
     except ApplicationError:
         if reservation is None:  # the counted rules answer first, as validate (new_use_check) answers
@@ -340,7 +349,7 @@ def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, tok
         raise
 
     used = _use_taken(found)  # the code as this use leaves it (mirrored: the write below is conditional)
-    fields = _redemption_fields(book=book, user_id=user_id, actor=actor, now=now, discount=discount, **request)
+    fields = _redemption_fields(user_id=user_id, actor=actor, now=now, discount=discount, **{**request, "currency": currency})
     event = _redeemed_event(code=used, actor=actor, now=now, fields=fields, reservation=reservation)
     written = lifecycle_sql.redemption_insert(
         code=found, state=used.state, reservation=reservation, redemption=fields, event=event
@@ -354,8 +363,8 @@ def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, tok
     return _redemption(redemption_id=written.redemption_id, code=used, reservation=reservation, fields=fields)
 
 
-def _redemption_fields(*, book, user_id: str, actor: Actor, now: object, discount, **request) -> dict:
-    """The redemption row's own columns."""
+def _redemption_fields(*, user_id: str, actor: Actor, now: object, discount, **request) -> dict:
+    """The redemption row's own columns (`currency`: the order's, as rules.currency_check settled it)."""
     return {
         "user_id": user_id,
         "redeemed_at": now,
@@ -363,7 +372,7 @@ def _redemption_fields(*, book, user_id: str, actor: Actor, now: object, discoun
         "amount": request["amount"],
         "product_id": request["product_id"],
         "discount": discount,
-        "currency": book.currency,
+        "currency": request["currency"],
         "actor_type": actor.kind,
         "actor_id": actor.id,
         "idempotency_key": request["idempotency_key"],
