@@ -436,8 +436,8 @@ def redemption_insert_counted(*, code: Code, now: datetime, redemption: dict[str
     """A redeem without a token: take one use of the code (read, not locked) on its own counters and write the
     redemption, its event and webhook deliveries, in ONE statement. This is what lets 64 redeemers share one
     code: its row lock is taken by this statement's UPDATE and held only until the COMMIT that follows, where
-    the locked path (code_lock, then redemption_insert) held it across a client round trip more, and the bench
-    of one hot code measured 0.37 of the hot-row limit that way.
+    the locked path (code_lock, then redemption_insert) holds it across a client round trip more. (README
+    "Performance" has the bench runs of both; on the shared machine they did not settle which is faster.)
 
     The UPDATE takes the use only while `redeemed_count + held < max_uses` on the row's newest version (waiting
     for the row re-evaluates it), so with `held` counting at least the active reservations, a use is left
