@@ -1,8 +1,10 @@
 """Every row lock the coupon services take, in one place (after Saleor's giftcard/lock_objects.py).
 
-Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption. Every service
-that takes more than one of these takes them in this order, so two transactions can never each hold the lock the
-other waits for (no deadlock). Locks are row locks held to the end of the service's transaction. A service that
+Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption -> BookCounter
+(a book's campaign-limit counter, only for a book with max_redemptions or budget_amount). Every service that takes
+more than one of these takes them in this order, so two transactions can never each hold the lock the other waits
+for (no deadlock). The counter is the one row every redeem of its book takes, so it comes last: taken just before
+the transaction commits, it is held for one statement and the commit, not for the whole redeem. Locks are row locks held to the end of the service's transaction. A service that
 takes many rows of one kind takes them in one fixed order: a distribution locks its users' BookUser rows sorted
 by user id, all of them before any code (book_users_lock), and claims codes only with SKIP LOCKED.
 
@@ -14,10 +16,12 @@ reservation and inserting its event, waited for the code held by a redeem that w
 and PostgreSQL broke the deadlock by failing one of them (books/tests/test_concurrency.py shows it).
 """
 
-from django.db import connection
-from django.db.models import QuerySet
+from decimal import Decimal
 
-from .models import BookUser, Code, CouponBook, Reservation
+from django.db import connection
+from django.db.models import F, QuerySet
+
+from .models import BookCounter, BookUser, Code, CouponBook, Reservation
 
 
 def book_user_lock(*, book: CouponBook, user_id: str) -> None:
@@ -73,6 +77,19 @@ def book_lock(*, book_id: int) -> CouponBook:
     deadlocked with a redeem (its code, then a row pointing at the book).
     """
     return CouponBook.objects.select_for_update(no_key=True).get(pk=book_id)
+
+
+def book_counter_add(*, book_id: int, redemptions: int = 0, discount: Decimal = Decimal(0)) -> None:
+    """Lock the book's counter row, LAST of a service's locks, adding a redemption's share to it (or taking a
+    reversed one's back; nothing, to lock it for a reservation).
+
+    An UPDATE with the sums in SQL: it waits for the previous holder and adds to the row as that one committed it.
+    Nothing is read here on purpose: a statement's snapshot is taken before it waits, so whatever must see the
+    previous holder's commit (books.rules.book_usage) is the next statement.
+    """
+    BookCounter.objects.filter(book_id=book_id).update(
+        redemptions=F("redemptions") + redemptions, discount=F("discount") + discount
+    )
 
 
 def code_lock_qs() -> QuerySet[Code]:

@@ -77,7 +77,7 @@ def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: obje
     """Would redeem succeed now for this user? Changes nothing. Unknown codes and bad input still raise.
 
     A user who holds an active reservation of the code is answered as their redeem-with-token would be: their
-    own hold does not count against them.
+    own hold does not count against them (nor against the book's limits, read without their lock).
     """
     user_id = clean_user_id(user_id)
     amount = clean_amount(amount)
@@ -91,6 +91,9 @@ def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: obje
         else:
             rules.new_use_check(code=found, user_id=user_id, now=now)
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)
+        if found.book_limited:
+            usage = rules.book_usage(book_id=found.book_id, now=now, without_reservation=own.pk if own else None)
+            rules.book_limits_check(book=found.book, usage=usage.plus_redemption(discount))
     except ApplicationError as exc:
         return Validation(valid=False, reason=exc.code, message=exc.message, discount=None)
     return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount)

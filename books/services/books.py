@@ -17,6 +17,7 @@ from .. import lock_objects
 from ..inputs import clean_moment
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
+from .book_limits import book_counter_start
 from .events import book_updated_record
 
 EDITABLE_FIELDS = (
@@ -34,9 +35,14 @@ EDITABLE_FIELDS = (
     "uses_per_code",
     "requires_assignment",
     "lock_ttl_seconds",
+    "max_redemptions",
+    "budget_amount",
+    "min_order_amount",
+    "max_discount_amount",
 )
 LISTED = 20  # offending codes named in an error
-LIMIT_FIELDS = ("max_codes_per_user", "max_redemptions_per_user", "uses_per_code")
+LIMIT_FIELDS = ("max_codes_per_user", "max_redemptions_per_user", "uses_per_code", "max_redemptions")
+MONEY_LIMIT_FIELDS = ("budget_amount", "min_order_amount", "max_discount_amount")  # optional amounts, null = none
 
 
 def _bad(field: str, message: str) -> ApplicationError:
@@ -70,6 +76,19 @@ def _clean_limit(field: str, value: Any) -> int | None:
     if number < 1 or number > 2_000_000_000 or (isinstance(value, float) and not value.is_integer()):
         raise _bad(field, f"{field} must be a whole number from 1 up, or null for unlimited.")
     return number
+
+
+def _clean_money(field: str, value: Any) -> Decimal | None:
+    """An optional amount of money: a decimal from 0 up with at most two decimals' worth (rounded to cents)."""
+    if value in (None, ""):
+        return None
+    try:
+        number = None if isinstance(value, bool) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        number = None
+    if number is None or not number.is_finite() or number < 0 or number >= Decimal("1e10"):
+        raise _bad(field, f"{field} must be an amount from 0 up (below 10,000,000,000), or null for none.")
+    return number.quantize(Decimal("0.01"))
 
 
 def _clean_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +139,8 @@ def _clean_fields(values: dict[str, Any]) -> dict[str, Any]:
             value = _clean_datetime(field, value)
         elif field in LIMIT_FIELDS:
             value = _clean_limit(field, value)
+        elif field in MONEY_LIMIT_FIELDS:
+            value = _clean_money(field, value)
         elif field == "requires_assignment":
             if not isinstance(value, bool):
                 raise _bad(field, "requires_assignment must be true or false.")
@@ -138,11 +159,24 @@ def _book_consistency_check(book: CouponBook) -> None:
         raise _bad("currency", "A fixed discount needs a currency.")
     if book.valid_from and book.valid_until and book.valid_until <= book.valid_from:
         raise _bad("valid_until", "valid_until must be after valid_from.")
+    if book.budget_amount is not None and not book.currency:
+        raise _bad("currency", "A budget is an amount in the book's currency: set the currency.")
+    if book.budget_amount is not None and book.budget_amount <= 0:
+        raise _bad("budget_amount", "A budget must be above 0 (leave it empty for none).")
+    if book.max_discount_amount is not None:
+        if book.discount_type != CouponBook.DiscountType.PERCENT:
+            raise _bad("max_discount_amount", "max_discount_amount caps a percent discount; a fixed discount is its own cap.")
+        if book.max_discount_amount <= 0:
+            raise _bad("max_discount_amount", "A discount cap must be above 0 (leave it empty for none).")
 
 
 def _book_changed(*, book: CouponBook, clean: dict[str, Any]) -> tuple[CouponBook, bool]:
     """Apply cleaned changes to `book` (in memory) after checking every rule they must pass; whether
-    uses_per_code changed."""
+    uses_per_code changed.
+
+    Lowering max_redemptions or budget_amount below what the book has already given is allowed: it closes the
+    campaign ("stop now"), and reversals may open it again; nothing already given is taken back.
+    """
     if book.status == CouponBook.Status.ARCHIVED and clean.get("status", book.status) == CouponBook.Status.ARCHIVED and clean:
         raise ApplicationError("book_archived", "An archived book cannot be changed; restore it first by setting its status.")
     uses_changed = "uses_per_code" in clean and clean["uses_per_code"] != book.uses_per_code
@@ -174,20 +208,32 @@ def book_save_check(*, tenant: Tenant, book: CouponBook | None, values: dict[str
         _book_changed(book=CouponBook.objects.get(pk=book.pk), clean=clean)
 
 
+@transaction.atomic
 def book_create(*, tenant: Tenant, name: str, **fields: Any) -> CouponBook:
     clean = _clean_fields({"name": name, **fields})
     book = CouponBook(tenant=tenant, **clean)
     _book_consistency_check(book)
     book.save()
+    if book.has_book_limits:
+        book_counter_start(book=book)
     return book
 
 
 @transaction.atomic
 def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
-    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
+    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses), and so is
+    switching the book-wide limits on or off (their book_limited; switching on starts the book's counter)."""
     clean = _clean_fields(fields)
-    book, uses_changed = _book_changed(book=lock_objects.book_lock(book_id=book.pk), clean=clean)
+    locked = lock_objects.book_lock(book_id=book.pk)
+    was_limited = locked.has_book_limits
+    book, uses_changed = _book_changed(book=locked, clean=clean)
     book.save()
+    if book.has_book_limits != was_limited:
+        # Every code says whether its uses are counted (Code.book_limited). This UPDATE locks each code, so it
+        # waits for the uses under way; the counter then starts from a snapshot that holds them all.
+        Code.objects.filter(book=book).update(book_limited=book.has_book_limits)
+        if book.has_book_limits:
+            book_counter_start(book=book)
     if uses_changed:
         codes = Code.objects.filter(book=book)
         codes.update(max_uses=book.uses_per_code)

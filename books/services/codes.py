@@ -26,6 +26,7 @@ from .. import lock_objects, rules
 from ..inputs import clean_amount, clean_text, clean_ttl, clean_user_id
 from ..models import Code, Event, Reservation, shuffle_keys
 from ..selectors import book_get, code_get
+from .book_limits import book_use_hold, book_use_return, book_use_take
 from .events import event_record
 
 
@@ -104,6 +105,7 @@ def code_reserve(*, tenant: Tenant, code: object, user_id: object, actor: Actor,
         reservation=reservation,
         data={"expires_at": reservation.expires_at.isoformat()},
     )
+    book_use_hold(code=found, reservation=reservation)  # last: the book's counter lock, held only to the commit
     return reservation
 
 
@@ -312,6 +314,7 @@ def code_redeem(
         reservation=reservation,
         data={"redemption": redemption.pk, "order_ref": order_ref},
     )
+    book_use_take(code=found, redemption=redemption)  # last: the book's counter lock, held only to the commit
     return redemption
 
 
@@ -358,4 +361,5 @@ def redemption_reverse(*, tenant: Tenant, redemption_id: object, actor: Actor, r
     code.refresh_from_db()
     refund = {"redemption": redemption.pk, "reason": reason}
     event_record(book=code.book, code=code, kind=Event.Kind.REVERSED, actor=actor, user_id=redemption.user_id, data=refund)
+    book_use_return(code=code, redemption=redemption)  # last: the book's counter lock, held only to the commit
     return redemption

@@ -1,0 +1,66 @@
+"""The book-wide campaign limits (max_redemptions, budget_amount) in the code lifecycle: the one step reserve,
+redeem and reverse each take for a book that has them, as the last thing before they commit.
+
+A book without them pays nothing: each step returns before any statement (the code row, locked by the service,
+says whether the book is limited: Code.book_limited). A limited book's step locks its counter row last
+(lock_objects.book_counter_add: one UPDATE) and re-counts under that lock (rules.book_usage: one SELECT), so
+every use of the book is decided on what all the earlier ones committed, and the lock is held only for those two
+statements and the commit. A refusal raises, which rolls the whole service back: nothing of the use remains.
+"""
+
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from redemptions.models import Redemption
+
+from .. import lock_objects, rules
+from ..models import BookCounter, Code, CouponBook, Reservation
+
+
+def book_use_hold(*, code: Code, reservation: Reservation) -> None:
+    """A new reservation (already inserted) counts against the book's limits while it holds."""
+    if not code.book_limited:
+        return
+    lock_objects.book_counter_add(book_id=code.book_id)
+    usage = rules.book_usage(book_id=code.book_id, now=timezone.now())
+    rules.book_limits_check(book=code.book, usage=usage, new_hold=True)
+
+
+def book_use_take(*, code: Code, redemption: Redemption) -> None:
+    """A new redemption (already inserted; its reservation, if any, already consumed) is added to the counter."""
+    if not code.book_limited:
+        return
+    lock_objects.book_counter_add(book_id=code.book_id, redemptions=1, discount=redemption.discount or Decimal(0))
+    usage = rules.book_usage(book_id=code.book_id, now=timezone.now())
+    rules.book_limits_check(book=code.book, usage=usage)
+
+
+def book_use_return(*, code: Code, redemption: Redemption) -> None:
+    """A reversed redemption gives its share back (it can only lower the usage: nothing to check)."""
+    if not code.book_limited:
+        return
+    lock_objects.book_counter_add(book_id=code.book_id, redemptions=-1, discount=-(redemption.discount or Decimal(0)))
+
+
+def book_counter_start(*, book: CouponBook) -> None:
+    """Start (or restart) a book's counter from its standing redemptions, when its limits are switched on.
+
+    The caller (book_update, book_create) has rewritten Code.book_limited on every code of the book in this
+    transaction, which waited for every use under way on them: this statement's snapshot holds all of them, and
+    the uses that follow count themselves once this commits.
+    """
+    totals = Redemption.objects.filter(book=book, reversed_at__isnull=True).aggregate(
+        redemptions=Count("pk"), discount=Sum("discount", filter=Q(discount__isnull=False))
+    )
+    BookCounter.objects.update_or_create(
+        book=book, defaults={"redemptions": totals["redemptions"], "discount": totals["discount"] or Decimal(0)}
+    )
+
+
+def book_usage_now(*, book: CouponBook) -> rules.BookUsage | None:
+    """A limited book's usage as stored now (no lock), for the admin's book page and the API; None without limits."""
+    if not book.has_book_limits:
+        return None
+    return rules.book_usage(book_id=book.pk, now=timezone.now())
