@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from books.inputs import MAX_USER_ID_LENGTH, clean_day, clean_moment
 from books.models import Code, CouponBook, Reservation
-from books.rules import USE_RULES
+from books.rules import ORDER_RULES, USE_RULES
 from books.services.books import EDITABLE_FIELDS
 from core.exceptions import ApplicationError
 from core.models import Job
@@ -112,6 +112,28 @@ class BookInput(serializers.Serializer):
     uses_per_code = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
     requires_assignment = serializers.BooleanField(required=False)
     lock_ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False)
+    max_redemptions = serializers.IntegerField(
+        min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False, help_text="Standing redemptions of the whole book."
+    )
+    budget_amount = StrictDecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        allow_null=True,
+        required=False,
+        help_text="Total standing discount the book may give, in its `currency` (then required); above 0.",
+    )
+    min_order_amount = StrictDecimalField(
+        max_digits=12, decimal_places=2, min_value=0, allow_null=True, required=False, help_text="Smaller orders get no discount."
+    )
+    max_discount_amount = StrictDecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        allow_null=True,
+        required=False,
+        help_text="Caps a percent discount per order; above 0.",
+    )
 
 
 class BookOutput(serializers.ModelSerializer):
@@ -268,7 +290,7 @@ class ValidateQuery(serializers.Serializer):
 
 
 # What validate answers as `reason`: `ok`, or the code of the rule a redeem would break now.
-VALIDATION_REASONS = ["ok", *USE_RULES, "product_not_eligible"]
+VALIDATION_REASONS = ["ok", *USE_RULES, *ORDER_RULES]
 
 
 class ValidationOutput(serializers.Serializer):

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from books.models import Code
-from books.rules import USE_RULES
+from books.rules import ORDER_RULES, USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
 from books.services.codes import code_assign, code_redeem, code_release, code_reserve
 from core.exceptions import ApplicationError
@@ -139,8 +139,8 @@ class CodeRedeemView(_CodeView):
         "reservation_not_found",
         "reservation_not_active",
         "reservation_expired",
-        "product_not_eligible",
         *USE_RULES,
+        *ORDER_RULES,
     )
 
     @extend_schema(
