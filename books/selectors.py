@@ -123,3 +123,34 @@ def book_stats(*, book: CouponBook, per_day: bool = True) -> dict:
         since = now - timedelta(days=STATS_DAYS)
         stats["per_day"] = list(redemptions_by_day(tenant=book.tenant, book_id=book.pk, since=since).values())
     return stats
+
+
+@dataclass(frozen=True)
+class BookLimitsUsage:
+    """A book's campaign limits and how much of them is used, for the admin's book page."""
+
+    max_redemptions: int | None
+    redemptions: int  # standing
+    budget_amount: Decimal | None
+    discount: Decimal  # standing
+    held: int  # active reservations
+    held_discount: Decimal  # what they keep of the budget (rules.hold_per_use)
+    budget_left: Decimal | None
+
+
+def book_limits_usage(*, book: CouponBook) -> BookLimitsUsage | None:
+    """The book's book-wide limits and their use now (no lock: a figure to show); None for a book without them."""
+    if not book.has_book_limits:
+        return None
+    usage = rules.book_usage(book_id=book.pk, now=timezone.now())
+    held_discount = usage.held * rules.hold_per_use(book) if usage.budget_amount is not None else Decimal(0)
+    left = None if usage.budget_amount is None else max(usage.budget_amount - usage.discount - held_discount, Decimal(0))
+    return BookLimitsUsage(
+        max_redemptions=usage.max_redemptions,
+        redemptions=usage.redemptions,
+        budget_amount=usage.budget_amount,
+        discount=usage.discount,
+        held=usage.held,
+        held_discount=held_discount,
+        budget_left=left,
+    )

@@ -57,10 +57,3 @@ def book_counter_start(*, book: CouponBook) -> None:
     BookCounter.objects.update_or_create(
         book=book, defaults={"redemptions": totals["redemptions"], "discount": totals["discount"] or Decimal(0)}
     )
-
-
-def book_usage_now(*, book: CouponBook) -> rules.BookUsage | None:
-    """A limited book's usage as stored now (no lock), for the admin's book page and the API; None without limits."""
-    if not book.has_book_limits:
-        return None
-    return rules.book_usage(book_id=book.pk, now=timezone.now())
