@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
 from django.db.models import Q
+from psycopg import sql
 
 from core.exceptions import ApplicationError
 
@@ -297,27 +298,40 @@ class BookUsage:
         return replace(self, redemptions=self.redemptions + 1, discount=self.discount + (discount or 0))
 
 
+def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | None = None) -> str:
+    """The statement behind book_usage, its values in it: the services send it with the counter's lock in one
+    round trip (lock_objects.book_counter_add's `then`)."""
+    from .models import BookCounter
+
+    query = sql.SQL(
+        """SELECT COALESCE(c.redemptions, 0), COALESCE(c.discount, 0),
+        (SELECT COUNT(*) FROM {reservations} WHERE book_id = b.id AND status = {active} AND expires_at > {now} AND id <> {own}),
+        b.max_redemptions, b.budget_amount
+        FROM {books} b LEFT JOIN {counters} c ON c.book_id = b.id WHERE b.id = {book}"""
+    ).format(
+        reservations=sql.Identifier(Reservation._meta.db_table),
+        books=sql.Identifier(CouponBook._meta.db_table),
+        counters=sql.Identifier(BookCounter._meta.db_table),
+        active=sql.Literal(Reservation.Status.ACTIVE.value),
+        now=sql.Literal(now),
+        own=sql.Literal(without_reservation or 0),
+        book=sql.Literal(book_id),
+    )
+    connection.ensure_connection()
+    return query.as_string(connection.connection)
+
+
 def book_usage(*, book_id: int, now: datetime, without_reservation: int | None = None) -> BookUsage:
     """The book's limits, its counter and its active reservations (lazy expiry), in ONE statement, one snapshot.
 
     Under the counter's row lock (the services) this is the first statement after the lock was granted, so its
     snapshot sees every use committed before: each earlier holder of the lock had committed, and a later one waits
-    for us. The limits are read here too, so a limit lowered a moment ago applies at once. Validate reads it
-    without the lock. `without_reservation` leaves out the caller's own hold (validate's user holding a lock).
-    The partial index reservation_user_active_idx serves the count.
+    for us. The limits are read here too, so a limit lowered a moment ago applies at once. Validate and the book
+    page read it without the lock. `without_reservation` leaves out the caller's own hold (validate's user holding
+    a lock). The partial index reservation_user_active_idx serves the count.
     """
-    from .models import BookCounter
-
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT COALESCE(c.redemptions, 0), COALESCE(c.discount, 0),
-                (SELECT COUNT(*) FROM {Reservation._meta.db_table}
-                 WHERE book_id = b.id AND status = %s AND expires_at > %s AND id <> %s),
-                b.max_redemptions, b.budget_amount
-                FROM {CouponBook._meta.db_table} b LEFT JOIN {BookCounter._meta.db_table} c ON c.book_id = b.id
-                WHERE b.id = %s""",
-            [Reservation.Status.ACTIVE, now, without_reservation or 0, book_id],
-        )
+        cursor.execute(book_usage_query(book_id=book_id, now=now, without_reservation=without_reservation))
         return BookUsage(*cursor.fetchone())
 
 

@@ -3,9 +3,9 @@ redeem and reverse each take for a book that has them, as the last thing before 
 
 A book without them pays nothing: each step returns before any statement (the code row, locked by the service,
 says whether the book is limited: Code.book_limited). A limited book's step locks its counter row last
-(lock_objects.book_counter_add: one UPDATE) and re-counts under that lock (rules.book_usage: one SELECT), so
-every use of the book is decided on what all the earlier ones committed, and the lock is held only for those two
-statements and the commit. A refusal raises, which rolls the whole service back: nothing of the use remains.
+(lock_objects.book_counter_add: one UPDATE) and re-counts under that lock (rules.book_usage_query: one SELECT,
+sent with the UPDATE in one round trip), so every use of the book is decided on what all the earlier ones
+committed, and the lock is held only for those two statements and the commit. A refusal raises, which rolls the whole service back: nothing of the use remains.
 """
 
 from decimal import Decimal
@@ -23,18 +23,23 @@ def book_use_hold(*, code: Code, reservation: Reservation) -> None:
     """A new reservation (already inserted) counts against the book's limits while it holds."""
     if not code.book_limited:
         return
-    lock_objects.book_counter_add(book_id=code.book_id)
-    usage = rules.book_usage(book_id=code.book_id, now=timezone.now())
-    rules.book_limits_check(book=code.book, usage=usage, new_hold=True)
+    usage = lock_objects.book_counter_add(
+        book_id=code.book_id, then=rules.book_usage_query(book_id=code.book_id, now=timezone.now())
+    )
+    rules.book_limits_check(book=code.book, usage=rules.BookUsage(*usage), new_hold=True)
 
 
 def book_use_take(*, code: Code, redemption: Redemption) -> None:
     """A new redemption (already inserted; its reservation, if any, already consumed) is added to the counter."""
     if not code.book_limited:
         return
-    lock_objects.book_counter_add(book_id=code.book_id, redemptions=1, discount=redemption.discount or Decimal(0))
-    usage = rules.book_usage(book_id=code.book_id, now=timezone.now())
-    rules.book_limits_check(book=code.book, usage=usage)
+    usage = lock_objects.book_counter_add(
+        book_id=code.book_id,
+        redemptions=1,
+        discount=redemption.discount or Decimal(0),
+        then=rules.book_usage_query(book_id=code.book_id, now=timezone.now()),
+    )
+    rules.book_limits_check(book=code.book, usage=rules.BookUsage(*usage))
 
 
 def book_use_return(*, code: Code, redemption: Redemption) -> None:
