@@ -159,6 +159,16 @@ class StatsDayOutput(serializers.Serializer):
     discount = serializers.DecimalField(max_digits=16, decimal_places=2)
 
 
+class BookLimitsOutput(serializers.Serializer):
+    max_redemptions = serializers.IntegerField(allow_null=True)
+    redemptions = serializers.IntegerField(help_text="Standing redemptions counted against max_redemptions.")
+    budget_amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    discount = serializers.DecimalField(max_digits=16, decimal_places=2, help_text="Standing discount given.")
+    held = serializers.IntegerField(help_text="Active reservations: each counts against the limits while it holds.")
+    held_discount = serializers.DecimalField(max_digits=16, decimal_places=2, help_text="What they hold of the budget.")
+    budget_left = serializers.DecimalField(max_digits=16, decimal_places=2, allow_null=True)
+
+
 class BookStatsOutput(serializers.Serializer):
     codes = CodeCountsOutput()
     active_reservations = serializers.IntegerField()
@@ -166,6 +176,7 @@ class BookStatsOutput(serializers.Serializer):
     reversed = serializers.IntegerField()
     discount_total = serializers.DecimalField(max_digits=16, decimal_places=2)
     per_day = StatsDayOutput(many=True, help_text="Redemptions per day (tenant's time zone), the last 366 days.")
+    limits = BookLimitsOutput(allow_null=True, help_text="The book-wide campaign limits and their use; null without any.")
 
 
 class GenerateInput(serializers.Serializer):

@@ -72,6 +72,21 @@ def test_redeem_answers_each_limit_with_its_409(api):
     assert_error(lock, 409, "book_redemption_limit_reached")
     validate = api.get("/api/v1/codes/FIRST-2/validate/", {"user_id": "user-2"}).json()
     assert (validate["valid"], validate["reason"]) == (False, "book_redemption_limit_reached")
+    limits = api.get(f"/api/v1/books/{book['id']}/stats/").json()["limits"]
+    assert limits == {
+        "max_redemptions": 2,
+        "redemptions": 2,
+        "budget_amount": None,
+        "discount": "40.00",
+        "held": 0,
+        "held_discount": "0.00",
+        "budget_left": None,
+    }
+
+
+def test_stats_of_a_book_without_limits_say_null(api):
+    book = create_book(api)
+    assert api.get(f"/api/v1/books/{book['id']}/stats/").json()["limits"] is None
 
 
 def test_redeem_below_the_minimum_or_without_the_amount_is_409(api):

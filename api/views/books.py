@@ -6,7 +6,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from books.models import CouponBook
-from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
+from books.selectors import book_get, book_limits_usage, book_stats, books_of_tenant, codes_of_book
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from books.services.codes import code_assign_random
@@ -131,7 +131,8 @@ class BookStatsView(ApiView):
         responses={200: BookStatsOutput},
     )
     def get(self, request, book_id):
-        return Response(BookStatsOutput(book_stats(book=book_get(tenant=self.tenant, book_id=book_id))).data)
+        book = book_get(tenant=self.tenant, book_id=book_id)
+        return Response(BookStatsOutput({**book_stats(book=book), "limits": book_limits_usage(book=book)}).data)
 
 
 class CodesGenerateView(ApiView):
