@@ -3,9 +3,9 @@
 Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption -> BookCounter
 (a book's campaign-limit counter, only for a book with max_redemptions or budget_amount). Every service that takes
 more than one of these takes them in this order, so two transactions can never each hold the lock the other waits
-for (no deadlock). The counter is the one row every redeem of its book takes, so it comes last: taken just before
-the transaction commits, it is held for one statement and the commit, not for the whole redeem. Locks are row locks held to the end of the service's transaction. A service that
-takes many rows of one kind takes them in one fixed order: a distribution locks its users' BookUser rows sorted
+for (no deadlock). The counter is the one row every use of its book takes, so it comes last: taken just before the
+transaction commits, it is held for one round trip and the commit, not for the whole redeem. Locks are row locks
+held to the end of the service's transaction. A service that takes many rows of one kind takes them in one fixed order: a distribution locks its users' BookUser rows sorted
 by user id, all of them before any code (book_users_lock), and claims codes only with SKIP LOCKED.
 
 Every lock is FOR NO KEY UPDATE (no_key=True), the lock PostgreSQL itself takes for an UPDATE that leaves the key
@@ -89,8 +89,8 @@ def book_counter_add(*, book_id: int, redemptions: int = 0, discount: Decimal = 
     It reads nothing itself on purpose: a statement's snapshot is taken before it waits, so what must see the
     previous holder's commit (books.rules.book_usage_query) is the next statement, `then`. Both go in one round
     trip (one query string, no parameters: PostgreSQL runs them in turn, each with its own snapshot), because
-    every redeem of the book waits while this one holds the row: a second round trip under the lock cut the
-    limited book's throughput to 0.55 of the unlimited one's on this loaded machine (bench/bench_campaign.py).
+    every redeem of the book waits while this one holds the row: with a second round trip under the lock, the
+    limited book ran at 0.55 of the unlimited one in a run on this loaded machine (bench/bench_campaign.py).
     """
     table = BookCounter._meta.db_table
     update = sql.SQL("UPDATE {} SET redemptions = redemptions + {}, discount = discount + {} WHERE book_id = {}").format(

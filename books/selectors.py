@@ -127,7 +127,7 @@ def book_stats(*, book: CouponBook, per_day: bool = True) -> dict:
 
 @dataclass(frozen=True)
 class BookLimitsUsage:
-    """A book's campaign limits and how much of them is used, for the admin's book page."""
+    """A book's campaign limits and how much of them is used, for the admin's book page and the API's stats."""
 
     max_redemptions: int | None
     redemptions: int  # standing

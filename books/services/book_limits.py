@@ -5,7 +5,8 @@ A book without them pays nothing: each step returns before any statement (the co
 says whether the book is limited: Code.book_limited). A limited book's step locks its counter row last
 (lock_objects.book_counter_add: one UPDATE) and re-counts under that lock (rules.book_usage_query: one SELECT,
 sent with the UPDATE in one round trip), so every use of the book is decided on what all the earlier ones
-committed, and the lock is held only for those two statements and the commit. A refusal raises, which rolls the whole service back: nothing of the use remains.
+committed, and the lock is held only for that round trip and the commit. A refusal raises, which rolls the whole
+service back: nothing of the use remains.
 """
 
 from decimal import Decimal
@@ -16,11 +17,11 @@ from django.utils import timezone
 from redemptions.models import Redemption
 
 from .. import lock_objects, rules
-from ..models import BookCounter, Code, CouponBook, Reservation
+from ..models import BookCounter, Code, CouponBook
 
 
-def book_use_hold(*, code: Code, reservation: Reservation) -> None:
-    """A new reservation (already inserted) counts against the book's limits while it holds."""
+def book_use_hold(*, code: Code) -> None:
+    """The reservation just inserted on this code counts against the book's limits while it holds."""
     if not code.book_limited:
         return
     usage = lock_objects.book_counter_add(
@@ -52,9 +53,9 @@ def book_use_return(*, code: Code, redemption: Redemption) -> None:
 def book_counter_start(*, book: CouponBook) -> None:
     """Start (or restart) a book's counter from its standing redemptions, when its limits are switched on.
 
-    The caller (book_update, book_create) has rewritten Code.book_limited on every code of the book in this
-    transaction, which waited for every use under way on them: this statement's snapshot holds all of them, and
-    the uses that follow count themselves once this commits.
+    book_update has rewritten Code.book_limited on every code of the book in this transaction, which waited for
+    every use under way on them: this statement's snapshot holds all of them, and the uses that follow count
+    themselves once this commits (book_create: a new book has no codes, nor uses, yet).
     """
     totals = Redemption.objects.filter(book=book, reversed_at__isnull=True).aggregate(
         redemptions=Count("pk"), discount=Sum("discount", filter=Q(discount__isnull=False))

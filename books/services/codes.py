@@ -105,7 +105,7 @@ def code_reserve(*, tenant: Tenant, code: object, user_id: object, actor: Actor,
         reservation=reservation,
         data={"expires_at": reservation.expires_at.isoformat()},
     )
-    book_use_hold(code=found, reservation=reservation)  # last: the book's counter lock, held only to the commit
+    book_use_hold(code=found)  # last: the book's counter lock, held only to the commit
     return reservation
 
 
