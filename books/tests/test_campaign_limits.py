@@ -131,10 +131,10 @@ def test_parallel_locks_hold_the_limit_and_their_tokens_all_redeem(tenant, actor
 
 
 def test_locks_and_lockless_redeems_racing_share_the_limit_exactly(tenant, actor):
-    book = limited_book(tenant, codes=60, max_redemptions=7)
+    book = limited_book(tenant, codes=40, max_redemptions=7)
     calls = [
         partial(code_reserve, tenant=tenant, code=f"CODE-{i}", user_id=f"user-{i}", actor=actor) if i % 2 else call
-        for i, call in enumerate(redeem_each(tenant, actor, range(60)))
+        for i, call in enumerate(redeem_each(tenant, actor, range(40)))
     ]
 
     outcomes = run_concurrently(calls)
