@@ -9,6 +9,7 @@ from django.db.models import F, Q
 
 from core.actors import ACTOR_KIND_CHOICES
 
+CENT = Decimal("0.01")  # the smallest amount a budget or a discount cap can be
 CODE_REGEX = r"^[A-Z0-9_-]{3,64}$"  # the one code format: the model's validator, its CHECK, and inputs.is_valid_code
 
 
@@ -53,13 +54,28 @@ class CouponBook(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Standing redemptions of the whole book."
     )
     budget_amount = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Total standing discount, in the book's currency."
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(CENT)],
+        help_text="Total standing discount, in the book's currency.",
     )
     min_order_amount = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, help_text="An order below this amount gets no discount."
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="An order below this amount gets no discount.",
     )
     max_discount_amount = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Caps a percent discount per order."
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(CENT)],
+        help_text="Caps a percent discount per order.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

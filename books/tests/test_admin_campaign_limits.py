@@ -53,6 +53,8 @@ def form_errors(response) -> dict[str, list[str]]:
         ({"budget_amount": "0", "currency": "EUR"}, "budget_amount", "A budget must be above 0"),
         ({"discount_type": "fixed", "currency": "EUR", "max_discount_amount": "5"}, "max_discount_amount", "caps a percent"),
         ({"max_discount_amount": "0"}, "max_discount_amount", "must be above 0"),
+        ({"min_order_amount": "-1"}, "min_order_amount", "greater than or equal to 0"),
+        ({"max_redemptions": "0"}, "max_redemptions", "greater than or equal to 1"),
     ],
 )
 def test_the_book_form_shows_each_limit_rule_on_its_field(client, tenant, fields, field, message):
@@ -81,9 +83,9 @@ def test_a_book_with_limits_is_created_through_the_service_with_its_counter(clie
 def test_the_pure_check_refuses_what_the_service_would_and_writes_nothing(tenant):
     book = CouponBookFactory(tenant=tenant)
     with pytest.raises(ApplicationError) as refused:
-        book_save_check(tenant=tenant, book=book, values={"budget_amount": "10"})
+        book_save_check(tenant=tenant, book=book, values={"budget_amount": Decimal("10")})
     assert refused.value.details == {"field": "currency"}
-    book_save_check(tenant=tenant, book=book, values={"budget_amount": "10", "currency": "EUR"})
+    book_save_check(tenant=tenant, book=book, values={"budget_amount": Decimal("10"), "currency": "EUR"})
     book.refresh_from_db()
     assert book.budget_amount is None and not BookCounter.objects.filter(book=book).exists()
 

@@ -26,9 +26,17 @@ from .concurrency import error_counts, run_concurrently, successes
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
+MONEY = ("discount_value", "budget_amount", "min_order_amount", "max_discount_amount")
+
+
+def typed(fields: dict) -> dict:
+    """Amounts as the edges hand them to the services: Decimals."""
+    return {name: Decimal(value) if name in MONEY and value is not None else value for name, value in fields.items()}
+
+
 def limited_book(tenant, *, codes: int, **limits) -> CouponBook:
     """An active book of `codes` unique codes, CODE-0 .. CODE-n, each assigned to user-i."""
-    book = book_create(tenant=tenant, name="Campaign", status="active", **limits)
+    book = book_create(tenant=tenant, name="Campaign", status="active", **typed(limits))
     for i in range(codes):
         CodeFactory(book=book, tenant=tenant, code=f"CODE-{i}", user_id=f"user-{i}", state=Code.State.ASSIGNED)
     return book
@@ -230,7 +238,7 @@ def test_limits_switched_on_for_a_running_campaign_count_what_it_already_gave(te
         code_redeem(tenant=tenant, code=f"CODE-{i}", user_id=f"user-{i}", actor=actor)
     assert not Code.objects.filter(book=book, book_limited=True).exists()
 
-    book_update(book=book, max_redemptions=4, budget_amount="100")
+    book_update(book=book, max_redemptions=4, budget_amount=Decimal("100"))
 
     assert Code.objects.filter(book=book, book_limited=True).count() == 6
     assert_counter_matches(book)
@@ -327,7 +335,7 @@ def test_validate_answers_the_limit_a_redeem_would_break(tenant, actor, limits, 
         code_redeem(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor)
     before = BookCounter.objects.filter(book=book).values_list("redemptions", flat=True).first()
 
-    result = code_validate(tenant=tenant, code="CODE-1", user_id="user-1", amount=amount)
+    result = code_validate(tenant=tenant, code="CODE-1", user_id="user-1", amount=amount and Decimal(amount))
 
     assert (result.valid, result.reason) == (False, reason)
     assert BookCounter.objects.filter(book=book).values_list("redemptions", flat=True).first() == before
@@ -349,17 +357,14 @@ def test_validate_of_a_holder_does_not_count_their_own_hold(tenant, actor):
         ({"budget_amount": "100"}, "currency"),
         ({"budget_amount": "0", "currency": "EUR"}, "budget_amount"),
         ({"budget_amount": "-5", "currency": "EUR"}, "budget_amount"),
-        ({"budget_amount": "abc", "currency": "EUR"}, "budget_amount"),
-        ({"max_redemptions": 0}, "max_redemptions"),
-        ({"max_redemptions": "x"}, "max_redemptions"),
-        ({"min_order_amount": "-1"}, "min_order_amount"),
         ({"max_discount_amount": "0"}, "max_discount_amount"),
         ({"discount_type": "fixed", "currency": "EUR", "max_discount_amount": "5"}, "max_discount_amount"),
     ],
 )
-def test_book_limits_refuse_bad_values(tenant, fields, field):
+def test_book_limits_refuse_inconsistent_values(tenant, fields, field):
+    """The rules between fields, which the service checks (the edges check each field's type and range)."""
     with pytest.raises(ApplicationError) as refused:
-        book_create(tenant=tenant, name="Bad", **fields)
+        book_create(tenant=tenant, name="Bad", **typed(fields))
     assert refused.value.code == "invalid_input"
     assert refused.value.details["field"] == field
 
