@@ -3,11 +3,12 @@
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from books.inputs import MAX_USER_ID_LENGTH, clean_currency, clean_day, clean_moment
+from books.inputs import MAX_USER_ID_LENGTH, clean_currency, clean_day, clean_moment, clean_order_currency
 from books.models import Code, CouponBook, Reservation
 from books.rules import ORDER_RULES, USE_RULES
 from books.services.books import EDITABLE_FIELDS
@@ -43,6 +44,15 @@ class StrictDecimalField(serializers.DecimalField):
         if isinstance(data, str) and not data.strip():
             self.fail("invalid")
         return super().validate_empty_values(data)
+
+
+class CurrencyField(StrictCharField):
+    """An ISO 4217 currency code as the service takes it: three upper-case letters (the schema gives the pattern)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "The order's currency (ISO 4217, e.g. EUR). Required with `amount`.")
+        super().__init__(min_length=3, max_length=3, **kwargs)
+        self.validators.append(RegexValidator(r"^[A-Z]{3}$", "Use an ISO 4217 code: three upper-case letters, e.g. EUR."))
 
 
 def user_id_field(**kwargs) -> serializers.CharField:
@@ -166,10 +176,23 @@ class CodeCountsOutput(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+class MoneyOutput(serializers.Serializer):
+    currency = serializers.CharField(help_text="ISO 4217; empty for redemptions stored before they had a currency.")
+    discount = serializers.DecimalField(max_digits=16, decimal_places=2)
+
+
+@extend_schema_field(MoneyOutput(many=True))
+class MoneyTotalsField(serializers.Field):
+    """Totals per currency ({currency: amount}, as the selectors give them) as a list, one item per currency."""
+
+    def to_representation(self, value):
+        return MoneyOutput([{"currency": c, "discount": d} for c, d in value.items()], many=True).data
+
+
 class StatsDayOutput(serializers.Serializer):
     day = serializers.DateField()
     redemptions = serializers.IntegerField()
-    discount = serializers.DecimalField(max_digits=16, decimal_places=2)
+    discounts = MoneyTotalsField(help_text="Discount given that day, per currency.")
 
 
 class BookLimitsOutput(serializers.Serializer):
@@ -187,7 +210,9 @@ class BookStatsOutput(serializers.Serializer):
     active_reservations = serializers.IntegerField()
     redemptions = serializers.IntegerField(help_text="Standing (not reversed) redemptions.")
     reversed = serializers.IntegerField()
-    discount_total = serializers.DecimalField(max_digits=16, decimal_places=2)
+    discount_totals = MoneyTotalsField(
+        help_text="Discount given by the standing redemptions, per currency (never summed across currencies)."
+    )
     per_day = StatsDayOutput(many=True, help_text="Redemptions per day (tenant's time zone), the last 366 days.")
     limits = BookLimitsOutput(allow_null=True, help_text="The book-wide campaign limits and their use; null without any.")
 
@@ -299,17 +324,28 @@ class UnlockOutput(serializers.Serializer):
     released = serializers.IntegerField(help_text="How many reservations were released.")
 
 
-class RedeemInput(serializers.Serializer):
+class OrderMoneyInput(serializers.Serializer):
+    """An order's `amount` and `currency`: the currency is required with an amount (books.inputs)."""
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        attrs["currency"] = clean_order_currency(attrs.get("currency", ""), amount=attrs.get("amount"))
+        return attrs
+
+
+class RedeemInput(OrderMoneyInput):
     user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
     order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
     amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False, allow_null=True)
+    currency = CurrencyField(required=False)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
-class ValidateQuery(serializers.Serializer):
+class ValidateQuery(OrderMoneyInput):
     user_id = user_id_field(help_text=USER_ID_HELP)
     amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    currency = CurrencyField(required=False)
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
@@ -324,6 +360,7 @@ class ValidationOutput(serializers.Serializer):
     )
     message = serializers.CharField()
     discount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    currency = serializers.CharField(help_text="The discount's currency: the one sent, else the book's; empty if none.")
 
 
 class UserCodesQuery(serializers.Serializer):
@@ -336,6 +373,11 @@ class UserCodesQuery(serializers.Serializer):
 class RedemptionOutput(serializers.ModelSerializer):
     code = serializers.CharField(source="code.code")
     reversed = serializers.BooleanField(source="is_reversed")
+    currency = serializers.CharField(
+        read_only=True,
+        help_text="ISO 4217: the order's, which `amount` and `discount` are in (the book's when none was sent); "
+        "empty when not known.",
+    )
 
     class Meta:
         model = Redemption

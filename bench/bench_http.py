@@ -158,7 +158,11 @@ def _statements_per_cycle(book, token: str, *, with_keys: bool) -> int:
     with CaptureQueriesContext(connection) as captured:
         code = post(f"/api/v1/books/{book.pk}/assign/", {"user_id": user}, "assign")["code"]
         lock = post(f"/api/v1/codes/{code}/lock/", {"user_id": user}, "lock")
-        post(f"/api/v1/codes/{code}/redeem/", {"user_id": user, "token": lock["token"], "amount": "25.00"}, "redeem")
+        post(
+            f"/api/v1/codes/{code}/redeem/",
+            {"user_id": user, "token": lock["token"], "amount": "25.00", "currency": "EUR"},
+            "redeem",
+        )
     return len(captured.captured_queries)
 
 
@@ -214,7 +218,7 @@ def run() -> list[Result]:
                 "POST",
                 f"/api/v1/codes/{value}/redeem/",
                 token,
-                {"user_id": user, "token": lock["token"], "amount": "25.00"},
+                {"user_id": user, "token": lock["token"], "amount": "25.00", "currency": "EUR"},
                 key=f"{user}-redeem",
             )
             assert status == 201, (status, body)

@@ -36,8 +36,8 @@ USE_RULES = (
     "book_redemption_limit_reached",
     "book_budget_exhausted",
 )
-# The error codes of the order itself (redeem and validate, after the use rules): see discount_for.
-ORDER_RULES = ("product_not_eligible", "order_below_minimum", "order_amount_required")
+# The error codes of the order itself (redeem and validate, after the use rules): currency_check, discount_for.
+ORDER_RULES = ("product_not_eligible", "currency_mismatch", "order_below_minimum", "order_amount_required")
 
 
 def active_reservations(*, now: datetime) -> Q:
@@ -237,6 +237,19 @@ def code_unassignable_check(*, code: Code) -> None:
         raise ApplicationError(
             "code_not_assignable", "Only an assigned, never redeemed code can be unassigned.", {"code": code.code}
         )
+
+
+def currency_check(*, book: CouponBook, currency: str) -> str:
+    """The currency a redemption is in, and its discount: the order's. A book with a currency of its own (a fixed
+    discount, a budget) gives money in that currency only, so it refuses another. Without a currency sent (no
+    amount), the book's."""
+    if book.currency and currency and currency != book.currency:
+        raise ApplicationError(
+            "currency_mismatch",
+            f"This coupon book's discount is in {book.currency}; the order is in {currency}.",
+            {"currency": currency, "book_currency": book.currency},
+        )
+    return currency or book.currency
 
 
 def discount_for(*, book: CouponBook, amount: Decimal | None, product_id: str) -> Decimal | None:

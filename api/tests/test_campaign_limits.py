@@ -26,6 +26,8 @@ def add_codes(api, book: dict, count: int) -> None:
 
 
 def redeem(api, i: int, **body):
+    if "amount" in body:
+        body["currency"] = "EUR"
     return api.post(f"/api/v1/codes/FIRST-{i}/redeem/", {"user_id": f"user-{i}", **body}, format="json")
 
 
@@ -95,9 +97,9 @@ def test_redeem_below_the_minimum_or_without_the_amount_is_409(api):
 
     assert_error(redeem(api, 0, amount="49.99"), 409, "order_below_minimum")
     assert_error(redeem(api, 0), 409, "order_amount_required")
-    validate = api.get("/api/v1/codes/FIRST-0/validate/", {"user_id": "user-0", "amount": "20"}).json()
+    validate = api.get("/api/v1/codes/FIRST-0/validate/", {"user_id": "user-0", "amount": "20", "currency": "EUR"}).json()
     assert (validate["valid"], validate["reason"]) == (False, "order_below_minimum")
-    validate = api.get("/api/v1/codes/FIRST-0/validate/", {"user_id": "user-0", "amount": "100"}).json()
+    validate = api.get("/api/v1/codes/FIRST-0/validate/", {"user_id": "user-0", "amount": "100", "currency": "EUR"}).json()
     assert (validate["valid"], validate["discount"]) == (True, "3.00")  # 10 % of 100, capped at 3
 
     redeemed = redeem(api, 0, amount="100")

@@ -241,7 +241,7 @@ def known_good_cases(operation, world):
         "/api/v1/codes/{code}/assign/": {"user_id": "fuzzer"},
         "/api/v1/codes/{code}/lock/": {"user_id": "fuzzer"},
         "/api/v1/codes/{code}/unlock/": {"user_id": "fuzzer"},
-        "/api/v1/codes/{code}/redeem/": {"user_id": "fuzzer", "amount": "10.00"},
+        "/api/v1/codes/{code}/redeem/": {"user_id": "fuzzer", "amount": "10.00", "currency": "EUR"},
         "/api/v1/redemptions/{redemption_id}/reverse/": {"reason": "fuzz"},
     }
     query = {"user_id": "fuzzer"} if operation.path.endswith("/validate/") else None

@@ -121,7 +121,8 @@ class CodeRedeemView(_CodeView):
         """Redeem the code
 
         With the lock's `token`, consumes that reservation; without one, locks and redeems at once under the same rules.
-        Send an Idempotency-Key so a retried request never redeems twice.
+        Send an Idempotency-Key so a retried request never redeems twice. An `amount` goes with its `currency`
+        (ISO 4217); a book with a currency of its own refuses another (409 currency_mismatch).
         """
         data, user_id = self.parse_for_user(RedeemInput, request.data)
         redemption = code_redeem(
@@ -132,6 +133,7 @@ class CodeRedeemView(_CodeView):
             token=data.get("token"),
             order_ref=data.get("order_ref", ""),
             amount=data.get("amount"),
+            currency=data.get("currency", ""),
             product_id=data.get("product_id", ""),
             idempotency_key=self.idempotency_key,
         )
@@ -147,7 +149,12 @@ class CodeValidateView(_CodeView):
         """Would a redeem succeed now? (changes nothing)"""
         data, user_id = self.parse_for_user(ValidateQuery, request.query_params)
         result = code_validate(
-            tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
+            tenant=self.tenant,
+            code=code,
+            user_id=user_id,
+            amount=data.get("amount"),
+            currency=data.get("currency", ""),
+            product_id=data.get("product_id", ""),
         )
         if request.user.is_end_user and result.reason == "code_not_assigned_to_user":
             # An end user asking about someone else's code is refused, as lock and redeem would refuse it.

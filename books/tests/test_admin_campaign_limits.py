@@ -24,7 +24,7 @@ ADD_FORM = {
     "discount_type": "percent",
     "discount_value": "10",
     "currency": "",
-    "product_ids": "[]",
+    "product_ids": "",
     "valid_from_0": "",
     "valid_from_1": "",
     "valid_until_0": "",
@@ -110,7 +110,7 @@ def test_the_book_page_shows_the_limits_used(client, tenant):
 
     assert 'id="book-limits"' in page
     assert "1 of 10, 1 more held by checkouts in progress" in page
-    assert "20.00 of 100.00 EUR given, 20.00 held; 60.00 EUR left" in page
+    assert "20.00 EUR of 100.00 EUR given, 20.00 EUR held; 60.00 EUR left" in page
 
 
 def test_a_book_without_limits_shows_no_limits_panel(client, book):
