@@ -46,6 +46,28 @@ class StrictDecimalField(serializers.DecimalField):
         return super().validate_empty_values(data)
 
 
+# A shape of the checkout endpoints, built once per class instead of once per request. DRF builds a serializer's
+# fields for every instance, and a ModelSerializer reads its model's fields each time: 350 to 820 us per answer of
+# assign, lock and redeem on this machine (about 1.5 ms of each checkout cycle), against 20 to 45 us with the fields
+# built once (README "Performance"). Only for shapes whose fields read no per-request context: the prototype is
+# shared by every request of the process. (A comment, not a docstring: the schema would take it as the description
+# of every shape that uses it.)
+class Prebuilt:
+    @classmethod
+    def prototype(cls):
+        prototype = cls.__dict__.get("_prototype")
+        if prototype is None:
+            prototype = cls()
+            prototype.fields  # noqa: B018 - built now, once
+            cls._prototype = prototype
+        return prototype
+
+    @classmethod
+    def render(cls, instance) -> dict:
+        """What `cls(instance).data` gives, without building the fields again."""
+        return cls.prototype().to_representation(instance)
+
+
 class CurrencyField(StrictCharField):
     """An ISO 4217 currency code as the service takes it: three upper-case letters (the schema gives the pattern)."""
 
@@ -276,7 +298,7 @@ class DistributionOutput(serializers.Serializer):
 # --- Codes ----------------------------------------------------------------------------------------------------
 
 
-class CodeOutput(serializers.ModelSerializer):
+class CodeOutput(Prebuilt, serializers.ModelSerializer):
     uses_left = serializers.IntegerField(allow_null=True, read_only=True, help_text="Null: unlimited.")
 
     class Meta:
@@ -295,19 +317,19 @@ class CodeOutput(serializers.ModelSerializer):
         ]
 
 
-class AssignInput(serializers.Serializer):
+class AssignInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field()
 
 
 USER_ID_HELP = "The customer. An end user's token may name only its own `sub` (or leave it out: it is the `sub`)."
 
 
-class LockInput(serializers.Serializer):
+class LockInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False, allow_null=True)
 
 
-class ReservationOutput(serializers.ModelSerializer):
+class ReservationOutput(Prebuilt, serializers.ModelSerializer):
     code = serializers.CharField(source="code.code")
 
     class Meta:
@@ -315,7 +337,7 @@ class ReservationOutput(serializers.ModelSerializer):
         fields = ["token", "expires_at", "code", "user_id"]
 
 
-class UnlockInput(serializers.Serializer):
+class UnlockInput(Prebuilt, serializers.Serializer):
     user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="Without it: all the user's holds.")
 
@@ -333,7 +355,7 @@ class OrderMoneyInput(serializers.Serializer):
         return attrs
 
 
-class RedeemInput(OrderMoneyInput):
+class RedeemInput(Prebuilt, OrderMoneyInput):
     user_id = user_id_field(help_text=USER_ID_HELP)
     token = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="The lock's token, if locked.")
     order_ref = StrictCharField(max_length=255, required=False, allow_blank=True)
@@ -342,7 +364,7 @@ class RedeemInput(OrderMoneyInput):
     product_id = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
-class ValidateQuery(OrderMoneyInput):
+class ValidateQuery(Prebuilt, OrderMoneyInput):
     user_id = user_id_field(help_text=USER_ID_HELP)
     amount = StrictDecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
     currency = CurrencyField(required=False)
@@ -353,7 +375,7 @@ class ValidateQuery(OrderMoneyInput):
 VALIDATION_REASONS = ["ok", *USE_RULES, *ORDER_RULES]
 
 
-class ValidationOutput(serializers.Serializer):
+class ValidationOutput(Prebuilt, serializers.Serializer):
     valid = serializers.BooleanField()
     reason = serializers.ChoiceField(
         choices=VALIDATION_REASONS, help_text="`ok`, or the error code a redeem would answer with now."
@@ -370,7 +392,7 @@ class UserCodesQuery(serializers.Serializer):
 # --- Redemptions ----------------------------------------------------------------------------------------------
 
 
-class RedemptionOutput(serializers.ModelSerializer):
+class RedemptionOutput(Prebuilt, serializers.ModelSerializer):
     code = serializers.CharField(source="code.code")
     reversed = serializers.BooleanField(source="is_reversed")
     currency = serializers.CharField(
