@@ -177,3 +177,19 @@ INVALID_INPUT = error_body(
 THROTTLED = error_body("throttled", "Too many requests; retry in 12 second(s).", {"retry_after": 12})
 SERVER_ERROR = error_body("server_error", SERVER_ERROR_MESSAGE)
 ERROR_EXAMPLES = {400: INVALID_INPUT, 429: THROTTLED}
+
+# Each operation's examples by its id (api.schema.operation reads them from here).
+BY_OPERATION = {
+    "book_create": BOOK_CREATE,
+    "book_get": BOOK_GET,
+    "codes_generate": GENERATE,
+    "codes_upload": UPLOAD,
+    "code_assign_random": ASSIGN_RANDOM,
+    "code_assign": ASSIGN_NAMED,
+    "code_lock": LOCK,
+    "code_unlock": UNLOCK,
+    "code_redeem": REDEEM,
+    "code_validate": VALIDATE,
+    "job_get": JOB_GET,
+    "redemption_reverse": REVERSE,
+}

@@ -1,6 +1,6 @@
 """Idempotency-Key on POST: a retry with the same key and request replays the first answer.
 
-A view declares it by decorating its handler with @idempotent; the handler reads the key (empty without the
+A view declares it on its handler (`@operation(..., once=True)`, which applies @idempotent); the handler reads the key (empty without the
 header) from `self.idempotency_key`. The schema documents the header for every handler so decorated.
 
 The key row is inserted FIRST inside the transaction that runs the service, and the answer is written to it

@@ -4,8 +4,8 @@ The AutoSchema here applies the rules every operation follows, so that a client 
 is the one tested, api/tests/test_generated_client.py) produces a complete, typed client without a warning:
 
 - **Operation ids are designed**, never derived: each view method names its own with
-  ``extend_schema(operation_id="<entity>_<action>")`` (``books_list``, ``book_create``, ``code_redeem``); one
-  without is a schema warning, which ``spectacular --fail-on-warn`` and the tests turn into a failure.
+  ``@operation("<entity>_<action>", "<tag>", ...)`` (``books_list``, ``book_create``, ``code_redeem``), which
+  passes on to ``extend_schema``; one without is a schema warning, which ``spectacular --fail-on-warn`` and the tests turn into a failure.
 - **Errors**: every operation lists each error status it can answer with the codes behind it, plus a
   ``default`` answer of the same ``ErrorOutput`` shape for everything else (405, 406, 500), so a strict client
   parses any error. Declare an endpoint's own codes in ``error_codes`` (checked by ``errors()``).
@@ -20,27 +20,32 @@ is the one tested, api/tests/test_generated_client.py) produces a complete, type
 - **Headers**: ``Idempotency-Key`` (with its length and charset) on idempotent POSTs, ``Idempotent-Replayed``
   on their success answers, ``Retry-After`` on 429 and 503.
 
-A new endpoint follows the same conventions (see the README, "Integrator guide"): an ``ApiView``, an
-``operation_id`` and ``tags`` in ``extend_schema``, serializers for its input and output.
+A new endpoint follows the same conventions (see the README, "Integrator guide"): an ``ApiView``, its handler
+declared with ``operation()`` (at the end of this module), serializers for its input and output.
 """
 
+import inspect
 import re
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 from drf_spectacular.drainage import warn
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import get_doc
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 
 from core.downloads import XLSX_CONTENT_TYPE
 from core.exceptions import ERROR_STATUS
 
+from .examples import BY_OPERATION as EXAMPLES_BY_OPERATION
 from .examples import ERROR_EXAMPLES, SERVER_ERROR
 from .idempotency import HEADER as IDEMPOTENCY_HEADER
-from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER, is_idempotent
+from .idempotency import KEY_PATTERN, MAX_KEY_LENGTH, REPLAY_HEADER, idempotent, is_idempotent
 
 ERROR_CODES = sorted(ERROR_STATUS)
 XLSX = XLSX_CONTENT_TYPE
@@ -185,6 +190,11 @@ class ApiAutoSchema(AutoSchema):
         warn(f"{self.method} {self.path}: name the operation with extend_schema(operation_id=...) (derived: {derived})")
         return derived
 
+    def get_description(self):
+        # A handler's docstring is its summary and description, which operation() declares; without a declared
+        # description, the view class's docstring (never the summary again).
+        return get_doc(self.view.__class__)
+
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is not None and not OPERATION_ID.match(operation["operationId"]):
@@ -290,3 +300,24 @@ def errors(*codes: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown error codes {unknown}")
     return codes
+
+
+def operation(operation_id: str, tag: str, *, once: bool = False, **schema: Any) -> Callable:
+    """Declares a view handler as one API operation, in one line: its designed id (``<entity>_<action>``) and its
+    tag, the rest of extend_schema (request, responses, parameters) as keywords. The handler's docstring gives the summary (its
+    first paragraph) and the description (the rest), white space folded; the operation's examples come from
+    api/examples.py `BY_OPERATION`. `once=True` makes the handler @idempotent.
+    """
+
+    def declare(handler: Callable) -> Callable:
+        if once:
+            handler = idempotent(handler)
+        summary, _, description = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
+        schema.setdefault("summary", " ".join(summary.split()))
+        if description.strip():
+            schema.setdefault("description", " ".join(description.split()))
+        if operation_id in EXAMPLES_BY_OPERATION:
+            schema.setdefault("examples", EXAMPLES_BY_OPERATION[operation_id])
+        return extend_schema(operation_id=operation_id, tags=[tag], **schema)(handler)
+
+    return declare

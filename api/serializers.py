@@ -7,17 +7,17 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from books.inputs import MAX_USER_ID_LENGTH, clean_day, clean_moment
+from books.inputs import MAX_USER_ID_LENGTH, clean_currency, clean_day, clean_moment
 from books.models import Code, CouponBook, Reservation
 from books.rules import USE_RULES
 from books.services.books import EDITABLE_FIELDS
 from core.exceptions import ApplicationError
 from core.models import Job
-from redemptions.models import Redemption
+from redemptions.models import OUTCOME_FIELDS, Redemption
 
+from .inputs import MAX_SIGNING_KEY_LENGTH, MIN_HS256_SECRET, key_material_clean
 from .models import EndUserSigningKey
 from .schema import ErrorBody
-from .services import MIN_HS256_SECRET
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
 MAX_DISTRIBUTION_USERS = settings.COUPONS["MAX_DISTRIBUTION_USERS"]
@@ -79,10 +79,13 @@ class SigningKeyInput(serializers.Serializer):
     algorithm = serializers.ChoiceField(choices=EndUserSigningKey.Algorithm.choices)
     key = StrictCharField(
         min_length=MIN_HS256_SECRET,
-        max_length=16_384,
+        max_length=MAX_SIGNING_KEY_LENGTH,
         trim_whitespace=False,
         help_text=f"The HS256 secret ({MIN_HS256_SECRET} characters or more) or the RS256 public key (PEM).",
     )
+
+    def validate(self, attrs: dict) -> dict:
+        return {**attrs, "key": key_material_clean(algorithm=attrs["algorithm"], key=attrs["key"])}
 
 
 class SigningKeyOutput(serializers.ModelSerializer):
@@ -112,6 +115,16 @@ class BookInput(serializers.Serializer):
     uses_per_code = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
     requires_assignment = serializers.BooleanField(required=False)
     lock_ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False)
+
+    # The rules DRF's fields do not know, from books.inputs (the admin's book form calls the same ones).
+    def validate_currency(self, value: str) -> str:
+        return clean_currency(value)
+
+    def validate_valid_from(self, value: datetime | None) -> datetime | None:
+        return None if value is None else clean_moment(value, field="valid_from")
+
+    def validate_valid_until(self, value: datetime | None) -> datetime | None:
+        return None if value is None else clean_moment(value, field="valid_until")
 
 
 class BookOutput(serializers.ModelSerializer):
@@ -302,13 +315,7 @@ class RedemptionOutput(serializers.ModelSerializer):
             "order_ref",
             "amount",
             "product_id",
-            "discount",
-            "currency",
-            "actor_type",
-            "actor_id",
-            "reversed",
-            "reversed_at",
-            "reversal_reason",
+            *OUTCOME_FIELDS,
             "reversed_by_type",
             "reversed_by_id",
         ]

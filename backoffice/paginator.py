@@ -6,6 +6,7 @@ the table size): beyond CAP the changelist says "more than CAP" and offers the f
 the list (a filter or an exact search) gives exact counts again.
 """
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
@@ -27,3 +28,12 @@ class CappedCountPaginator(Paginator):
     @property
     def capped(self) -> bool:
         return self.counted > self.cap
+
+
+class LargeTableAdminMixin:
+    """A changelist of a table of millions of rows: no full count (neither of the result nor of the facets), and
+    the paginator above."""
+
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT every matching row
+    paginator = CappedCountPaginator

@@ -16,6 +16,8 @@ from core.actors import Actor
 from core.exceptions import ApplicationError
 from tenants.models import Tenant
 
+from .paginator import LargeTableAdminMixin
+
 
 def user_tenant(user) -> Tenant | None:
     """The staff user's tenant; None for a superuser or a user without a membership."""
@@ -179,3 +181,8 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class HistoryAdmin(LargeTableAdminMixin, ReadOnlyAdminMixin, TenantScopedAdmin):
+    """A tenant's log or history of millions of rows (reservations, events, redemptions, webhook deliveries):
+    read-only, scoped to the tenant, never counted in full."""

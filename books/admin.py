@@ -16,9 +16,10 @@ from import_export.admin import ImportMixin
 
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
-from backoffice.paginator import CappedCountPaginator
+from backoffice.forms import input_clean
+from backoffice.paginator import LargeTableAdminMixin
 from backoffice.scoping import (
-    ReadOnlyAdminMixin,
+    HistoryAdmin,
     TenantRelatedListFilter,
     TenantScopedAdmin,
     request_tenant,
@@ -39,7 +40,7 @@ from .code_upload import (
     dataset_code_strings,
     preview_file_remove,
 )
-from .inputs import normalize_code
+from .inputs import clean_currency, clean_moment, clean_product_ids, normalize_code
 from .models import Code, CouponBook, Event, Reservation
 from .parsers import upload_inspect
 from .selectors import book_stats, code_history
@@ -55,11 +56,37 @@ def job_url(job: Job) -> str:
 
 
 class GenerateCodesForm(forms.Form):
-    count = forms.IntegerField(min_value=1, help_text="Above 10,000 codes the generation runs as a job.")
+    count = forms.IntegerField(
+        min_value=1,
+        max_value=settings.COUPONS["MAX_CODES_PER_REQUEST"],
+        help_text="Above 10,000 codes the generation runs as a job.",
+    )
     pattern = forms.CharField(
         required=False, max_length=64, help_text="# a digit, ? a letter, * any symbol of the charset; default 10 *."
     )
     charset = forms.CharField(required=False, max_length=128, help_text="Symbols for *; default without look-alikes.")
+
+
+class CouponBookForm(forms.ModelForm):
+    """The book's fields as the model's form types them, plus the input rules the API applies (books.inputs)."""
+
+    class Meta:
+        model = CouponBook
+        fields = EDITABLE_FIELDS
+
+    def clean_currency(self):
+        return input_clean(clean_currency, self.cleaned_data["currency"])
+
+    def clean_product_ids(self):
+        return input_clean(clean_product_ids, self.cleaned_data["product_ids"])
+
+    def clean_valid_from(self):
+        value = self.cleaned_data["valid_from"]
+        return value and input_clean(clean_moment, value, field="valid_from")
+
+    def clean_valid_until(self):
+        value = self.cleaned_data["valid_until"]
+        return value and input_clean(clean_moment, value, field="valid_until")
 
 
 class DistributeForm(forms.Form):
@@ -72,8 +99,19 @@ class DistributeForm(forms.Form):
 # --- Books --------------------------------------------------------------------------------------------------
 
 
+def usage_column(annotation: str, description: str):
+    """A changelist column showing one usage figure that books_with_usage annotates, sortable by it."""
+
+    @admin.display(description=description, ordering=annotation)
+    def column(self, book):
+        return getattr(book, annotation)
+
+    return column
+
+
 @admin.register(CouponBook)
 class CouponBookAdmin(TenantScopedAdmin):
+    form = CouponBookForm
     list_display = (
         "name",
         "tenant",
@@ -134,29 +172,13 @@ class CouponBookAdmin(TenantScopedAdmin):
             return f"{book.discount_value}%"
         return f"{book.discount_value} {book.currency}"
 
-    @admin.display(description="Codes", ordering="codes_total")
-    def codes_total(self, book):
-        return book.codes_total
-
-    @admin.display(description="Free", ordering="codes_free")
-    def codes_free(self, book):
-        return book.codes_free
-
-    @admin.display(description="Assigned", ordering="codes_assigned")
-    def codes_assigned(self, book):
-        return book.codes_assigned
-
-    @admin.display(description="Used up", ordering="codes_redeemed")
-    def codes_redeemed(self, book):
-        return book.codes_redeemed
-
-    @admin.display(description="Redemptions", ordering="redemptions_count")
-    def redemptions_count(self, book):
-        return book.redemptions_count
-
-    @admin.display(description="Discount given", ordering="discount_given")
-    def discount_given(self, book):
-        return book.discount_given
+    # The usage figures books_with_usage annotates, shown and sortable as columns.
+    codes_total = usage_column("codes_total", "Codes")
+    codes_free = usage_column("codes_free", "Free")
+    codes_assigned = usage_column("codes_assigned", "Assigned")
+    codes_redeemed = usage_column("codes_redeemed", "Used up")
+    redemptions_count = usage_column("redemptions_count", "Redemptions")
+    discount_given = usage_column("discount_given", "Discount given")
 
     # --- saving through the services ----------------------------------------------------------------------
 
@@ -291,62 +313,58 @@ class CouponBookAdmin(TenantScopedAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def generate_view(self, request, object_id):
+    def _book_page_form_run(self, request, object_id, permitted, refusal: str, form_class, failure: str, run):
+        """A form posted from the book page (generate, distribute): the book within the user's scope, then the
+        permission, the form and the service's refusal, each sent back to the book page as a message; otherwise
+        `run(book, cleaned_data)` answers."""
         book = get_object_or_404(tenant_scope(request, CouponBook.objects.select_related("tenant")), pk=object_id)
-        back = reverse("admin:books_couponbook_change", args=[book.pk])
-        if not self.has_codes_add_permission(request):
-            self.message_user(request, "You may not add codes.", messages.ERROR)
-            return HttpResponseRedirect(back)
+        back = HttpResponseRedirect(reverse("admin:books_couponbook_change", args=[book.pk]))
+        if not permitted(request):
+            self.message_user(request, refusal, messages.ERROR)
+            return back
         if request.method != "POST":
-            return HttpResponseRedirect(back)
-        form = GenerateCodesForm(request.POST)
+            return back
+        form = form_class(request.POST, request.FILES)
         if not form.is_valid():
             errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
-            self.message_user(request, f"Not generated: {errors}", messages.ERROR)
-            return HttpResponseRedirect(back)
+            self.message_user(request, f"{failure}: {errors}", messages.ERROR)
+            return back
         try:
-            outcome = generation_request(
-                book=book,
-                count=form.cleaned_data["count"],
-                pattern=form.cleaned_data["pattern"] or None,
-                charset=form.cleaned_data["charset"] or None,
-                actor=staff_actor(request),
-            )
+            return run(book, form.cleaned_data)
         except ApplicationError as exc:
-            self.message_user(request, f"Not generated: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        return creation_response(self, request, outcome, book=book, verb="Generated")
+            self.message_user(request, f"{failure}: {exc.message}", messages.ERROR)
+            return back
+
+    def generate_view(self, request, object_id):
+        def generate(book, data):
+            pattern, charset = data["pattern"] or None, data["charset"] or None
+            outcome = generation_request(
+                book=book, count=data["count"], pattern=pattern, charset=charset, actor=staff_actor(request)
+            )
+            return creation_response(self, request, outcome, book=book, verb="Generated")
+
+        permitted, refusal = self.has_codes_add_permission, "You may not add codes."
+        return self._book_page_form_run(request, object_id, permitted, refusal, GenerateCodesForm, "Not generated", generate)
 
     def distribute_view(self, request, object_id):
         """Distribute to an uploaded list: a small one answers the CSV at once, a large one goes to its job's page
         (progress bar, then the CSV's download link)."""
-        book = get_object_or_404(tenant_scope(request, CouponBook.objects.select_related("tenant")), pk=object_id)
-        back = reverse("admin:books_couponbook_change", args=[book.pk])
-        if not self.has_distribute_permission(request):
-            self.message_user(request, "You may not distribute codes.", messages.ERROR)
-            return HttpResponseRedirect(back)
-        if request.method != "POST":
-            return HttpResponseRedirect(back)
-        form = DistributeForm(request.POST, request.FILES)
-        if not form.is_valid():
-            errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
-            self.message_user(request, f"Not distributed: {errors}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        upload = form.cleaned_data["file"]
-        try:
+
+        def distribute(book, data):
+            upload = data["file"]
             outcome = distribution_file_request(book=book, file=upload, filename=upload.name or "", actor=staff_actor(request))
-        except ApplicationError as exc:
-            self.message_user(request, f"Not distributed: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(back)
-        if isinstance(outcome, Job):
-            what = f"{outcome.total:,} users are" if outcome.total else "The file is"
-            self.message_user(
-                request, f"{what} being served as job #{outcome.pk}; this page shows its progress, then the CSV to download."
-            )
-            return HttpResponseRedirect(job_url(outcome))
-        response = HttpResponse(result_csv(outcome), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="distribution-book-{book.pk}.csv"'
-        return response
+            if isinstance(outcome, Job):
+                what = f"{outcome.total:,} users are" if outcome.total else "The file is"
+                self.message_user(
+                    request, f"{what} being served as job #{outcome.pk}; this page shows its progress, then the CSV to download."
+                )
+                return HttpResponseRedirect(job_url(outcome))
+            response = HttpResponse(result_csv(outcome), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="distribution-book-{book.pk}.csv"'
+            return response
+
+        permitted, refusal = self.has_distribute_permission, "You may not distribute codes."
+        return self._book_page_form_run(request, object_id, permitted, refusal, DistributeForm, "Not distributed", distribute)
 
 
 def creation_response(modeladmin, request, outcome: CreationResult | Job, *, book: CouponBook, verb: str):
@@ -381,7 +399,7 @@ class CodeStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Code)
-class CodeAdmin(ImportMixin, TenantScopedAdmin):
+class CodeAdmin(LargeTableAdminMixin, ImportMixin, TenantScopedAdmin):
     list_display = ("code", "book", "state", "user_id", "redeemed_count", "max_uses", "assigned_at", "expires_at", "created_at")
     # Both filters are served by indexes: (book, state), and (tenant, code) for the tenant-wide list.
     list_filter = (CodeStateFilter, ("book", TenantRelatedListFilter))
@@ -392,9 +410,6 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
     # ordering is already total (no "-pk" tiebreaker that would force a sort of every matching row).
     ordering = ("tenant_id", "code")
     sortable_by = ("code",)
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT every matching code
-    paginator = CappedCountPaginator
     list_per_page = 100
     raw_id_fields = ("book",)
     actions = ("void_codes", "unassign_codes", "release_reservations")
@@ -450,52 +465,41 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
 
     # --- actions, each through its service, after a confirmation page -------------------------------------
 
-    def _actor_run(self, request, service, fields: tuple[str, ...] = ()):
+    def _codes_action(self, request, queryset, service, title: str, question: str, done: str, **form):
+        """Ask, then run `service` on each selected code as the staff user (with the confirmation form's fields:
+        `form_class` and the `fields` it passes on)."""
         actor = staff_actor(request)
+        fields = form.pop("fields", ())
 
         def run(code, data):
             return service(tenant=code.tenant, code=code.code, actor=actor, **{name: data[name] for name in fields})
 
-        return run
+        codes = queryset.select_related("tenant")
+        return confirmed_action(self, request, codes, title=title, question=question, run=run, done_message=done, **form)
 
     @admin.action(description="Void selected codes", permissions=["change"])
     def void_codes(self, request, queryset):
-        return confirmed_action(
-            self,
-            request,
-            queryset.select_related("tenant"),
-            title="Void codes",
-            question="Voided codes can never be assigned, locked or redeemed again; their active reservations end. "
-            "Past redemptions stay.",
-            run=self._actor_run(request, code_void, fields=("reason",)),
-            done_message="{count} code(s) voided.",
-            form_class=ReasonForm,
+        question = (
+            "Voided codes can never be assigned, locked or redeemed again; their active reservations end. Past redemptions stay."
+        )
+        done = "{count} code(s) voided."
+        return self._codes_action(
+            request, queryset, code_void, "Void codes", question, done, fields=("reason",), form_class=ReasonForm
         )
 
     @admin.action(description="Unassign selected codes", permissions=["change"])
     def unassign_codes(self, request, queryset):
-        return confirmed_action(
-            self,
-            request,
-            queryset.select_related("tenant"),
-            title="Unassign codes",
-            question="The codes go back to the book's free pool; their users lose them and their reservations end. "
-            "Only assigned, never redeemed codes can be unassigned.",
-            run=self._actor_run(request, code_unassign),
-            done_message="{count} code(s) unassigned.",
+        question = (
+            "The codes go back to the book's free pool; their users lose them and their reservations end. "
+            "Only assigned, never redeemed codes can be unassigned."
         )
+        return self._codes_action(request, queryset, code_unassign, "Unassign codes", question, "{count} code(s) unassigned.")
 
     @admin.action(description="Release reservations of selected codes", permissions=["change"])
     def release_reservations(self, request, queryset):
-        return confirmed_action(
-            self,
-            request,
-            queryset.select_related("tenant"),
-            title="Release reservations",
-            question="Every active reservation (lock) of these codes ends now; checkouts holding them will have to lock again.",
-            run=self._actor_run(request, reservations_release),
-            done_message="Reservations of {count} code(s) released.",
-        )
+        question = "Every active reservation (lock) of these codes ends now; checkouts holding them will have to lock again."
+        done = "Reservations of {count} code(s) released."
+        return self._codes_action(request, queryset, reservations_release, "Release reservations", question, done)
 
     # --- upload (django-import-export) --------------------------------------------------------------------
 
@@ -605,27 +609,24 @@ class CodeAdmin(ImportMixin, TenantScopedAdmin):
 # --- Reservations and events (read-only history) ------------------------------------------------------------
 
 
-@admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
-    list_display = ("code", "book", "user_id", "status", "expires_at", "created_at", "ended_at")
-    list_filter = ("status", ("book", TenantRelatedListFilter))
+class CodeHistoryAdmin(HistoryAdmin):
+    """What happened to codes, row by row: with each row's code and book, found by the exact user id."""
+
     list_select_related = ("code", "book")
     search_fields = ("=user_id",)
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
+
+
+@admin.register(Reservation)
+class ReservationAdmin(CodeHistoryAdmin):
+    list_display = ("code", "book", "user_id", "status", "expires_at", "created_at", "ended_at")
+    list_filter = ("status", ("book", TenantRelatedListFilter))
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class EventAdmin(CodeHistoryAdmin):
     list_display = ("created_at", "kind", "book", "code", "user_id", "actor_type", "actor_id")
     list_filter = ("kind", ("book", TenantRelatedListFilter))
-    list_select_related = ("code", "book")
-    search_fields = ("=user_id",)
     # Newest first by id (the primary key's index, read backwards): events have no (tenant, created_at) index,
     # and ids grow with time.
     ordering = ("-pk",)
     sortable_by = ()
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator

@@ -1,7 +1,8 @@
-"""Normalisation of the values callers send: code strings, user ids, amounts, TTLs.
+"""Normalisation of the values callers send: code strings, user ids, amounts, TTLs, a book's currency and products.
 
-Every service runs its inputs through these, so bad input of any kind becomes an ApplicationError with a stable
-code before anything is read or written.
+The edges run what they receive through these (the API's `*Input` serializers, the admin's forms, the commands),
+so bad input of any kind becomes an ApplicationError with a stable code and its field before a service is called;
+the services take the typed values and trust them.
 """
 
 import re
@@ -25,9 +26,9 @@ EARLIEST = datetime(MIN_YEAR, 1, 1, tzinfo=UTC)
 LATEST = datetime(MAX_YEAR, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
-def normalize_code(value: object) -> str:
+def normalize_code(value: str) -> str:
     """Strip surrounding white space and upper-case; codes are matched case-insensitively, stored upper-case."""
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # the code lifecycle's services (services/codes.py) still take untyped codes
         raise ApplicationError("invalid_input", "A code must be a string.", {"code": repr(value)[:80]})
     return value.strip().upper()
 
@@ -68,6 +69,33 @@ def clean_text(value: object, *, field: str, max_length: int = 255) -> str:
     if len(value) > max_length or "\x00" in value:
         raise ApplicationError("invalid_input", f"{field} must be at most {max_length} characters.", {"field": field})
     return value
+
+
+def clean_currency(value: str) -> str:
+    """An ISO 4217 code, upper-cased, or "" (a percent book needs none)."""
+    value = value.strip().upper()
+    if value and not (len(value) == 3 and value.isascii() and value.isalpha()):
+        raise ApplicationError("invalid_input", "currency must be a three-letter ISO 4217 code.", {"field": "currency"})
+    return value
+
+
+MAX_PRODUCT_IDS = 10_000
+
+
+def clean_product_ids(value: object) -> list[str]:
+    """A book's eligible products from JSON a person typed (the admin): a list of ids, numbers read as strings."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in value):
+        raise ApplicationError("invalid_input", "product_ids must be a list of product ids (strings).", {"field": "product_ids"})
+    ids = [str(p).strip() for p in value]
+    if len(ids) > MAX_PRODUCT_IDS or any(not p or len(p) > 255 or "\x00" in p for p in ids):
+        raise ApplicationError(
+            "invalid_input",
+            f"product_ids holds at most {MAX_PRODUCT_IDS:,} non-empty ids of up to 255 characters.",
+            {"field": "product_ids"},
+        )
+    return ids
 
 
 def clean_ttl(value: object, *, default: int) -> int:

@@ -35,11 +35,9 @@ class Pattern:
         return len(code) == len(self.positions) and all(c in alphabet for c, alphabet in zip(code, self.positions, strict=True))
 
 
-def pattern_parse(pattern: object = None, charset: object = None) -> Pattern:
-    pattern = DEFAULT_PATTERN if pattern in (None, "") else pattern
-    charset = DEFAULT_CHARSET if charset in (None, "") else charset
-    if not isinstance(pattern, str) or not isinstance(charset, str):
-        raise ApplicationError("invalid_pattern", "pattern and charset must be strings.")
+def pattern_parse(pattern: str | None = None, charset: str | None = None) -> Pattern:
+    pattern = pattern or DEFAULT_PATTERN
+    charset = charset or DEFAULT_CHARSET
     charset = "".join(dict.fromkeys(charset.strip().upper()))  # de-duplicated, order kept
     bad = sorted(set(charset) - CODE_SYMBOLS)
     if bad or len(charset) < 2:

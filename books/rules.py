@@ -67,6 +67,10 @@ def book_open_check(*, book: CouponBook, code: Code, now: datetime) -> None:
         raise _book_ended_error(book)
 
 
+# The error codes book_assignable_check can answer (the API lists them on the assign and distribute operations).
+BOOK_ASSIGNABLE_RULES = ("book_not_active", "book_archived", "book_expired")
+
+
 def book_assignable_check(*, book: CouponBook, now: datetime) -> None:
     """The book can hand out codes now: active and not ended."""
     _book_status_check(book=book)
@@ -206,6 +210,10 @@ def reservation_redeemable_check(*, reservation: Reservation | None, code: Code,
     if reservation.expires_at <= now:
         raise ApplicationError("reservation_expired", "This reservation has expired; lock the code again.", {"code": code.code})
     return reservation
+
+
+# The error codes code_assignable_check can answer (the API lists them on code_assign).
+CODE_ASSIGNABLE_RULES = ("code_already_assigned", "code_not_assignable", "code_voided")
 
 
 def code_assignable_check(*, code: Code) -> None:

@@ -14,16 +14,16 @@ from core.exceptions import ApplicationError, id_detail
 from tenants.models import Tenant
 
 from . import lock_objects, rules
-from .inputs import clean_amount, clean_text, clean_user_id, is_valid_code, normalize_code
+from .inputs import is_valid_code, normalize_code
 from .models import Code, CouponBook, Event, Reservation
 
 STATS_DAYS = 366
 
 
-def book_get(*, tenant: Tenant, book_id: object) -> CouponBook:
+def book_get(*, tenant: Tenant, book_id: int) -> CouponBook:
     """The tenant's book (not locked: book rows change rarely, and the rules re-read it under the code lock)."""
     try:
-        return CouponBook.objects.get(tenant=tenant, pk=int(book_id))
+        return CouponBook.objects.get(tenant=tenant, pk=book_id)
     except (CouponBook.DoesNotExist, TypeError, ValueError):
         raise ApplicationError("book_not_found", "No such coupon book.", {"book": id_detail(book_id)}) from None
 
@@ -32,7 +32,7 @@ def books_of_tenant(*, tenant: Tenant) -> QuerySet[CouponBook]:
     return CouponBook.objects.filter(tenant=tenant)
 
 
-def code_get(*, tenant: Tenant, code: object, locked: bool = False) -> Code:
+def code_get(*, tenant: Tenant, code: str, locked: bool = False) -> Code:
     """The tenant's code by its string (normalised), with its book; another tenant's code is simply not found.
 
     locked=True takes the code's row lock (lock_objects.code_lock_qs) in the same statement: for services that
@@ -52,11 +52,10 @@ def codes_of_book(*, book: CouponBook) -> QuerySet[Code]:
     return Code.objects.filter(book=book).order_by("pk")
 
 
-def codes_of_user(*, tenant: Tenant, user_id: object, book_id: object = None) -> QuerySet[Code]:
+def codes_of_user(*, tenant: Tenant, user_id: str, book_id: int | None = None) -> QuerySet[Code]:
     """The codes assigned to an end user in the tenant, newest assignment first (optionally of one book)."""
-    user_id = clean_user_id(user_id)
     codes = Code.objects.filter(tenant=tenant, user_id=user_id).select_related("book").order_by("-assigned_at", "-pk")
-    if book_id not in (None, ""):
+    if book_id is not None:
         codes = codes.filter(book=book_get(tenant=tenant, book_id=book_id))
     return codes
 
@@ -73,15 +72,12 @@ class Validation:
     discount: Decimal | None
 
 
-def code_validate(*, tenant: Tenant, code: object, user_id: object, amount: object = None, product_id: object = "") -> Validation:
-    """Would redeem succeed now for this user? Changes nothing. Unknown codes and bad input still raise.
+def code_validate(*, tenant: Tenant, code: str, user_id: str, amount: Decimal | None = None, product_id: str = "") -> Validation:
+    """Would redeem succeed now for this user? Changes nothing. An unknown code still raises.
 
     A user who holds an active reservation of the code is answered as their redeem-with-token would be: their
     own hold does not count against them.
     """
-    user_id = clean_user_id(user_id)
-    amount = clean_amount(amount)
-    product_id = clean_text(product_id, field="product_id")
     found = code_get(tenant=tenant, code=code)
     now = timezone.now()
     own = found.reservations.filter(rules.active_reservations(now=now), user_id=user_id).first()

@@ -3,6 +3,8 @@
 import io
 import json
 import tempfile
+from collections.abc import Callable
+from typing import IO
 
 from celery import shared_task
 from django.core.files import File
@@ -28,6 +30,16 @@ def _actor(job) -> Actor:
     return Actor(kind=job.actor_type, id=job.actor_id)
 
 
+def _job_list_read(job: Job, *, from_file: Callable[..., list[str]], stored: Callable[[IO[bytes]], list[str]]) -> list[str]:
+    """A job's input list: the uploaded CSV/XLSX itself, parsed here within the same bounds as a request, or the list
+    the request checked and stored (`stored` reads it back)."""
+    file_format = job.params.get("file_format")
+    with job.file.open("rb") as handle:
+        if file_format:
+            return from_file(file=handle, filename=f"upload.{file_format}")
+        return stored(handle)
+
+
 @shared_task(name="books.tasks.run_generation_job")
 def run_generation_job(job_id: int) -> None:
     def work(job, report):
@@ -50,12 +62,8 @@ def run_generation_job(job_id: int) -> None:
 def run_upload_job(job_id: int) -> None:
     def work(job, report):
         book = CouponBook.objects.get(pk=job.book_id)
-        file_format = job.params.get("file_format")
-        with job.file.open("rb") as handle:
-            if file_format:  # the uploaded CSV/XLSX itself, parsed here within the same bounds as a request
-                codes = codes_from_file(file=handle, filename=f"upload.{file_format}")
-            else:  # a list already checked by the request, one code a line
-                codes = handle.read().decode().split("\n")
+        # A list the request stored is one code a line.
+        codes = _job_list_read(job, from_file=codes_from_file, stored=lambda handle: handle.read().decode().split("\n"))
         if not job.total:
             # Never an UPDATE of the job row here: the work's transaction would hold that row, and the heartbeat
             # (which skips a locked row) could not renew the lease. The heartbeat and the finish copy it.
@@ -74,12 +82,8 @@ def run_distribution_job(job_id: int) -> None:
 
     def work(job, report):
         book = CouponBook.objects.get(pk=job.book_id)
-        file_format = job.params.get("file_format")
-        with job.file.open("rb") as handle:
-            if file_format:  # the uploaded CSV/XLSX itself, read here within the same bounds as a request
-                user_ids = user_ids_from_file(file=handle, filename=f"upload.{file_format}")
-            else:  # the list as the request sent it (JSON)
-                user_ids = json.load(handle)
+        # A list the request stored is the list as it was sent (JSON).
+        user_ids = _job_list_read(job, from_file=user_ids_from_file, stored=json.load)
         checked = distribution_prepare(user_ids=user_ids)
         if not job.total:  # learned from the file; the heartbeat and the finish copy it (see run_upload_job)
             job.total = len(checked.user_ids)
@@ -97,3 +101,11 @@ def run_distribution_job(job_id: int) -> None:
         return {**result.summary, "filename": job.file.name.rsplit("/", 1)[-1]}
 
     job_run(job_id=job_id, work=work)
+
+
+# The task that runs each kind of a book's job (books/services/book_jobs.py).
+BOOK_JOB_TASKS = {
+    Job.Kind.GENERATE: run_generation_job,
+    Job.Kind.UPLOAD: run_upload_job,
+    Job.Kind.DISTRIBUTE: run_distribution_job,
+}

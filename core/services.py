@@ -24,14 +24,14 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from celery import current_app
+from celery import Task, current_app
 from django.conf import settings
 from django.core.files import File
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from core.actors import Actor
@@ -62,12 +62,12 @@ class JobLeaseLost(Exception):
 
 def job_create(
     *,
-    tenant,
+    tenant: Model,  # a tenants.Tenant (core imports no app above it)
     kind: str,
     actor: Actor,
     total: int,
-    task,
-    book=None,
+    task: Task,
+    book: Model | None = None,  # a books.CouponBook
     params: dict | None = None,
     input_file: File | None = None,
     input_suffix: str = "",
@@ -274,7 +274,7 @@ class SweepResult:
     send_failures: int = 0
 
 
-def _job_take_back(*, job: Job, now, max_attempts: int, result: SweepResult) -> bool:
+def _job_take_back(*, job: Job, now: datetime, max_attempts: int, result: SweepResult) -> bool:
     """Put a job whose lease ran out back to pending, or fail it after its last run. Inside a transaction.
 
     The row is locked first with SKIP LOCKED: a row locked by someone else belongs to a live transaction, most

@@ -8,11 +8,9 @@ from django.urls import path, reverse
 
 from backoffice.actions import RequiredReasonForm, confirmed_action
 from backoffice.filters import PeriodFilter, ReversedFilter, UserIdFilter
-from backoffice.paginator import CappedCountPaginator
 from backoffice.scoping import (
-    ReadOnlyAdminMixin,
+    HistoryAdmin,
     TenantRelatedListFilter,
-    TenantScopedAdmin,
     request_tenant,
     sees_all_tenants,
     staff_actor,
@@ -28,7 +26,7 @@ from .selectors import RedemptionFilters, redemptions_search
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class RedemptionAdmin(HistoryAdmin):
     list_display = (
         "redeemed_at",
         "tenant",
@@ -46,9 +44,6 @@ class RedemptionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     search_fields = ("=order_ref", "=user_id")
     search_help_text = "An exact order reference or end-user id."
     date_hierarchy = "redeemed_at"
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
     sortable_by = ("redeemed_at", "amount", "discount")
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"

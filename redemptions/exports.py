@@ -63,6 +63,7 @@ from core.models import Job
 from core.services import job_create
 from tenants.models import Tenant
 
+from .models import OUTCOME_FIELDS
 from .selectors import RedemptionFilters, redemptions_of_tenant
 
 # Excel's rows per sheet (2**20). A module constant so that a test can lower it to see the overflow sheet.
@@ -79,13 +80,7 @@ COLUMNS = (
     "order_ref",
     "product_id",
     "amount",
-    "discount",
-    "currency",
-    "actor_type",
-    "actor_id",
-    "reversed",
-    "reversed_at",
-    "reversal_reason",
+    *OUTCOME_FIELDS,
     "reversed_by",
 )
 SUMMARY_COLUMNS = ("book_id", "book_name", "day", "redemptions", "reversed", "discount_total")

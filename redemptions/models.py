@@ -5,6 +5,10 @@ from django.db.models import Q
 
 from core.actors import ACTOR_KIND_CHOICES
 
+# A redemption's outcome as the API (RedemptionOutput) and the export's workbook both show it, in this order: the
+# discount, who redeemed, and the reversal.
+OUTCOME_FIELDS = ("discount", "currency", "actor_type", "actor_id", "reversed", "reversed_at", "reversal_reason")
+
 
 class Redemption(models.Model):
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="redemptions")

@@ -13,9 +13,9 @@ from tenants.models import Tenant
 from .models import Redemption
 
 
-def redemption_get(*, tenant: Tenant, redemption_id: object) -> Redemption:
+def redemption_get(*, tenant: Tenant, redemption_id: int) -> Redemption:
     try:
-        return Redemption.objects.select_related("code", "book").get(tenant=tenant, pk=int(redemption_id))
+        return Redemption.objects.select_related("code", "book").get(tenant=tenant, pk=redemption_id)
     except (Redemption.DoesNotExist, TypeError, ValueError):
         raise ApplicationError("redemption_not_found", "No such redemption.", {"redemption": id_detail(redemption_id)}) from None
 

@@ -8,11 +8,12 @@ issued through api_client_create (the secret is shown once, here) and revoked th
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 
 from backoffice.scoping import TenantScopedAdmin, request_tenant, sees_all_tenants
+from core.exceptions import ApplicationError
 
+from .inputs import clean_password
 from .models import ApiClient, StaffMembership, Tenant
 from .roles import membership_role_set
 from .services import api_client_create, api_client_revoke, staff_user_create
@@ -46,9 +47,9 @@ class StaffAddForm(forms.ModelForm):
         data = super().clean()
         if data.get("password") and data.get("username"):
             try:
-                validate_password(data["password"], get_user_model()(username=data["username"]))
-            except ValidationError as exc:
-                self.add_error("password", exc)
+                clean_password(data["password"], username=data["username"], email=data.get("email", ""))
+            except ApplicationError as exc:
+                self.add_error("password", exc.details["password"])
         return data
 
 

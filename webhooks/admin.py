@@ -3,17 +3,20 @@ log with its attempts, filters and a retry action. Every change goes through web
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 
-from backoffice.paginator import CappedCountPaginator
-from backoffice.scoping import ReadOnlyAdminMixin, TenantRelatedListFilter, TenantScopedAdmin, request_tenant, sees_all_tenants
-from core.exceptions import ApplicationError
+from backoffice.forms import input_clean
+from backoffice.scoping import (
+    HistoryAdmin,
+    TenantRelatedListFilter,
+    TenantScopedAdmin,
+    request_tenant,
+    sees_all_tenants,
+)
 from tenants.models import Tenant
 
+from .inputs import clean_events, clean_url
 from .models import EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .services import (
-    clean_events,
-    clean_url,
     delivery_retry,
     webhook_endpoint_create,
     webhook_endpoint_update,
@@ -30,19 +33,12 @@ class EndpointForm(forms.ModelForm):
         model = WebhookEndpoint
         fields = ("url", "events", "description", "is_active")
 
-    # The service's own checks, so the admin refuses exactly what the API refuses, as form errors.
-    @staticmethod
-    def _service_clean(clean, value):
-        try:
-            return clean(value)
-        except ApplicationError as exc:
-            raise ValidationError(exc.message) from None
-
+    # The API's input rules (webhooks.inputs), so the admin refuses exactly what the API refuses, as form errors.
     def clean_url(self):
-        return self._service_clean(clean_url, self.cleaned_data["url"])
+        return input_clean(clean_url, self.cleaned_data["url"])
 
     def clean_events(self):
-        return self._service_clean(clean_events, list(self.cleaned_data["events"]))
+        return input_clean(clean_events, list(self.cleaned_data["events"]))
 
 
 def _secret_message(endpoint: WebhookEndpoint) -> str:
@@ -132,7 +128,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class WebhookDeliveryAdmin(HistoryAdmin):
     list_display = (
         "id",
         "created_at",
@@ -149,9 +145,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     list_select_related = ("endpoint", "tenant")
     search_fields = ("=message_id",)
     search_help_text = "An exact webhook-id (msg_...)."
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
     sortable_by = ("id", "created_at", "next_attempt_at")
     actions = ("retry_deliveries",)
     inlines = (WebhookAttemptInline,)

@@ -8,20 +8,12 @@ from tenants.models import Tenant
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
-def _id(value: object) -> int | None:
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError):
-        return None
-    return number if 0 < number < 2**63 else None
-
-
 def endpoints_of_tenant(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(tenant=tenant).order_by("-created_at", "-id")
 
 
-def endpoint_get(*, tenant: Tenant, endpoint_id: object) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint.objects.filter(tenant=tenant, pk=_id(endpoint_id)).first() if _id(endpoint_id) else None
+def endpoint_get(*, tenant: Tenant, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.filter(tenant=tenant, pk=endpoint_id).first()
     if endpoint is None:
         raise ApplicationError("webhook_not_found", "No such webhook endpoint.", {"webhook": str(endpoint_id)[:64]})
     return endpoint
@@ -40,8 +32,8 @@ def deliveries_of_endpoint(
     return deliveries
 
 
-def delivery_get(*, endpoint: WebhookEndpoint, delivery_id: object) -> WebhookDelivery:
-    delivery = WebhookDelivery.objects.filter(endpoint=endpoint, pk=_id(delivery_id)).first() if _id(delivery_id) else None
+def delivery_get(*, endpoint: WebhookEndpoint, delivery_id: int) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.filter(endpoint=endpoint, pk=delivery_id).first()
     if delivery is None:
         raise ApplicationError(
             "webhook_delivery_not_found", "No such delivery of this endpoint.", {"delivery": str(delivery_id)[:64]}

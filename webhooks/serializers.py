@@ -1,22 +1,31 @@
-"""API shapes of webhook endpoints and deliveries. Inputs only parse and type-check; the services apply the rules."""
+"""API shapes of webhook endpoints and deliveries. Inputs parse, type-check and apply webhooks.inputs; the services
+apply the rules of the stored state."""
 
 from rest_framework import serializers
 
 from api.serializers import StrictCharField
 
+from .inputs import DESCRIPTION_MAX, URL_MAX, clean_events, clean_url
 from .models import EVENT_TYPE_CHOICES, EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 class EndpointInput(serializers.Serializer):
     url = StrictCharField(
-        max_length=2000,
+        max_length=URL_MAX,
         help_text="An https URL (plain http and private addresses only where the service allows them, for local use).",
     )
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=list(EVENT_TYPES)), min_length=1, max_length=len(EVENT_TYPES)
     )
-    description = StrictCharField(max_length=500, required=False, allow_blank=True)
+    description = StrictCharField(max_length=DESCRIPTION_MAX, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
+
+    # The rules DRF's fields do not know, from webhooks.inputs (the admin's endpoint form calls the same ones).
+    def validate_url(self, value: str) -> str:
+        return clean_url(value)
+
+    def validate_events(self, value: list[str]) -> list[str]:
+        return clean_events(value)
 
 
 class EndpointOutput(serializers.ModelSerializer):

@@ -1,12 +1,11 @@
 """The integrator API of webhooks (/api/v1/webhooks/...): an API client manages its tenant's endpoints, reads the
 delivery log, retries a delivery and sends a ping. Mounted by api/urls.py."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.response import Response
 
-from api.idempotency import idempotent
 from api.pagination import CodeCursorPagination, PagePagination
-from api.schema import errors
+from api.schema import errors, operation
 from api.views.base import ApiView
 
 from .models import WebhookDelivery, WebhookEndpoint
@@ -40,23 +39,18 @@ class EndpointListView(ApiView):
     serializer_class = EndpointOutput
     queryset = WebhookEndpoint.objects.none()  # for the schema; requests use the selector
 
-    @extend_schema(
-        operation_id="webhooks_list", tags=TAGS, summary="List webhook endpoints", responses={200: EndpointOutput(many=True)}
-    )
+    @operation("webhooks_list", "webhooks", responses={200: EndpointOutput(many=True)})
     def get(self, request):
+        """List webhook endpoints"""
         page = self.paginate_queryset(endpoints_of_tenant(tenant=self.tenant))
         return self.get_paginated_response(EndpointOutput(page, many=True).data)
 
-    @extend_schema(
-        operation_id="webhook_create",
-        tags=TAGS,
-        summary="Register a webhook endpoint",
-        description="The answer holds the signing `secret`, shown only this once.",
-        request=EndpointInput,
-        responses={201: EndpointCreatedOutput},
-    )
-    @idempotent
+    @operation("webhook_create", "webhooks", request=EndpointInput, responses={201: EndpointCreatedOutput}, once=True)
     def post(self, request):
+        """Register a webhook endpoint
+
+        The answer holds the signing `secret`, shown only this once.
+        """
         data = self.parse(EndpointInput, request.data)
         endpoint = webhook_endpoint_create(tenant=self.tenant, **data)
         return Response(EndpointCreatedOutput(endpoint).data, status=201)
@@ -65,32 +59,28 @@ class EndpointListView(ApiView):
 class EndpointDetailView(ApiView):
     error_codes = errors("webhook_not_found")
 
-    @extend_schema(operation_id="webhook_get", tags=TAGS, summary="A webhook endpoint", responses={200: EndpointOutput})
+    @operation("webhook_get", "webhooks", responses={200: EndpointOutput})
     def get(self, request, webhook_id):
+        """A webhook endpoint"""
         return Response(EndpointOutput(endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)).data)
 
-    @extend_schema(
-        operation_id="webhook_update",
-        tags=TAGS,
-        summary="Change a webhook endpoint",
-        description="`is_active`, `events`, `url`, `description`. Activating a disabled endpoint resumes its pending deliveries.",
-        request=EndpointInput(partial=True),
-        responses={200: EndpointOutput},
-    )
+    @operation("webhook_update", "webhooks", request=EndpointInput(partial=True), responses={200: EndpointOutput})
     def patch(self, request, webhook_id):
+        """Change a webhook endpoint
+
+        `is_active`, `events`, `url`, `description`. Activating a disabled endpoint resumes its pending deliveries.
+        """
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
         serializer = EndpointInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         return Response(EndpointOutput(webhook_endpoint_update(endpoint=endpoint, **serializer.validated_data)).data)
 
-    @extend_schema(
-        operation_id="webhook_delete",
-        tags=TAGS,
-        summary="Delete a webhook endpoint",
-        description="With its delivery log.",
-        responses={204: OpenApiResponse(description="Deleted.")},
-    )
+    @operation("webhook_delete", "webhooks", responses={204: OpenApiResponse(description="Deleted.")})
     def delete(self, request, webhook_id):
+        """Delete a webhook endpoint
+
+        With its delivery log.
+        """
         webhook_endpoint_delete(endpoint=endpoint_get(tenant=self.tenant, endpoint_id=webhook_id))
         return Response(status=204)
 
@@ -101,15 +91,12 @@ class DeliveryListView(ApiView):
     queryset = WebhookDelivery.objects.none()
     error_codes = errors("webhook_not_found")
 
-    @extend_schema(
-        operation_id="webhook_deliveries_list",
-        tags=TAGS,
-        summary="The delivery log of an endpoint",
-        description="Newest first, each delivery with its attempts (time, HTTP status, duration, the answer's first 1 KB).",
-        parameters=[DeliveryQuery],
-        responses={200: DeliveryOutput(many=True)},
-    )
+    @operation("webhook_deliveries_list", "webhooks", parameters=[DeliveryQuery], responses={200: DeliveryOutput(many=True)})
     def get(self, request, webhook_id):
+        """The delivery log of an endpoint
+
+        Newest first, each delivery with its attempts (time, HTTP status, duration, the answer's first 1 KB).
+        """
         query = self.parse(DeliveryQuery, request.query_params)
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
         deliveries = deliveries_of_endpoint(endpoint=endpoint, status=query.get("status"), event_type=query.get("event"))
@@ -120,16 +107,12 @@ class DeliveryListView(ApiView):
 class DeliveryRetryView(ApiView):
     error_codes = errors("webhook_not_found", "webhook_delivery_not_found")
 
-    @extend_schema(
-        operation_id="webhook_delivery_retry",
-        tags=TAGS,
-        summary="Send a delivery again",
-        description="Queued at once, with the same webhook-id. A delivery older than the three-day retry window gets one attempt.",
-        request=None,
-        responses={202: DeliveryOutput},
-    )
-    @idempotent
+    @operation("webhook_delivery_retry", "webhooks", request=None, responses={202: DeliveryOutput}, once=True)
     def post(self, request, webhook_id, delivery_id):
+        """Send a delivery again
+
+        Queued at once, with the same webhook-id. A delivery older than the three-day retry window gets one attempt.
+        """
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
         delivery = delivery_get(endpoint=endpoint, delivery_id=delivery_id)
         return Response(DeliveryOutput(delivery_retry(delivery=delivery)).data, status=202)
@@ -138,15 +121,9 @@ class DeliveryRetryView(ApiView):
 class EndpointPingView(ApiView):
     error_codes = errors("webhook_not_found")
 
-    @extend_schema(
-        operation_id="webhook_ping",
-        tags=TAGS,
-        summary="Send a ping event to the endpoint",
-        request=None,
-        responses={202: DeliveryOutput},
-    )
-    @idempotent
+    @operation("webhook_ping", "webhooks", request=None, responses={202: DeliveryOutput}, once=True)
     def post(self, request, webhook_id):
+        """Send a ping event to the endpoint"""
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
         return Response(DeliveryOutput(webhook_ping(endpoint=endpoint)).data, status=202)
 
@@ -154,17 +131,13 @@ class EndpointPingView(ApiView):
 class EndpointSecretRotateView(ApiView):
     error_codes = errors("webhook_not_found")
 
-    @extend_schema(
-        operation_id="webhook_secret_rotate",
-        tags=TAGS,
-        summary="Rotate the signing secret",
-        description="A new secret signs from now on; the previous one adds a second signature for 24 hours, so "
-        "receivers can switch without losing a delivery.",
-        request=None,
-        responses={200: SecretOutput},
-    )
-    @idempotent
+    @operation("webhook_secret_rotate", "webhooks", request=None, responses={200: SecretOutput}, once=True)
     def post(self, request, webhook_id):
+        """Rotate the signing secret
+
+        A new secret signs from now on; the previous one adds a second signature for 24 hours, so receivers can switch
+        without losing a delivery.
+        """
         endpoint = endpoint_get(tenant=self.tenant, endpoint_id=webhook_id)
         rotated = webhook_secret_rotate(endpoint=endpoint)
         body = {"secret": rotated.secret, "previous_secret_expires_at": rotated.previous_secret_expires_at}

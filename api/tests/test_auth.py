@@ -11,7 +11,6 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from api.models import EndUserSigningKey
 from api.services import end_user_key_register, end_user_key_revoke
-from core.exceptions import ApplicationError
 from tenants.services import api_client_revoke
 
 from .conftest import HS_SECRET, assert_error, bearer, end_user_token
@@ -181,18 +180,20 @@ def test_an_end_user_acts_only_in_the_keys_tenant(signing_key, other_tenant):
 # --- Signing keys: service and endpoints ------------------------------------------------------------------------
 
 
-def test_signing_key_registration_checks_the_key(tenant):
-    with pytest.raises(ApplicationError) as short:
-        end_user_key_register(tenant=tenant, name="k", algorithm="HS256", key="short")
-    assert short.value.code == "invalid_input"
+def test_signing_key_registration_checks_the_key(api):
+    """At the edge: SigningKeyInput runs api.inputs.key_material_clean before the service stores anything."""
+
+    def register(algorithm: str, key: str) -> dict:
+        response = api.post("/api/v1/end-user-keys/", {"name": "k", "algorithm": algorithm, "key": key}, format="json")
+        return assert_error(response, 400, "invalid_input")
+
+    assert register("HS256", "short")["details"]["field"] == "key"
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    with pytest.raises(ApplicationError):
-        end_user_key_register(tenant=tenant, name="k", algorithm="RS256", key=private_pem)
-    with pytest.raises(ApplicationError):
-        end_user_key_register(tenant=tenant, name="k", algorithm="none", key="x" * 40)
+    assert register("RS256", private_pem)["details"]["field"] == "key"
+    assert register("none", "x" * 40)["details"]["field"] == "algorithm"
     assert not EndUserSigningKey.objects.exists()
 
 

@@ -1,23 +1,22 @@
 """Coupon books: CRUD, statistics, code generation and upload, the book's codes, random assignment, distribution."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from books.models import CouponBook
+from books.rules import BOOK_ASSIGNABLE_RULES
 from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from books.services.codes import code_assign_random
 from books.services.distribution import DistributionResult, distribution_file_request, distribution_request
 
-from .. import examples
 from ..filters import BookFilter, CodeFilter, StrictOrderingFilter
-from ..idempotency import idempotent
 from ..pagination import CodeCursorPagination, PagePagination
 from ..parsers import ApiJSONParser
-from ..schema import errors
+from ..schema import errors, operation
 from ..serializers import (
     AssignInput,
     BookInput,
@@ -62,21 +61,15 @@ class BookListView(ApiView):
     def get_queryset(self):
         return books_of_tenant(tenant=self.tenant)
 
-    @extend_schema(operation_id="books_list", tags=["books"], summary="List coupon books", responses={200: BookOutput(many=True)})
+    @operation("books_list", "books", responses={200: BookOutput(many=True)})
     def get(self, request):
+        """List coupon books"""
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(BookOutput(page, many=True).data)
 
-    @extend_schema(
-        operation_id="book_create",
-        examples=examples.BOOK_CREATE,
-        tags=["books"],
-        summary="Create a coupon book",
-        request=BookInput,
-        responses={201: BookOutput},
-    )
-    @idempotent
+    @operation("book_create", "books", request=BookInput, responses={201: BookOutput}, once=True)
     def post(self, request):
+        """Create a coupon book"""
         data = self.parse(BookInput, request.data)
         return Response(BookOutput(book_create(tenant=self.tenant, **data)).data, status=201)
 
@@ -88,33 +81,25 @@ class BookDetailView(ApiView):
         "DELETE": errors("book_not_found"),
     }
 
-    @extend_schema(
-        operation_id="book_get", examples=examples.BOOK_GET, tags=["books"], summary="A coupon book", responses={200: BookOutput}
-    )
+    @operation("book_get", "books", responses={200: BookOutput})
     def get(self, request, book_id):
+        """A coupon book"""
         return Response(BookOutput(book_get(tenant=self.tenant, book_id=book_id)).data)
 
-    @extend_schema(
-        operation_id="book_update",
-        tags=["books"],
-        summary="Change a coupon book",
-        request=BookInput(partial=True),
-        responses={200: BookOutput},
-    )
+    @operation("book_update", "books", request=BookInput(partial=True), responses={200: BookOutput})
     def patch(self, request, book_id):
+        """Change a coupon book"""
         book = book_get(tenant=self.tenant, book_id=book_id)
         serializer = BookInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         return Response(BookOutput(book_update(book=book, **serializer.validated_data)).data)
 
-    @extend_schema(
-        operation_id="book_delete",
-        tags=["books"],
-        summary="Delete (or archive) a coupon book",
-        description="A book that has codes or history is archived (200 with the book); one that never had any is deleted (204).",
-        responses={200: BookOutput, 204: OpenApiResponse(description="Deleted.")},
-    )
+    @operation("book_delete", "books", responses={200: BookOutput, 204: OpenApiResponse(description="Deleted.")})
     def delete(self, request, book_id):
+        """Delete (or archive) a coupon book
+
+        A book that has codes or history is archived (200 with the book); one that never had any is deleted (204).
+        """
         archived = book_archive(book=book_get(tenant=self.tenant, book_id=book_id))
         if archived is None:
             return Response(status=204)
@@ -124,13 +109,9 @@ class BookDetailView(ApiView):
 class BookStatsView(ApiView):
     error_codes = errors("book_not_found")
 
-    @extend_schema(
-        operation_id="book_stats",
-        tags=["books"],
-        summary="Counts by state and redemptions per day",
-        responses={200: BookStatsOutput},
-    )
+    @operation("book_stats", "books", responses={200: BookStatsOutput})
     def get(self, request, book_id):
+        """Counts by state and redemptions per day"""
         return Response(BookStatsOutput(book_stats(book=book_get(tenant=self.tenant, book_id=book_id))).data)
 
 
@@ -144,17 +125,16 @@ class CodesGenerateView(ApiView):
         "generation_collisions",
     )
 
-    @extend_schema(
-        operation_id="codes_generate",
-        examples=examples.GENERATE,
-        tags=["codes"],
-        summary="Generate random codes",
+    @operation(
+        "codes_generate",
+        "codes",
         description=f"Up to {settings.COUPONS['SYNC_CODES_LIMIT']:,} codes answer 201 at once; more answer 202 with the job.",
         request=GenerateInput,
         responses={201: CreationOutput, 202: JobOutput},
+        once=True,
     )
-    @idempotent
     def post(self, request, book_id):
+        """Generate random codes"""
         data = self.parse(GenerateInput, request.data)
         book = book_get(tenant=self.tenant, book_id=book_id)
         result = generation_request(
@@ -167,20 +147,21 @@ class CodesUploadView(ApiView):
     parser_classes = [ApiJSONParser, MultiPartParser, FormParser]
     error_codes = errors("book_not_found", "invalid_codes", "empty_upload", "duplicate_codes", "book_archived")
 
-    @extend_schema(
-        operation_id="codes_upload",
-        examples=examples.UPLOAD,
-        tags=["codes"],
-        summary="Upload codes (JSON list, or a CSV/XLSX file)",
-        description="A JSON body `{codes: [...]}` or a multipart `file` (CSV or XLSX, codes in the first column, an "
-        "optional header `code`). Duplicates (in the upload or already stored) refuse the whole upload (409 "
-        "duplicate_codes, listing them) unless `skip_duplicates` is true. Large uploads answer 202 with the job.",
+    @operation(
+        "codes_upload",
+        "codes",
         request={"application/json": UploadJsonInput, "multipart/form-data": UploadFileInput},
         responses={201: CreationOutput, 202: JobOutput},
+        once=True,
     )
-    @idempotent
     def post(self, request, book_id):
         # The book first: nothing of a file is read for a book the caller cannot upload into.
+        """Upload codes (JSON list, or a CSV/XLSX file)
+
+        A JSON body `{codes: [...]}` or a multipart `file` (CSV or XLSX, codes in the first column, an optional header
+        `code`). Duplicates (in the upload or already stored) refuse the whole upload (409 duplicate_codes, listing them)
+        unless `skip_duplicates` is true. Large uploads answer 202 with the job.
+        """
         book = book_get(tenant=self.tenant, book_id=book_id)
         if request.content_type.startswith("multipart/") or request.content_type.startswith("application/x-www-form"):
             data = self.parse(UploadFileInput, request.data)
@@ -205,29 +186,19 @@ class BookCodesView(ApiView):
             return CodeOutput.Meta.model.objects.none()
         return codes_of_book(book=book_get(tenant=self.tenant, book_id=self.kwargs["book_id"]))
 
-    @extend_schema(
-        operation_id="book_codes_list", tags=["codes"], summary="The codes of a book", responses={200: CodeOutput(many=True)}
-    )
+    @operation("book_codes_list", "codes", responses={200: CodeOutput(many=True)})
     def get(self, request, book_id):
+        """The codes of a book"""
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(CodeOutput(page, many=True).data)
 
 
 class BookAssignView(ApiView):
-    error_codes = errors(
-        "book_not_found", "book_exhausted", "user_code_limit_reached", "book_not_active", "book_archived", "book_expired"
-    )
+    error_codes = errors("book_not_found", "book_exhausted", "user_code_limit_reached", *BOOK_ASSIGNABLE_RULES)
 
-    @extend_schema(
-        operation_id="code_assign_random",
-        examples=examples.ASSIGN_RANDOM,
-        tags=["assignment"],
-        summary="Assign a random free code of the book to a user",
-        request=AssignInput,
-        responses={201: CodeOutput},
-    )
-    @idempotent
+    @operation("code_assign_random", "assignment", request=AssignInput, responses={201: CodeOutput}, once=True)
     def post(self, request, book_id):
+        """Assign a random free code of the book to a user"""
         data = self.parse(AssignInput, request.data)
         code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
         return Response(CodeOutput(code).data, status=201)
@@ -243,12 +214,11 @@ def distribution_response(result, request) -> Response:
 
 class BookDistributeView(ApiView):
     parser_classes = [ApiJSONParser, MultiPartParser, FormParser]
-    error_codes = errors("book_not_found", "book_exhausted", "empty_upload", "book_not_active", "book_archived", "book_expired")
+    error_codes = errors("book_not_found", "book_exhausted", "empty_upload", *BOOK_ASSIGNABLE_RULES)
 
-    @extend_schema(
-        operation_id="book_distribute",
-        tags=["assignment"],
-        summary="Give one code of the book to each user of a list (JSON, or a CSV/XLSX file)",
+    @operation(
+        "book_distribute",
+        "assignment",
         description="A JSON body `{user_ids: [...]}` or a multipart `file` (CSV or XLSX, ids in the column headed "
         f"`user_id`, else the first), at most {settings.COUPONS['MAX_DISTRIBUTION_USERS']:,} ids. Each user who holds "
         "no code of the book gets one; one who holds a code keeps it (`already_assigned`), so the same list twice "
@@ -258,10 +228,11 @@ class BookDistributeView(ApiView):
         "job, whose `download_url` serves the CSV `user_id,code,status` once it has succeeded.",
         request={"application/json": DistributeJsonInput, "multipart/form-data": DistributeFileInput},
         responses={201: DistributionOutput, 202: JobOutput},
+        once=True,
     )
-    @idempotent
     def post(self, request, book_id):
         # The book first: nothing of a file is read for a book the caller cannot distribute from.
+        """Give one code of the book to each user of a list (JSON, or a CSV/XLSX file)"""
         book = book_get(tenant=self.tenant, book_id=book_id)
         if request.content_type.startswith("multipart/") or request.content_type.startswith("application/x-www-form"):
             upload = self.parse(DistributeFileInput, request.data)["file"]

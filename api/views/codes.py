@@ -1,19 +1,17 @@
 """The code lifecycle: look-up, assign, lock, unlock, redeem, validate; and a user's codes."""
 
-from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from books.inputs import clean_user_id
 from books.models import Code
-from books.rules import USE_RULES
+from books.rules import BOOK_ASSIGNABLE_RULES, CODE_ASSIGNABLE_RULES, USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
 from books.services.codes import code_assign, code_redeem, code_release, code_reserve
 from core.exceptions import ApplicationError
 
-from .. import examples
-from ..idempotency import idempotent
 from ..pagination import PagePagination
 from ..permissions import IsApiClientOrEndUser, user_id_for, with_end_user_id
-from ..schema import errors
+from ..schema import errors, operation
 from ..serializers import (
     AssignInput,
     CodeOutput,
@@ -49,34 +47,21 @@ class _CodeView(ApiView):
 class CodeDetailView(_CodeView):
     error_codes = errors("code_not_found")
 
-    @extend_schema(operation_id="code_get", tags=["codes"], summary="A code with its state", responses={200: CodeOutput})
+    @operation("code_get", "codes", responses={200: CodeOutput})
     def get(self, request, code):
+        """A code with its state"""
         return Response(CodeOutput(code_get(tenant=self.tenant, code=code)).data)
 
 
 class CodeAssignView(_CodeView):
-    error_codes = errors(
-        "code_not_found",
-        "code_already_assigned",
-        "code_not_assignable",
-        "code_voided",
-        "user_code_limit_reached",
-        "book_not_active",
-        "book_archived",
-        "book_expired",
-    )
+    error_codes = errors("code_not_found", *CODE_ASSIGNABLE_RULES, "user_code_limit_reached", *BOOK_ASSIGNABLE_RULES)
 
-    @extend_schema(
-        operation_id="code_assign",
-        examples=examples.ASSIGN_NAMED,
-        tags=["assignment"],
-        summary="Assign this code to a user",
-        description="200 whether it was assigned now or was already this user's.",
-        request=AssignInput,
-        responses={200: CodeOutput},
-    )
-    @idempotent
+    @operation("code_assign", "assignment", request=AssignInput, responses={200: CodeOutput}, once=True)
     def post(self, request, code):
+        """Assign this code to a user
+
+        200 whether it was assigned now or was already this user's.
+        """
         data = self.parse(AssignInput, request.data)
         found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
         return Response(CodeOutput(found).data)
@@ -86,16 +71,9 @@ class CodeLockView(_CodeView):
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", *USE_RULES)
 
-    @extend_schema(
-        operation_id="code_lock",
-        examples=examples.LOCK,
-        tags=["checkout"],
-        summary="Lock (reserve) one use of the code for a user",
-        request=LockInput,
-        responses={201: ReservationOutput},
-    )
-    @idempotent
+    @operation("code_lock", "checkout", request=LockInput, responses={201: ReservationOutput}, once=True)
     def post(self, request, code):
+        """Lock (reserve) one use of the code for a user"""
         data, user_id = self.parse_for_user(LockInput, request.data)
         reservation = code_reserve(
             tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
@@ -107,18 +85,13 @@ class CodeUnlockView(_CodeView):
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active", "code_not_assigned_to_user")
 
-    @extend_schema(
-        operation_id="code_unlock",
-        examples=examples.UNLOCK,
-        tags=["checkout"],
-        summary="Release the user's lock on the code",
-        description="With `token`, that reservation; without, every active one of the user on this code. "
-        "Releasing an expired or released reservation is not an error.",
-        request=UnlockInput,
-        responses={200: UnlockOutput},
-    )
-    @idempotent
+    @operation("code_unlock", "checkout", request=UnlockInput, responses={200: UnlockOutput}, once=True)
     def post(self, request, code):
+        """Release the user's lock on the code
+
+        With `token`, that reservation; without, every active one of the user on this code. Releasing an expired or
+        released reservation is not an error.
+        """
         data, user_id = self.parse_for_user(UnlockInput, request.data)
         if request.user.is_end_user:
             # Lock and redeem refuse another user's code in the service; unlock would merely find no hold of
@@ -143,18 +116,13 @@ class CodeRedeemView(_CodeView):
         *USE_RULES,
     )
 
-    @extend_schema(
-        operation_id="code_redeem",
-        examples=examples.REDEEM,
-        tags=["checkout"],
-        summary="Redeem the code",
-        description="With the lock's `token`, consumes that reservation; without one, locks and redeems at once "
-        "under the same rules. Send an Idempotency-Key so a retried request never redeems twice.",
-        request=RedeemInput,
-        responses={201: RedemptionOutput},
-    )
-    @idempotent
+    @operation("code_redeem", "checkout", request=RedeemInput, responses={201: RedemptionOutput}, once=True)
     def post(self, request, code):
+        """Redeem the code
+
+        With the lock's `token`, consumes that reservation; without one, locks and redeems at once under the same rules.
+        Send an Idempotency-Key so a retried request never redeems twice.
+        """
         data, user_id = self.parse_for_user(RedeemInput, request.data)
         redemption = code_redeem(
             tenant=self.tenant,
@@ -174,15 +142,9 @@ class CodeValidateView(_CodeView):
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", "code_not_assigned_to_user")
 
-    @extend_schema(
-        operation_id="code_validate",
-        examples=examples.VALIDATE,
-        tags=["checkout"],
-        summary="Would a redeem succeed now? (changes nothing)",
-        parameters=[ValidateQuery],
-        responses={200: ValidationOutput},
-    )
+    @operation("code_validate", "checkout", parameters=[ValidateQuery], responses={200: ValidationOutput})
     def get(self, request, code):
+        """Would a redeem succeed now? (changes nothing)"""
         data, user_id = self.parse_for_user(ValidateQuery, request.query_params)
         result = code_validate(
             tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
@@ -200,17 +162,12 @@ class UserCodesView(ApiView):
     queryset = Code.objects.none()  # for the schema; requests use the selector
     error_codes = errors("book_not_found")
 
-    @extend_schema(
-        operation_id="user_codes_list",
-        tags=["assignment"],
-        summary="The codes assigned to a user",
-        parameters=[UserCodesQuery],
-        responses={200: CodeOutput(many=True)},
-    )
+    @operation("user_codes_list", "assignment", parameters=[UserCodesQuery], responses={200: CodeOutput(many=True)})
     def get(self, request, user_id):
+        """The codes assigned to a user"""
         if request.user.is_end_user and user_id != request.user.user_id:
             raise ApplicationError("permission_denied", "An end-user token may list only its own codes.")
         data = self.parse(UserCodesQuery, request.query_params)
-        codes = codes_of_user(tenant=self.tenant, user_id=user_id, book_id=data.get("book"))
+        codes = codes_of_user(tenant=self.tenant, user_id=clean_user_id(user_id), book_id=data.get("book"))
         page = self.paginate_queryset(codes)
         return self.get_paginated_response(CodeOutput(page, many=True).data)

@@ -1,7 +1,6 @@
 """Jobs: the status and progress of long work (bulk generation and upload, large exports, distributions), and their
 result files (an export's workbook, a distribution's CSV)."""
 
-from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.response import Response
 
@@ -10,8 +9,17 @@ from core.exceptions import ApplicationError
 from core.models import Job
 from core.selectors import job_get
 
-from .. import examples
-from ..schema import BINARY, CSV, JOB_FILE_TYPES, XLSX, errors, file_content_type, job_file_schema, workbook_content_type
+from ..schema import (
+    BINARY,
+    CSV,
+    JOB_FILE_TYPES,
+    XLSX,
+    errors,
+    file_content_type,
+    job_file_schema,
+    operation,
+    workbook_content_type,
+)
 from ..serializers import JobOutput
 from .base import ApiView
 
@@ -19,14 +27,9 @@ from .base import ApiView
 class JobDetailView(ApiView):
     error_codes = errors("job_not_found")
 
-    @extend_schema(
-        operation_id="job_get",
-        examples=examples.JOB_GET,
-        tags=["jobs"],
-        summary="A job's status and progress",
-        responses={200: JobOutput},
-    )
+    @operation("job_get", "jobs", responses={200: JobOutput})
     def get(self, request, job_id):
+        """A job's status and progress"""
         return Response(JobOutput(job_get(tenant=self.tenant, job_id=job_id), context={"request": request}).data)
 
 
@@ -34,15 +37,15 @@ class JobFileView(ApiView):
     produces = JOB_FILE_TYPES  # Accept: the workbook, the CSV or bytes are served (api.negotiation)
     error_codes = errors("job_not_found")
 
-    @extend_schema(
-        operation_id="job_file_download",
-        tags=["jobs"],
-        summary="Download the file of a finished export (workbook) or distribution (CSV) job",
+    @operation(
+        "job_file_download",
+        "jobs",
         responses=job_file_schema(
             "An export's workbook, or a distribution's CSV `user_id,code,status` (UTF-8), sent as an attachment."
         ),
     )
     def get(self, request, job_id):
+        """Download the file of a finished export (workbook) or distribution (CSV) job"""
         job = job_get(tenant=self.tenant, job_id=job_id)
         if not job.download_ready:
             raise ApplicationError("job_not_found", "This job has no file to download (yet).", {"job": job.pk})

@@ -1,134 +1,53 @@
 """Create, update and archive coupon books."""
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import TypedDict, Unpack
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, Count, F, Max, Q, Value, When
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from core.exceptions import ApplicationError
 from tenants.models import Tenant
 
 from .. import lock_objects
-from ..inputs import clean_moment
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
 from .events import book_updated_record
 
-EDITABLE_FIELDS = (
-    "name",
-    "description",
-    "status",
-    "discount_type",
-    "discount_value",
-    "currency",
-    "product_ids",
-    "valid_from",
-    "valid_until",
-    "max_codes_per_user",
-    "max_redemptions_per_user",
-    "uses_per_code",
-    "requires_assignment",
-    "lock_ttl_seconds",
-)
 LISTED = 20  # offending codes named in an error
-LIMIT_FIELDS = ("max_codes_per_user", "max_redemptions_per_user", "uses_per_code")
+
+
+class BookSettings(TypedDict, total=False):
+    """A book's editable fields but its name, as the edges hand them over: typed and normalised (the API's
+    BookInput, the admin's CouponBookForm). A field left out keeps the model's default, or its stored value."""
+
+    description: str
+    status: str
+    discount_type: str
+    discount_value: Decimal
+    currency: str
+    product_ids: list[str]
+    valid_from: datetime | None
+    valid_until: datetime | None
+    max_codes_per_user: int | None
+    max_redemptions_per_user: int | None
+    uses_per_code: int | None
+    requires_assignment: bool
+    lock_ttl_seconds: int
+
+
+class BookChanges(BookSettings, total=False):
+    name: str
+
+
+# What a caller may change on a book, in the order the API shows it.
+EDITABLE_FIELDS = ("name", *BookSettings.__annotations__)
 
 
 def _bad(field: str, message: str) -> ApplicationError:
     return ApplicationError("invalid_input", message, {"field": field})
-
-
-def _clean_datetime(field: str, value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, str):
-        try:
-            value = parse_datetime(value)
-        except ValueError:
-            value = None
-    if not isinstance(value, datetime):
-        raise _bad(field, f"{field} must be an ISO 8601 date and time.")
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.get_default_timezone())
-    return clean_moment(value, field=field)
-
-
-def _clean_limit(field: str, value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool):
-        raise _bad(field, f"{field} must be a whole number from 1 up, or null for unlimited.")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1 or number > 2_000_000_000 or (isinstance(value, float) and not value.is_integer()):
-        raise _bad(field, f"{field} must be a whole number from 1 up, or null for unlimited.")
-    return number
-
-
-def _clean_fields(values: dict[str, Any]) -> dict[str, Any]:
-    """Type-check and normalise the editable fields present in `values` (absent ones are left alone)."""
-    unknown = set(values) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise ApplicationError("invalid_input", f"Unknown field(s): {', '.join(sorted(unknown))}.", {"fields": sorted(unknown)})
-    clean: dict[str, Any] = {}
-    for field, value in values.items():
-        if field in ("name", "description", "currency"):
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                raise _bad(field, f"{field} must be a string.")
-            value = value.strip()
-            limit = {"name": 200, "description": 5000, "currency": 3}[field]
-            if len(value) > limit or "\x00" in value:
-                raise _bad(field, f"{field} must be at most {limit} characters.")
-            if field == "name" and not value:
-                raise _bad(field, "A book needs a name.")
-            if field == "currency":
-                value = value.upper()
-                if value and not (len(value) == 3 and value.isascii() and value.isalpha()):
-                    raise _bad(field, "currency must be a three-letter ISO 4217 code.")
-        elif field == "status":
-            if value not in CouponBook.Status.values:
-                raise _bad(field, f"status must be one of {', '.join(CouponBook.Status.values)}.")
-        elif field == "discount_type":
-            if value not in CouponBook.DiscountType.values:
-                raise _bad(field, f"discount_type must be one of {', '.join(CouponBook.DiscountType.values)}.")
-        elif field == "discount_value":
-            try:
-                value = Decimal(str(value))
-            except (InvalidOperation, ValueError):
-                raise _bad(field, "discount_value must be a decimal number.") from None
-            if not value.is_finite() or value < 0 or value >= Decimal("1e10"):
-                raise _bad(field, "discount_value must be a number from 0 up.")
-            value = value.quantize(Decimal("0.01"))
-        elif field == "product_ids":
-            if value is None:
-                value = []
-            if not isinstance(value, list) or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in value):
-                raise _bad(field, "product_ids must be a list of product ids (strings).")
-            value = [str(p).strip() for p in value]
-            if len(value) > 10_000 or any(not p or len(p) > 255 or "\x00" in p for p in value):
-                raise _bad(field, "product_ids holds at most 10,000 non-empty ids of up to 255 characters.")
-        elif field in ("valid_from", "valid_until"):
-            value = _clean_datetime(field, value)
-        elif field in LIMIT_FIELDS:
-            value = _clean_limit(field, value)
-        elif field == "requires_assignment":
-            if not isinstance(value, bool):
-                raise _bad(field, "requires_assignment must be true or false.")
-        elif field == "lock_ttl_seconds":
-            low, high = settings.COUPONS["LOCK_TTL_MIN"], settings.COUPONS["LOCK_TTL_MAX"]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise _bad(field, f"lock_ttl_seconds must be a whole number from {low} to {high}.")
-        clean[field] = value
-    return clean
 
 
 def _book_consistency_check(book: CouponBook) -> None:
@@ -140,13 +59,13 @@ def _book_consistency_check(book: CouponBook) -> None:
         raise _bad("valid_until", "valid_until must be after valid_from.")
 
 
-def _book_changed(*, book: CouponBook, clean: dict[str, Any]) -> tuple[CouponBook, bool]:
-    """Apply cleaned changes to `book` (in memory) after checking every rule they must pass; whether
-    uses_per_code changed."""
-    if book.status == CouponBook.Status.ARCHIVED and clean.get("status", book.status) == CouponBook.Status.ARCHIVED and clean:
+def _book_changed(*, book: CouponBook, changes: BookChanges) -> tuple[CouponBook, bool]:
+    """Apply changes to `book` (in memory) after checking every rule they must pass; whether uses_per_code
+    changed."""
+    if book.status == CouponBook.Status.ARCHIVED and changes.get("status", book.status) == CouponBook.Status.ARCHIVED and changes:
         raise ApplicationError("book_archived", "An archived book cannot be changed; restore it first by setting its status.")
-    uses_changed = "uses_per_code" in clean and clean["uses_per_code"] != book.uses_per_code
-    for field, value in clean.items():
+    uses_changed = "uses_per_code" in changes and changes["uses_per_code"] != book.uses_per_code
+    for field, value in changes.items():
         setattr(book, field, value)
     _book_consistency_check(book)
     if uses_changed and book.uses_per_code is not None:
@@ -160,33 +79,39 @@ def _book_changed(*, book: CouponBook, clean: dict[str, Any]) -> tuple[CouponBoo
     return book, uses_changed
 
 
-def book_save_check(*, tenant: Tenant, book: CouponBook | None, values: dict[str, Any]) -> None:
+def book_save_check(*, tenant: Tenant, book: CouponBook | None, values: BookChanges) -> None:
     """Raise the ApplicationError that book_create (book None) or book_update would raise for these values, and
     change nothing: for a form that shows a rule only the service knows as an error on its fields.
 
     It reads the book as stored now; the service re-checks under its row lock when it saves (the checkouts in
     progress that _holds_within_uses_check counts can only be seen there).
     """
-    clean = _clean_fields(values if book is not None else {"name": values.get("name", ""), **values})
     if book is None:
-        _book_consistency_check(CouponBook(tenant=tenant, **clean))
+        _book_consistency_check(CouponBook(tenant=tenant, **values))
     else:
-        _book_changed(book=CouponBook.objects.get(pk=book.pk), clean=clean)
+        _book_changed(book=CouponBook.objects.get(pk=book.pk), changes=values)
 
 
-def book_create(*, tenant: Tenant, name: str, **fields: Any) -> CouponBook:
-    clean = _clean_fields({"name": name, **fields})
-    book = CouponBook(tenant=tenant, **clean)
+def _editable_check(fields: BookChanges) -> None:
+    """Only editable fields: a caller's mistake (the edges pass no other), so a TypeError, not a client's 400."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"Not editable field(s) of a book: {', '.join(sorted(unknown))}.")
+
+
+def book_create(*, tenant: Tenant, name: str, **fields: Unpack[BookSettings]) -> CouponBook:
+    _editable_check(fields)
+    book = CouponBook(tenant=tenant, name=name, **fields)
     _book_consistency_check(book)
     book.save()
     return book
 
 
 @transaction.atomic
-def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
+def book_update(*, book: CouponBook, **fields: Unpack[BookChanges]) -> CouponBook:
     """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
-    clean = _clean_fields(fields)
-    book, uses_changed = _book_changed(book=lock_objects.book_lock(book_id=book.pk), clean=clean)
+    _editable_check(fields)
+    book, uses_changed = _book_changed(book=lock_objects.book_lock(book_id=book.pk), changes=fields)
     book.save()
     if uses_changed:
         codes = Code.objects.filter(book=book)
@@ -200,8 +125,8 @@ def book_update(*, book: CouponBook, **fields: Any) -> CouponBook:
         codes.filter(state=Code.State.REDEEMED).exclude(used_up).update(
             state=Case(When(user_id__isnull=False, then=Value(Code.State.ASSIGNED)), default=Value(Code.State.FREE))
         )
-    if clean:
-        book_updated_record(book=book, changed=list(clean))
+    if fields:
+        book_updated_record(book=book, changed=list(fields))
     return book
 
 

@@ -9,22 +9,23 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from core.services import job_create
 
 from .. import lock_objects, rules
 from ..inputs import is_valid_code, normalize_code
 from ..models import Code, CouponBook, Event, shuffle_keys
 from ..parsers import codes_from_file, upload_inspect
 from ..patterns import Pattern, pattern_capacity_check, pattern_draw, pattern_parse
+from .book_jobs import book_job_create, file_job_create
 from .events import event_record
 
 Progress = Callable[[int], None]
@@ -46,18 +47,6 @@ class CreationResult:
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     skipped_count: int = 0
-
-
-def _count_clean(count: object) -> int:
-    if isinstance(count, bool) or not isinstance(count, int):
-        try:
-            count = int(str(count))
-        except ValueError:
-            count = 0
-    limit = settings.COUPONS["MAX_CODES_PER_REQUEST"]
-    if not 1 <= count <= limit:
-        raise ApplicationError("invalid_input", f"count must be a whole number from 1 to {limit:,}.", {"field": "count"})
-    return count
 
 
 def _book_writable_check(book: CouponBook) -> CouponBook:
@@ -138,25 +127,25 @@ def _space_sample(*, book: CouponBook, pattern: Pattern, need: int, asked: int, 
     return secrets.SystemRandom().sample(left, need)
 
 
-def generation_prepare(*, count: object, pattern: object = None, charset: object = None) -> tuple[int, Pattern, list[str]]:
-    """Check a generation request before any work: the count, the pattern, and whether the space can hold it."""
-    count = _count_clean(count)
+def generation_prepare(*, count: int, pattern: str | None = None, charset: str | None = None) -> tuple[Pattern, list[str]]:
+    """Check a generation request before any work: the pattern, and whether its space can hold `count` codes (the
+    edges bound the count: GenerateInput, GenerateCodesForm)."""
     parsed = pattern_parse(pattern, charset)
     warnings = pattern_capacity_check(parsed, count)
-    return count, parsed, warnings
+    return parsed, warnings
 
 
 def codes_generate(
     *,
     book: CouponBook,
-    count: object,
+    count: int,
     actor: Actor,
-    pattern: object = None,
-    charset: object = None,
+    pattern: str | None = None,
+    charset: str | None = None,
     progress: Progress | None = None,
 ) -> CreationResult:
     """Create exactly `count` new random codes of the pattern in the book."""
-    count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
+    parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     with transaction.atomic():
         book = _book_writable_check(book)
         created = barren = 0
@@ -202,18 +191,16 @@ def codes_generate(
 # --- Upload -------------------------------------------------------------------------------------------------
 
 
-def upload_prepare(*, codes: Iterable[object]) -> list[str]:
+def upload_prepare(*, codes: Iterable[str]) -> list[str]:
     """Normalise an uploaded list; refuse it whole when it is empty, too large, or holds an invalid code."""
-    if isinstance(codes, (str, bytes)) or not isinstance(codes, Iterable):
-        raise ApplicationError("invalid_input", "codes must be a list of strings.", {"field": "codes"})
     normalized, invalid = [], []
     limit = settings.COUPONS["MAX_CODES_PER_REQUEST"]
     for position, raw in enumerate(codes, start=1):
         if position > limit:
             raise ApplicationError("invalid_input", f"An upload holds at most {limit:,} codes.", {"field": "codes"})
-        value = normalize_code(raw) if isinstance(raw, str) else None
-        if value is None or not is_valid_code(value):
-            invalid.append({"row": position, "value": str(raw)[:80]})
+        value = normalize_code(raw)
+        if not is_valid_code(value):
+            invalid.append({"row": position, "value": raw[:80]})
             continue
         normalized.append(value)
     if invalid:
@@ -228,7 +215,7 @@ def upload_prepare(*, codes: Iterable[object]) -> list[str]:
 
 
 def codes_upload(
-    *, book: CouponBook, codes: Iterable[object], actor: Actor, skip_duplicates: bool = False, progress: Progress | None = None
+    *, book: CouponBook, codes: Iterable[str], actor: Actor, skip_duplicates: bool = False, progress: Progress | None = None
 ) -> CreationResult:
     """Import a list of codes into the book, all or nothing."""
     normalized = upload_prepare(codes=codes)
@@ -305,51 +292,34 @@ def _insert_batch_all(*, book: CouponBook, codes: list[str], progress: Progress 
 
 
 def generation_request(
-    *, book: CouponBook, count: object, actor: Actor, pattern: object = None, charset: object = None
+    *, book: CouponBook, count: int, actor: Actor, pattern: str | None = None, charset: str | None = None
 ) -> CreationResult | Job:
-    """Generate at once, or (above the synchronous limit) queue a job and return it. Bad input fails here either way."""
-    count, parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
+    """Generate at once, or (above the synchronous limit) queue a job and return it. A bad pattern fails here either way."""
+    parsed, warnings = generation_prepare(count=count, pattern=pattern, charset=charset)
     if count <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_generate(book=book, count=count, actor=actor, pattern=parsed.text, charset=charset)
     _book_queueable_check(book)
-    from ..tasks import run_generation_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.GENERATE,
-        task=run_generation_job,
-        actor=actor,
-        total=count,
-        book=book,
-        params={"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings},
-    )
+    params = {"count": count, "pattern": parsed.text, "charset": charset or None, "warnings": warnings}
+    return book_job_create(book=book, kind=Job.Kind.GENERATE, actor=actor, total=count, params=params)
 
 
 def upload_request(
-    *, book: CouponBook, codes: Iterable[object], actor: Actor, skip_duplicates: bool = False
+    *, book: CouponBook, codes: Iterable[str], actor: Actor, skip_duplicates: bool = False
 ) -> CreationResult | Job:
     """Upload at once, or (above the synchronous limit) store the list with a job and queue it."""
     normalized = upload_prepare(codes=codes)
     if len(normalized) <= settings.COUPONS["SYNC_CODES_LIMIT"]:
         return codes_upload(book=book, codes=normalized, actor=actor, skip_duplicates=skip_duplicates)
     _book_queueable_check(book)
-    from ..tasks import run_upload_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.UPLOAD,
-        task=run_upload_job,
-        actor=actor,
-        total=len(normalized),
-        book=book,
-        params={"skip_duplicates": bool(skip_duplicates)},
-        input_file=ContentFile("\n".join(normalized).encode()),
-        input_suffix="txt",
+    listed = ContentFile("\n".join(normalized).encode())  # one code a line, as run_upload_job reads it back
+    params = {"skip_duplicates": skip_duplicates}
+    return book_job_create(
+        book=book, kind=Job.Kind.UPLOAD, actor=actor, total=len(normalized), params=params, input_file=listed, input_suffix="txt"
     )
 
 
 def upload_file_request(
-    *, book: CouponBook, file, filename: str, actor: Actor, skip_duplicates: bool = False
+    *, book: CouponBook, file: BinaryIO, filename: str, actor: Actor, skip_duplicates: bool = False
 ) -> CreationResult | Job:
     """An uploaded CSV/XLSX file: its bounds checked at once (a refusal leaves nothing behind); a small file parsed
     and uploaded like a list, a large one stored with a job that parses and imports it (its parse would not fit
@@ -359,16 +329,5 @@ def upload_file_request(
         codes = codes_from_file(file=file, filename=filename)
         return upload_request(book=book, codes=codes, actor=actor, skip_duplicates=skip_duplicates)
     _book_queueable_check(book)
-    from ..tasks import run_upload_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.UPLOAD,
-        task=run_upload_job,
-        actor=actor,
-        total=0,  # known once the job has read the file
-        book=book,
-        params={"skip_duplicates": bool(skip_duplicates), "file_format": shape.format},
-        input_file=File(file),
-        input_suffix=shape.format,
-    )
+    params = {"skip_duplicates": skip_duplicates}
+    return file_job_create(book=book, kind=Job.Kind.UPLOAD, actor=actor, file=file, shape=shape, params=params)

@@ -31,21 +31,22 @@ import json
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import ApplicationError
 from core.models import Job
-from core.services import job_create
 
 from .. import lock_objects, rules
 from ..inputs import MAX_USER_ID_LENGTH
 from ..models import Code, CouponBook, Event
 from ..parsers import upload_inspect, user_ids_from_file
+from .book_jobs import book_job_create, file_job_create
 from .events import event_record
 
 Progress = Callable[[int], None]
@@ -94,30 +95,25 @@ def _max_users() -> int:
     return settings.COUPONS["MAX_DISTRIBUTION_USERS"]
 
 
-def _shown(value: object) -> str:
-    """An invalid value as the result shows it: text, cut short, control characters replaced."""
-    text = value if isinstance(value, str) else repr(value)
-    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text[:MAX_USER_ID_LENGTH])
+def _shown(value: str) -> str:
+    """An invalid value as the result shows it: cut short, control characters replaced."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in value[:MAX_USER_ID_LENGTH])
 
 
-def _user_id_valid(value: object) -> str | None:
+def _user_id_valid(value: str) -> str | None:
     """The id, stripped, or None when it is not one: empty, too long, or with a non-printable character.
 
     Stricter than a single call's clean_user_id (which refuses only NUL): ids read from a file carry stray
     control characters more often than hand-made calls, and they would break the result CSV's rows.
     """
-    if not isinstance(value, str):
-        return None
     value = value.strip()
     if not value or len(value) > MAX_USER_ID_LENGTH or not value.isprintable():
         return None
     return value
 
 
-def distribution_prepare(*, user_ids: Iterable[object]) -> DistributionList:
-    """Check a list of end-user ids; refuse it whole when it is not a list, too long, or holds no valid id."""
-    if isinstance(user_ids, (str, bytes)) or not isinstance(user_ids, Iterable):
-        raise ApplicationError("invalid_input", "user_ids must be a list of strings.", {"field": "user_ids"})
+def distribution_prepare(*, user_ids: Iterable[str]) -> DistributionList:
+    """Check a list of end-user ids; refuse it whole when it is too long or holds no valid id."""
     limit = _max_users()
     seen: set[str] = set()
     valid: list[str] = []
@@ -199,7 +195,7 @@ def _assign(*, code_ids: list[int], user_ids: list[str], now) -> dict[str, str]:
 
 
 def codes_distribute(
-    *, book: CouponBook, user_ids: Iterable[object], actor: Actor, progress: Progress | None = None
+    *, book: CouponBook, user_ids: DistributionList | Iterable[str], actor: Actor, progress: Progress | None = None
 ) -> DistributionResult:
     """Give one free code of the book to each user of the list who holds none; all or nothing (module docstring)."""
     checked = user_ids if isinstance(user_ids, DistributionList) else distribution_prepare(user_ids=user_ids)
@@ -265,45 +261,23 @@ def _job_refused_check(book: CouponBook) -> None:
     rules.book_assignable_check(book=CouponBook.objects.get(pk=book.pk), now=timezone.now())
 
 
-def distribution_request(*, book: CouponBook, user_ids: Iterable[object], actor: Actor) -> DistributionResult | Job:
+def distribution_request(*, book: CouponBook, user_ids: list[str], actor: Actor) -> DistributionResult | Job:
     """Distribute at once, or (above the synchronous limit) store the checked list with a job and queue it."""
-    user_ids = user_ids if isinstance(user_ids, list) else list(user_ids)
     checked = distribution_prepare(user_ids=user_ids)
     if len(checked.user_ids) + len(checked.invalid) <= settings.COUPONS["SYNC_DISTRIBUTION_LIMIT"]:
         return codes_distribute(book=book, user_ids=checked, actor=actor)
     _job_refused_check(book)
-    from ..tasks import run_distribution_job
-
     # The list as sent, in JSON: the job checks exactly what the request checked (and reports the same invalid rows).
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.DISTRIBUTE,
-        task=run_distribution_job,
-        actor=actor,
-        total=len(checked.user_ids),
-        book=book,
-        input_file=ContentFile(json.dumps(user_ids).encode()),
-        input_suffix="json",
-    )
+    listed = ContentFile(json.dumps(user_ids).encode())
+    total = len(checked.user_ids)
+    return book_job_create(book=book, kind=Job.Kind.DISTRIBUTE, actor=actor, total=total, input_file=listed, input_suffix="json")
 
 
-def distribution_file_request(*, book: CouponBook, file, filename: str, actor: Actor) -> DistributionResult | Job:
+def distribution_file_request(*, book: CouponBook, file: BinaryIO, filename: str, actor: Actor) -> DistributionResult | Job:
     """An uploaded CSV/XLSX of user ids: its bounds checked at once; a small file read here, a large one stored with
     a job that reads it (its parse would not fit in a request's time)."""
     shape = upload_inspect(file, filename)
     if shape.inflated <= settings.COUPONS["SYNC_UPLOAD_BYTES"]:
         return distribution_request(book=book, user_ids=user_ids_from_file(file=file, filename=filename), actor=actor)
     _job_refused_check(book)
-    from ..tasks import run_distribution_job
-
-    return job_create(
-        tenant=book.tenant,
-        kind=Job.Kind.DISTRIBUTE,
-        task=run_distribution_job,
-        actor=actor,
-        total=0,  # known once the job has read the file
-        book=book,
-        params={"file_format": shape.format},
-        input_file=File(file),
-        input_suffix=shape.format,
-    )
+    return file_job_create(book=book, kind=Job.Kind.DISTRIBUTE, actor=actor, file=file, shape=shape)

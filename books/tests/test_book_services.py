@@ -29,43 +29,6 @@ def refused(error_code: str, call, /, *args, **kwargs) -> ApplicationError:
 # --- book_create ----------------------------------------------------------------------------------------------
 
 
-def test_book_create_stores_every_field_normalised(tenant):
-    # When
-    book = book_create(
-        tenant=tenant,
-        name="  Summer sale  ",
-        description="Ten off",
-        status="active",
-        discount_type="fixed",
-        discount_value="12.5",
-        currency="eur",
-        product_ids=["sku-1", 42],
-        valid_from="2030-01-01T00:00:00Z",
-        valid_until="2030-02-01T00:00:00+01:00",
-        max_codes_per_user=None,
-        max_redemptions_per_user=3,
-        uses_per_code="2",
-        requires_assignment=False,
-        lock_ttl_seconds=60,
-    )
-    # Then
-    book.refresh_from_db()
-    assert book.tenant == tenant
-    assert book.name == "Summer sale"
-    assert book.status == CouponBook.Status.ACTIVE
-    assert book.discount_type == CouponBook.DiscountType.FIXED
-    assert book.discount_value == Decimal("12.50")
-    assert book.currency == "EUR"
-    assert book.product_ids == ["sku-1", "42"]
-    assert book.valid_from == datetime(2030, 1, 1, tzinfo=UTC)
-    assert book.valid_until == datetime(2030, 1, 31, 23, tzinfo=UTC)
-    assert book.max_codes_per_user is None
-    assert book.max_redemptions_per_user == 3
-    assert book.uses_per_code == 2
-    assert book.requires_assignment is False
-    assert book.lock_ttl_seconds == 60
-
-
 def test_book_create_defaults_follow_the_spec(tenant):
     book = book_create(tenant=tenant, name="Plain")
     book.refresh_from_db()
@@ -84,73 +47,11 @@ def test_book_create_accepts_unicode_names(tenant):
     assert book.name == "Été 🎉 Straße 夏"
 
 
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        # percent above 100
-        ({"discount_type": "percent", "discount_value": "100.01"}, "discount_value"),
-        ({"discount_value": 150}, "discount_value"),
-        # fixed without a currency
-        ({"discount_type": "fixed", "discount_value": 5}, "currency"),
-        ({"discount_type": "fixed", "discount_value": 5, "currency": ""}, "currency"),
-        # currency that is not a three-letter ISO code
-        ({"discount_type": "fixed", "discount_value": 5, "currency": "EU"}, "currency"),
-        ({"discount_type": "fixed", "discount_value": 5, "currency": "ÄÖÜ"}, "currency"),
-        ({"discount_type": "fixed", "discount_value": 5, "currency": "E1R"}, "currency"),
-        # validity in the wrong order, or equal
-        ({"valid_from": "2030-02-01T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z"}, "valid_until"),
-        ({"valid_from": "2030-01-01T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z"}, "valid_until"),
-        ({"valid_from": "next tuesday"}, "valid_from"),
-        ({"valid_until": 20300101}, "valid_until"),
-        # limits below 1, or not whole numbers
-        ({"uses_per_code": 0}, "uses_per_code"),
-        ({"uses_per_code": -3}, "uses_per_code"),
-        ({"max_codes_per_user": 0}, "max_codes_per_user"),
-        ({"max_redemptions_per_user": 0}, "max_redemptions_per_user"),
-        ({"max_redemptions_per_user": 1.5}, "max_redemptions_per_user"),
-        ({"max_codes_per_user": "two"}, "max_codes_per_user"),
-        ({"uses_per_code": True}, "uses_per_code"),
-        ({"uses_per_code": 10**12}, "uses_per_code"),
-        # bad types
-        ({"discount_value": "ten"}, "discount_value"),
-        ({"discount_value": None}, "discount_value"),
-        ({"discount_value": "NaN"}, "discount_value"),
-        ({"discount_value": "Infinity"}, "discount_value"),
-        ({"discount_value": -1}, "discount_value"),
-        ({"discount_type": "bogus"}, "discount_type"),
-        ({"status": "live"}, "status"),
-        ({"requires_assignment": "yes"}, "requires_assignment"),
-        ({"requires_assignment": 1}, "requires_assignment"),
-        ({"product_ids": "sku-1"}, "product_ids"),
-        ({"product_ids": [True]}, "product_ids"),
-        ({"product_ids": [["nested"]]}, "product_ids"),
-        ({"product_ids": [""]}, "product_ids"),
-        ({"description": 5}, "description"),
-        # unicode junk
-        ({"description": "bad\x00byte"}, "description"),
-        # lock_ttl_seconds bounds and type
-        ({"lock_ttl_seconds": 9}, "lock_ttl_seconds"),
-        ({"lock_ttl_seconds": 3601}, "lock_ttl_seconds"),
-        ({"lock_ttl_seconds": "300"}, "lock_ttl_seconds"),
-        ({"lock_ttl_seconds": True}, "lock_ttl_seconds"),
-        ({"lock_ttl_seconds": 30.5}, "lock_ttl_seconds"),
-    ],
-)
-def test_book_create_refuses_bad_fields(tenant, fields, field):
-    error = refused("invalid_input", book_create, tenant=tenant, name="Campaign", **fields)
-    assert error.details["field"] == field
-    assert not CouponBook.objects.exists()
-
-
-@pytest.mark.parametrize("name", ["", "   ", None, 42, "x" * 201, "nul\x00name"])
-def test_book_create_refuses_a_bad_name(tenant, name):
-    error = refused("invalid_input", book_create, tenant=tenant, name=name)
-    assert error.details["field"] == "name"
-
-
 def test_book_create_refuses_unknown_fields(tenant):
-    error = refused("invalid_input", book_create, tenant=tenant, name="Campaign", colour="red", tenant_id=7)
-    assert error.details["fields"] == ["colour", "tenant_id"]
+    # The edges pass only editable fields: another one is the caller's mistake (a TypeError), and writes nothing.
+    with pytest.raises(TypeError, match="colour, tenant_id"):
+        book_create(tenant=tenant, name="Campaign", colour="red", tenant_id=7)
+    assert not CouponBook.objects.exists()
 
 
 @pytest.mark.parametrize("ttl", [10, 3600])
@@ -159,8 +60,8 @@ def test_book_create_accepts_lock_ttl_at_its_bounds(tenant, ttl):
 
 
 def test_book_create_accepts_percent_of_exactly_100_and_zero(tenant):
-    assert book_create(tenant=tenant, name="Free", discount_value=100).discount_value == Decimal("100.00")
-    assert book_create(tenant=tenant, name="Nothing", discount_value=0).discount_value == Decimal("0.00")
+    assert book_create(tenant=tenant, name="Free", discount_value=Decimal(100)).discount_value == Decimal("100.00")
+    assert book_create(tenant=tenant, name="Nothing", discount_value=Decimal(0)).discount_value == Decimal("0.00")
 
 
 # --- book_update ----------------------------------------------------------------------------------------------
@@ -183,17 +84,18 @@ def test_book_update_checks_consistency_with_the_stored_fields(book):
     # A fixed discount with no currency, though only discount_type is sent.
     refused("invalid_input", book_update, book=book, discount_type="fixed")
     # A percent above 100 once the type is percent again.
-    book_update(book=book, discount_type="fixed", discount_value=250, currency="USD")
+    book_update(book=book, discount_type="fixed", discount_value=Decimal(250), currency="USD")
     refused("invalid_input", book_update, book=book, discount_type="percent")
     # valid_until before the stored valid_from.
-    book_update(book=book, valid_from="2030-06-01T00:00:00Z")
-    refused("invalid_input", book_update, book=book, valid_until="2030-05-01T00:00:00Z")
+    book_update(book=book, valid_from=datetime(2030, 6, 1, tzinfo=UTC))
+    refused("invalid_input", book_update, book=book, valid_until=datetime(2030, 5, 1, tzinfo=UTC))
 
 
-def test_book_update_refuses_unknown_fields_and_bad_values(book):
-    refused("invalid_input", book_update, book=book, tenant=None)
-    refused("invalid_input", book_update, book=book, uses_per_code=0)
-    refused("invalid_input", book_update, book=book, lock_ttl_seconds=5000)
+def test_book_update_refuses_unknown_fields(book):
+    # Bad values are refused at the edges (api/tests/test_book_input.py); a field that is not editable is the
+    # caller's mistake.
+    with pytest.raises(TypeError, match="tenant"):
+        book_update(book=book, tenant=None)
 
 
 def test_book_update_carries_uses_per_code_to_the_codes(book):
@@ -222,9 +124,8 @@ def test_book_save_check_answers_what_the_save_would_and_writes_nothing(tenant):
         book_save_check,
         tenant=tenant,
         book=None,
-        values={"name": "P", "discount_type": "percent", "discount_value": "150"},
+        values={"name": "P", "discount_type": "percent", "discount_value": Decimal(150)},
     )
-    refused("invalid_input", book_save_check, tenant=tenant, book=None, values={"name": " "})
     # Values the services accept pass, and are still not saved.
     before = rows_snapshot()
     book_save_check(tenant=tenant, book=book, values={"uses_per_code": 3, "name": "Renamed"})

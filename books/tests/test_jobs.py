@@ -163,7 +163,6 @@ def test_a_job_is_not_queued_before_the_request_commits(tenant, book, actor, eag
         (generation_request, {"count": 100, "pattern": "AB"}, "invalid_pattern"),
         (generation_request, {"count": 100, "pattern": "ABC"}, "pattern_no_random_symbol"),
         (generation_request, {"count": 101, "pattern": "X##"}, "pattern_space_too_small"),
-        (generation_request, {"count": -100}, "invalid_input"),
         (upload_request, {"codes": ["OK-1"] * 3 + ["bad code"] * 5}, "invalid_codes"),
         (upload_request, {"codes": []}, "empty_upload"),
     ],

@@ -47,14 +47,14 @@ def validate_unchanged(**kwargs):
 
 def test_validate_answers_valid_with_the_discount(tenant, book):
     AssignedCodeFactory(book=book, code="VALID1", user_id="ann")
-    result = validate_unchanged(tenant=tenant, code=" valid1 ", user_id="ann", amount="45.50")
+    result = validate_unchanged(tenant=tenant, code=" valid1 ", user_id="ann", amount=Decimal("45.50"))
     assert (result.valid, result.reason, result.discount) == (True, "ok", Decimal("4.55"))
 
 
 def test_validate_of_a_fixed_discount_caps_it_at_the_amount(tenant):
     book = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value=20, currency="USD", product_ids=["p1"])
     AssignedCodeFactory(book=book, code="FIXED2", user_id="ann")
-    result = validate_unchanged(tenant=tenant, code="FIXED2", user_id="ann", amount=12, product_id="p1")
+    result = validate_unchanged(tenant=tenant, code="FIXED2", user_id="ann", amount=Decimal(12), product_id="p1")
     assert (result.valid, result.discount) == (True, Decimal("12.00"))
 
 
@@ -63,7 +63,7 @@ def test_validate_for_a_user_holding_their_own_reservation_is_valid(tenant, book
     AssignedCodeFactory(book=book, code="MYHOLD", user_id="ann")
     code_reserve(tenant=tenant, code="MYHOLD", user_id="ann", actor=actor)
     # When / Then: their redeem-with-token would succeed, so the answer is valid
-    result = validate_unchanged(tenant=tenant, code="MYHOLD", user_id="ann", amount=10)
+    result = validate_unchanged(tenant=tenant, code="MYHOLD", user_id="ann", amount=Decimal(10))
     assert (result.valid, result.reason, result.discount) == (True, "ok", Decimal("1.00"))
 
 
@@ -140,20 +140,18 @@ def test_validate_answers_invalid_with_the_reason_redeem_would_give(tenant, case
     # Given
     code, user_id, extra = _setup_failing_case(tenant, case)
     # When
-    result = validate_unchanged(tenant=tenant, code=code, user_id=user_id, amount="10", **extra)
+    result = validate_unchanged(tenant=tenant, code=code, user_id=user_id, amount=Decimal(10), **extra)
     # Then: the same reason as redeem itself
     assert (result.valid, result.reason, result.discount) == (False, case, None)
     assert result.message
-    raises(case, code_redeem, tenant=tenant, code=code, user_id=user_id, actor=_actor(), amount="10", **extra)
+    raises(case, code_redeem, tenant=tenant, code=code, user_id=user_id, actor=_actor(), amount=Decimal(10), **extra)
 
 
-def test_validate_of_an_unknown_code_or_bad_input_raises(tenant, other_tenant, book):
+def test_validate_of_an_unknown_code_raises(tenant, other_tenant, book):
+    # (Bad input is refused by the edge, ValidateQuery: api/tests/test_validate_input.py.)
     AssignedCodeFactory(book=CouponBookFactory(tenant=other_tenant), code="THEIRS3", user_id="ann")
     raises("code_not_found", code_validate, tenant=tenant, code="THEIRS3", user_id="ann")
     raises("code_not_found", code_validate, tenant=tenant, code="NOPE", user_id="ann")
-    AssignedCodeFactory(book=book, code="MINE3", user_id="ann")
-    raises("invalid_input", code_validate, tenant=tenant, code="MINE3", user_id=7)
-    raises("invalid_input", code_validate, tenant=tenant, code="MINE3", user_id="ann", amount="-3")
 
 
 # --- codes_of_user --------------------------------------------------------------------------------------------
@@ -171,15 +169,15 @@ def test_codes_of_user_lists_the_users_codes_in_the_tenant_newest_first(tenant, 
     CodeFactory(book=book_a, code="FREE5")
     # When / Then
     assert list(codes_of_user(tenant=tenant, user_id="ann")) == [newer, older]
-    assert list(codes_of_user(tenant=tenant, user_id=" ann ", book_id=book_a.pk)) == [older]
+    assert list(codes_of_user(tenant=tenant, user_id="ann", book_id=book_a.pk)) == [older]
     assert list(codes_of_user(tenant=tenant, user_id="nobody")) == []
 
 
 def test_codes_of_user_refuses_bad_input(tenant, other_tenant):
     foreign = CouponBookFactory(tenant=other_tenant)
     raises("book_not_found", codes_of_user, tenant=tenant, user_id="ann", book_id=foreign.pk)
-    raises("book_not_found", codes_of_user, tenant=tenant, user_id="ann", book_id="x")
-    raises("invalid_input", codes_of_user, tenant=tenant, user_id=None)
+    raises("book_not_found", codes_of_user, tenant=tenant, user_id="ann", book_id=2**62)
+    # (A blank user id, and " ann " read as "ann", are the edge's: api/tests/test_validate_input.py.)
 
 
 # --- book_stats -----------------------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def test_a_long_list_of_duplicates_is_listed_up_to_a_limit_with_the_full_count(b
 
 
 def test_invalid_codes_are_listed_with_their_rows_and_nothing_is_imported(book, actor):
-    codes = ["GOOD1", "no", "bad code", "X" * 65, 12345, None, "ümlaut", "semi;colon", "OK-2", "   "]
+    # (A code that is no string at all is refused by the edge: api/tests/test_creation_input.py.)
+    codes = ["GOOD1", "no", "bad code", "X" * 65, "12", "", "ümlaut", "semi;colon", "OK-2", "   "]
     error = refused("invalid_codes", codes_upload, book=book, codes=codes, actor=actor)
     rows = [entry["row"] for entry in error.details["invalid"]]
     assert rows == [2, 3, 4, 5, 6, 7, 8, 10]
@@ -102,11 +103,6 @@ def test_invalid_codes_are_listed_with_their_rows_and_nothing_is_imported(book, 
 @pytest.mark.parametrize("codes", [[], (), iter([])])
 def test_an_empty_upload_is_refused(book, actor, codes):
     refused("empty_upload", codes_upload, book=book, codes=codes, actor=actor)
-
-
-@pytest.mark.parametrize("codes", ["ABC123", b"ABC123", None, 42, object()])
-def test_an_upload_that_is_not_a_list_is_refused(book, actor, codes):
-    refused("invalid_input", codes_upload, book=book, codes=codes, actor=actor)
 
 
 def test_the_same_code_in_another_tenant_is_fine(tenant, other_tenant, book, actor):

@@ -8,8 +8,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from core.exceptions import ApplicationError
 from tenants.models import ApiClient, StaffMembership, Tenant
 from tenants.services import api_client_authenticate
+from tests.factories import rows_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -191,3 +193,56 @@ def test_create_api_client_refuses_bad_input(tenant, args, message):
         run("create_api_client", *[arg.format(tenant=tenant.slug) for arg in args], "--json")
 
     assert not ApiClient.objects.exists()
+
+
+# --- The edges' input rules (tenants.inputs), moved here from the service tests ---------------------------------
+
+
+def refused_input(*args) -> ApplicationError:
+    """The command refuses with invalid_input (the ApplicationError behind its CommandError) and writes nothing."""
+    before = (rows_snapshot(), list(get_user_model().objects.values()), list(ApiClient.objects.values()))
+    with pytest.raises(CommandError, match=r"\(invalid_input\)") as caught:
+        run(*args)
+    assert (rows_snapshot(), list(get_user_model().objects.values()), list(ApiClient.objects.values())) == before
+    return caught.value.__cause__
+
+
+def test_create_tenant_strips_the_name():
+    run("create_tenant", "acme-shop", "--name", "  Acme Shop ", "--timezone", "Europe/Paris")
+    tenant = Tenant.objects.get()
+    assert (tenant.slug, tenant.name, tenant.timezone) == ("acme-shop", "Acme Shop", "Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"slug": "Acme Shop", "name": "Acme"},
+        {"slug": "UPPER", "name": "Acme"},
+        {"slug": "", "name": "Acme"},
+        {"slug": "ünï", "name": "Acme"},
+        {"slug": "acme", "name": "   "},
+        {"slug": "acme", "name": "Acme", "timezone_name": "Mars/Olympus"},
+        {"slug": "acme", "name": "Acme", "timezone_name": ""},
+    ],
+)
+def test_create_tenant_refuses_bad_input_with_invalid_input(kwargs):
+    refused_input("create_tenant", kwargs["slug"], "--name", kwargs["name"], "--timezone", kwargs.get("timezone_name", "UTC"))
+    assert not Tenant.objects.exists()
+
+
+@pytest.mark.parametrize("password", ["short1", "password", "12345678", ""])
+def test_create_staff_user_refuses_a_weak_password_with_invalid_input(tenant, monkeypatch, password):
+    monkeypatch.setenv("COUPONS_STAFF_PASSWORD", password)
+    error = refused_input("create_staff_user", tenant.slug, "weak", "--role", "marketing")
+    assert error.details["password"]
+    assert not get_user_model().objects.filter(username="weak").exists()
+
+
+def test_create_api_client_strips_the_name(tenant):
+    run("create_api_client", tenant.slug, "  Checkout ")
+    assert ApiClient.objects.get().name == "Checkout"
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_create_api_client_refuses_a_blank_name_with_invalid_input(tenant, name):
+    refused_input("create_api_client", tenant.slug, name)

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 
 from core.exceptions import ApplicationError
-from tenants.models import ApiClient, Role, StaffMembership, Tenant
+from tenants.models import ApiClient, Role, StaffMembership
 from tenants.services import (
     api_client_authenticate,
     api_client_create,
@@ -45,7 +45,7 @@ def refused(error_code: str, call, /, **kwargs) -> ApplicationError:
 
 
 def test_tenant_create_stores_the_tenant():
-    tenant = tenant_create(slug="acme-shop", name="  Acme Shop ", timezone_name="Europe/Paris")
+    tenant = tenant_create(slug="acme-shop", name="Acme Shop", timezone_name="Europe/Paris")
     tenant.refresh_from_db()
     assert (tenant.slug, tenant.name, tenant.timezone) == ("acme-shop", "Acme Shop", "Europe/Paris")
     assert tenant.zoneinfo.key == "Europe/Paris"
@@ -54,23 +54,6 @@ def test_tenant_create_stores_the_tenant():
 
 def test_tenant_create_defaults_to_utc():
     assert tenant_create(slug="plain", name="Plain").timezone == "UTC"
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"slug": "Acme Shop", "name": "Acme"},
-        {"slug": "UPPER", "name": "Acme"},
-        {"slug": "", "name": "Acme"},
-        {"slug": "ünï", "name": "Acme"},
-        {"slug": "acme", "name": "   "},
-        {"slug": "acme", "name": "Acme", "timezone_name": "Mars/Olympus"},
-        {"slug": "acme", "name": "Acme", "timezone_name": ""},
-    ],
-)
-def test_tenant_create_refuses_bad_input(kwargs):
-    refused("invalid_input", tenant_create, **kwargs)
-    assert not Tenant.objects.exists()
 
 
 def test_tenant_create_refuses_a_taken_slug(tenant):
@@ -111,15 +94,8 @@ def test_the_role_groups_carry_their_permissions(tenant):
     assert not accountant.has_perm("books.change_code")
 
 
-@pytest.mark.parametrize("password", ["short1", "password", "12345678", ""])
-def test_staff_user_create_refuses_a_weak_password(tenant, password):
-    error = refused("invalid_input", staff_user_create, tenant=tenant, username="weak", password=password, role="marketing")
-    assert error.details["password"]
-    assert not User.objects.filter(username="weak").exists()
-
-
-def test_staff_user_create_refuses_an_unknown_role_or_a_taken_username(tenant):
-    refused("invalid_input", staff_user_create, tenant=tenant, username="x", password=STRONG, role="superuser")
+def test_staff_user_create_refuses_a_taken_username(tenant):
+    # (A weak password and an unknown role are refused at the edges: tenants/tests/test_commands.py, the admin form.)
     staff_user_create(tenant=tenant, username="taken", password=STRONG, role="admin")
     refused("invalid_input", staff_user_create, tenant=tenant, username="taken", password=STRONG, role="admin")
 
@@ -129,7 +105,7 @@ def test_staff_user_create_refuses_an_unknown_role_or_a_taken_username(tenant):
 
 def test_api_client_create_returns_the_secret_once_and_stores_only_its_hash(tenant):
     # When
-    issued = api_client_create(tenant=tenant, name="  Checkout ")
+    issued = api_client_create(tenant=tenant, name="Checkout")
     # Then
     client = ApiClient.objects.get(pk=issued.client.pk)
     assert (client.tenant, client.name, client.is_active) == (tenant, "Checkout", True)
@@ -143,11 +119,6 @@ def test_api_client_create_returns_the_secret_once_and_stores_only_its_hash(tena
     assert other.client.client_id != client.client_id
     assert other.secret != issued.secret
     assert not check_password(other.secret, client.secret_hash)
-
-
-@pytest.mark.parametrize("name", ["", "   "])
-def test_api_client_create_refuses_a_blank_name(tenant, name):
-    refused("invalid_input", api_client_create, tenant=tenant, name=name)
 
 
 def test_api_client_authenticate_accepts_the_right_secret_and_records_the_use(tenant):

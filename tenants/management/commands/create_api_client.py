@@ -4,6 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from tenants.inputs import clean_name
 from tenants.services import api_client_create, tenant_get
 
 from ._support import application_errors
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, tenant_slug, name, **options):
         with application_errors():
             tenant = tenant_get(slug=tenant_slug)
-            issued = api_client_create(tenant=tenant, name=name)
+            issued = api_client_create(tenant=tenant, name=clean_name(name, of="API client"))
         if options["json"]:
             payload = {"client_id": issued.client.client_id, "client_secret": issued.secret, "tenant": tenant.slug}
             self.stdout.write(json.dumps(payload))

@@ -10,6 +10,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tenants.inputs import clean_password
 from tenants.models import Role
 from tenants.services import staff_user_create, tenant_get
 
@@ -30,7 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args, tenant_slug, username, role, email, **options):
         with application_errors():
             tenant = tenant_get(slug=tenant_slug)
-            password = self._password()
+            password = clean_password(self._password(), username=username, email=email)
             user = staff_user_create(tenant=tenant, username=username, password=password, role=role, email=email)
         self.stdout.write(self.style.SUCCESS(f"Created {role} user {user.username!r} of tenant {tenant.slug!r}."))
 

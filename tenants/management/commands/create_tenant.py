@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
+from tenants.inputs import clean_name, clean_slug, clean_timezone
 from tenants.services import tenant_create
 
 from ._support import application_errors
@@ -17,5 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, slug, name, timezone, **options):
         with application_errors():
-            tenant = tenant_create(slug=slug, name=name, timezone_name=timezone)
+            tenant = tenant_create(
+                slug=clean_slug(slug), name=clean_name(name, of="tenant"), timezone_name=clean_timezone(timezone)
+            )
         self.stdout.write(self.style.SUCCESS(f"Created tenant {tenant.slug!r} ({tenant.name}, {tenant.timezone})."))
