@@ -52,7 +52,7 @@ REDEMPTION = {
     "amount": "80.00",
     "product_id": "",
     "discount": "8.00",
-    "currency": "",
+    "currency": "EUR",
     "actor_type": "api_client",
     "actor_id": "cli_4f2a9c",
     "reversed": False,
@@ -113,10 +113,19 @@ ASSIGN = [request("A customer", {"user_id": "customer-42"})]
 ASSIGN_RANDOM = [*ASSIGN, answer("Assigned", {**CODE, "code": "SPRING-7KQ2M9XD"}, 201)]
 ASSIGN_NAMED = [*ASSIGN, answer("Assigned", CODE)]
 VALIDATE = [
-    answer("Valid", {"valid": True, "reason": "ok", "message": "The code can be redeemed.", "discount": "8.00"}),
+    answer(
+        "Valid",
+        {"valid": True, "reason": "ok", "message": "The code can be redeemed.", "discount": "8.00", "currency": "EUR"},
+    ),
     answer(
         "Held by a checkout",
-        {"valid": False, "reason": "code_locked", "message": "The code is held by a checkout in progress.", "discount": None},
+        {
+            "valid": False,
+            "reason": "code_locked",
+            "message": "The code is held by a checkout in progress.",
+            "discount": None,
+            "currency": "",
+        },
     ),
 ]
 LOCK = [
@@ -132,7 +141,13 @@ UNLOCK = [
 REDEEM = [
     request(
         "With the lock token",
-        {"user_id": "customer-42", "token": "q7Rk2mWf9xZsT3vLp8NcYd4hJ0aB", "order_ref": "order-1001", "amount": "80.00"},
+        {
+            "user_id": "customer-42",
+            "token": "q7Rk2mWf9xZsT3vLp8NcYd4hJ0aB",
+            "order_ref": "order-1001",
+            "amount": "80.00",
+            "currency": "EUR",
+        },
     ),
     answer("Redeemed", REDEMPTION, 201),
 ]

@@ -7,16 +7,18 @@ The key row is inserted FIRST inside the transaction that runs the service, and 
 before that transaction commits: the key and the change it guards commit together or not at all. A concurrent
 request with the same key blocks on the unique index until the first one has finished, then finds the stored
 answer and replays it. An error answer rolls the transaction back, key row included, so a retry after an
-error runs again (nothing was changed the first time).
+error runs again (nothing was changed the first time). The claim is one INSERT ... ON CONFLICT DO NOTHING and the
+answer one UPDATE; on the checkout calls (`one_transaction=True`) the key's transaction is the service's, with no
+savepoint between them, so a key costs those calls exactly these two statements.
 """
 
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 
-from django.db import IntegrityError, transaction
+from django.db import connections, transaction
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -78,7 +80,40 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
     return response
 
 
-def _run_once(request, run: Callable[[str], Response]) -> Response:
+# The two statements a key adds to the call (SPEC: at most 2). Plain SQL: the ORM has no INSERT ... ON CONFLICT DO
+# NOTHING RETURNING, which both claims the key and tells a replay apart in one round trip.
+_CLAIM_SQL = (
+    f"INSERT INTO {IdempotencyKey._meta.db_table} "
+    "(tenant_id, principal, key, fingerprint, method, path, created_at) VALUES (%s, %s, %s, %s, %s, %s, now()) "
+    "ON CONFLICT ON CONSTRAINT idempotency_key_unique DO NOTHING RETURNING id"
+)
+_ANSWER_SQL = f"UPDATE {IdempotencyKey._meta.db_table} SET response_status = %s, response_body = %s::jsonb WHERE id = %s"
+
+
+@contextmanager
+def _children_without_savepoint(connection):
+    """Atomic blocks opened directly inside the key's transaction take no savepoint.
+
+    Without a key, the service's own atomic block is the transaction (BEGIN ... COMMIT); with one, the key's
+    transaction plays that part, so its SAVEPOINT / RELEASE pair would be two statements that guard nothing: an
+    error leaving the service rolls the whole transaction back, key row included. Blocks nested deeper (a
+    service's own savepoint around an insert that may clash) keep theirs. Django's Atomic asks
+    connection.savepoint() before it records itself, so a direct child asks while the depth is still ours.
+    """
+    depth = len(connection.atomic_blocks)
+    take = connection.savepoint
+
+    def savepoint():
+        return None if len(connection.atomic_blocks) == depth else take()
+
+    connection.savepoint = savepoint
+    try:
+        yield
+    finally:
+        del connection.savepoint  # the instance attribute goes; the method shows again
+
+
+def _run_once(request, run: Callable[[str], Response], *, one_transaction: bool) -> Response:
     """Run `run(key)` once per Idempotency-Key (or always, without the header), replaying stored answers."""
     raw = request.headers.get(HEADER)
     if raw is None:
@@ -87,41 +122,53 @@ def _run_once(request, run: Callable[[str], Response]) -> Response:
     principal: Principal = request.user
     fingerprint = request_fingerprint(request)
     scope = {"tenant": principal.tenant, "principal": principal.ident, "key": key}
-    stored = IdempotencyKey.objects.filter(**scope).first()
-    if stored is not None:
-        return _replay(stored, fingerprint)
+    connection = connections[IdempotencyKey.objects.db]
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                # First statement of the transaction: a concurrent retry waits here on the unique index.
-                row = IdempotencyKey.objects.create(
-                    **scope, fingerprint=fingerprint, method=request.method, path=request.path[:500]
-                )
-        except IntegrityError:
-            # A request with this key committed while we waited: answer as it did.
+        with connection.cursor() as cursor:
+            # First statement of the transaction: a concurrent request with the same key waits here on the
+            # unique index until the first one has committed (then no row comes back: replay) or rolled back.
+            cursor.execute(
+                _CLAIM_SQL,
+                [principal.tenant.pk, principal.ident, key, fingerprint, request.method, request.path[:500]],
+            )
+            claimed = cursor.fetchone()
+        if claimed is None:
             return _replay(IdempotencyKey.objects.get(**scope), fingerprint)
-        response = run(key)
-        row.response_status = response.status_code
+        if one_transaction:
+            with _children_without_savepoint(connection):
+                response = run(key)
+        else:
+            response = run(key)
         # Stored as the client saw it (decimals and dates rendered to JSON strings).
-        row.response_body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
-        row.save(update_fields=["response_status", "response_body"])
+        body = JSONRenderer().render(response.data).decode() if response.data is not None else None
+        with connection.cursor() as cursor:
+            cursor.execute(_ANSWER_SQL, [response.status_code, body, claimed[0]])
     return response
 
 
-def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
+def idempotent(handler: Callable[..., Response] | None = None, *, one_transaction: bool = False):
     """Declares a view's handler (its `post`) idempotent: it runs once per Idempotency-Key, in the transaction
-    that stores the key; a retry replays the stored answer. The handler finds the key in `self.idempotency_key`."""
+    that stores the key; a retry replays the stored answer. The handler finds the key in `self.idempotency_key`.
 
-    @functools.wraps(handler)
-    def wrapper(view, request, *args, **kwargs) -> Response:
-        def run(key: str) -> Response:
-            view.idempotency_key = key
-            return handler(view, request, *args, **kwargs)
+    `@idempotent(one_transaction=True)`: the handler calls one service that is one atomic block, whose errors
+    leave it whole (nothing catches them inside the transaction). That block then takes no savepoint: the key's
+    transaction is the service's, and a key costs the call two statements. A service that catches an error of
+    its own outer atomic block to try again (an upload meeting a concurrent one) needs that savepoint: plain
+    `@idempotent` keeps it (two statements more)."""
 
-        return _run_once(request, run)
+    def declare(handler: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(handler)
+        def wrapper(view, request, *args, **kwargs) -> Response:
+            def run(key: str) -> Response:
+                view.idempotency_key = key
+                return handler(view, request, *args, **kwargs)
 
-    wrapper.idempotent = True
-    return wrapper
+            return _run_once(request, run, one_transaction=one_transaction)
+
+        wrapper.idempotent = True
+        return wrapper
+
+    return declare(handler) if handler is not None else declare
 
 
 def is_idempotent(view, method: str) -> bool:

@@ -1,8 +1,10 @@
 """Atomic rate-limit counters: `limits` storages in the shared Redis, with a per-process fallback while it is down.
 
-Every counter is a fixed one-minute (or per-second/hour/day) window kept by the storage's own atomic increment
-(a Lua INCRBY + EXPIRE on Redis), so N parallel requests never get more than the limit through; at a window's
-boundary a caller may get up to twice the rate in a short span, which is what a fixed window allows.
+Every counter is a fixed one-minute (or per-second/hour/day) window kept by an atomic increment (INCRBY + EXPIRE
+in a Lua script on Redis), so N parallel requests never get more than the limit through; at a window's boundary a
+caller may get up to twice the rate in a short span, which is what a fixed window allows. All the counters of one
+request are hit in ONE round trip (`hit_all`, one script call), and the look-up slots it gives back in one more
+(`refund_all`, one pipeline): before, each scope cost a round trip, and a refused one another for its expiry.
 
 Without REDIS_URL (local development, one web process) the counters are the process's memory.
 
@@ -21,7 +23,7 @@ from functools import cache
 
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,28 @@ class Hit:
     allowed: bool
     count: int  # the counter after this hit (the first refused hit has count == limit + 1)
     storage: Storage  # where it was counted: a refund goes to the same place
+    key: str = ""  # the counter's key in that storage
+    retry_after: float = 0.0  # refused: seconds until the window ends
+
+
+# KEYS: the counters in order; ARGV: expiry and limit of each. Hits each counter once and stops at the first that
+# goes over its limit (the later ones are not counted for a refused request). Returns that counter's seconds to
+# live (-1 when none was refused), then the count of each counter hit.
+_HIT_ALL_LUA = """
+local result = {-1}
+for i, key in ipairs(KEYS) do
+    local count = redis.call("incrby", key, 1)
+    if count == 1 then
+        redis.call("expire", key, ARGV[2 * i - 1])
+    end
+    result[i + 1] = count
+    if count > tonumber(ARGV[2 * i]) then
+        result[1] = redis.call("ttl", key)
+        return result
+    end
+end
+return result
+"""
 
 
 class ResilientLimiter:
@@ -90,24 +114,60 @@ class ResilientLimiter:
     def degraded(self) -> bool:
         return self._outage
 
+    def hit_all(self, takes: list[tuple[RateLimitItem, str]]) -> list[Hit]:
+        """One hit on the counter of each (item, ident), in order, stopping at the first refused one (the last hit
+        returned). On Redis one round trip whatever the number of counters."""
+        if not takes:
+            return []
+        hits, _ = self._call(lambda storage: self._hit_all_on(storage, takes))
+        return hits
+
+    def _hit_all_on(self, storage: Storage, takes: list[tuple[RateLimitItem, str]]) -> list[Hit]:
+        keys = [item.key_for(ident) for item, ident in takes]
+        if isinstance(storage, RedisStorage):
+            arguments = [value for item, _ in takes for value in (item.get_expiry(), item.amount)]
+            script = _hit_all_script(storage)
+            ttl, *counts = script(keys=[storage.prefixed_key(key) for key in keys], args=arguments)
+            hits = []
+            for (item, _), key, count in zip(takes, keys, counts, strict=False):
+                allowed = count <= item.amount
+                hits.append(Hit(allowed, count, storage, key, 0.0 if allowed else max(1.0, float(ttl))))
+            return hits
+        hits = []
+        for (item, _), key in zip(takes, keys, strict=True):
+            count = storage.incr(key, item.get_expiry(), amount=1)
+            allowed = count <= item.amount
+            retry_after = 0.0 if allowed else max(1.0, storage.get_expiry(key) - time.time())
+            hits.append(Hit(allowed, count, storage, key, retry_after))
+            if not allowed:
+                break
+        return hits
+
     def hit(self, item: RateLimitItem, ident: str) -> Hit:
-        key = item.key_for(ident)
-        count, storage = self._call(lambda storage: storage.incr(key, item.get_expiry(), amount=1))
-        return Hit(allowed=count <= item.amount, count=count, storage=storage)
+        return self.hit_all([(item, ident)])[0]
+
+    def refund_all(self, hits: list[tuple[RateLimitItem, Hit]]) -> None:
+        """Give back hits that turned out not to count (look-ups that found their code); one round trip on Redis."""
+        for storage in {id(hit.storage): hit.storage for _, hit in hits}.values():
+            mine = [(item, hit) for item, hit in hits if hit.storage is storage]
+            try:
+                if isinstance(storage, RedisStorage):
+                    # limits' own INCRBY + EXPIRE script: a window that ended meanwhile leaves a -1 that expires too.
+                    pipeline = storage.get_connection().pipeline(transaction=False)
+                    for item, hit in mine:
+                        storage.lua_incr_expire(
+                            keys=[storage.prefixed_key(hit.key)], args=[item.get_expiry(), -1], client=pipeline
+                        )
+                    pipeline.execute()
+                else:
+                    for item, hit in mine:
+                        storage.incr(hit.key, item.get_expiry(), amount=-1)
+            except Exception as exc:  # the hits stay counted: harmless, the window ends anyway
+                if storage is self.primary:
+                    self._primary_failed(exc)
 
     def refund(self, item: RateLimitItem, ident: str, hit: Hit) -> None:
-        """Give back a hit that turned out not to count (a look-up that found its code)."""
-        key = item.key_for(ident)
-        try:
-            hit.storage.incr(key, item.get_expiry(), amount=-1)
-        except Exception as exc:  # the hit stays counted: harmless, the window ends anyway
-            if hit.storage is self.primary:
-                self._primary_failed(exc)
-
-    def retry_after(self, item: RateLimitItem, ident: str) -> float:
-        key = item.key_for(ident)
-        reset, _ = self._call(lambda storage: storage.get_expiry(key))
-        return max(1.0, reset - time.time())
+        self.refund_all([(item, hit)])
 
     def reset(self) -> None:
         """Forget every counter (tests): this process's fallback, and the shared storage's rate-limit keys."""
@@ -122,6 +182,14 @@ def _primary_storage() -> Storage | None:
         return None
     options = getattr(settings, "REDIS_SOCKET_OPTIONS", {})
     return storage_from_string(url, **options)
+
+
+def _hit_all_script(storage: RedisStorage):
+    script = getattr(storage, "_hit_all_script", None)
+    if script is None:
+        # redis-py's Script: EVALSHA, and EVAL once when the server does not know it yet (a restarted Redis).
+        script = storage._hit_all_script = storage.get_connection().register_script(_HIT_ALL_LUA)
+    return script
 
 
 @cache

@@ -302,16 +302,17 @@ def errors(*codes: str) -> tuple[str, ...]:
     return codes
 
 
-def operation(operation_id: str, tag: str, *, once: bool = False, **schema: Any) -> Callable:
+def operation(operation_id: str, tag: str, *, once: bool = False, one_transaction: bool = False, **schema: Any) -> Callable:
     """Declares a view handler as one API operation, in one line: its designed id (``<entity>_<action>``) and its
-    tag, the rest of extend_schema (request, responses, parameters) as keywords. The handler's docstring gives the summary (its
-    first paragraph) and the description (the rest), white space folded; the operation's examples come from
-    api/examples.py `BY_OPERATION`. `once=True` makes the handler @idempotent.
+        tag, the rest of extend_schema (request, responses, parameters) as keywords. The handler's docstring gives the summary (its
+        first paragraph) and the description (the rest), white space folded; the operation's examples come from
+        api/examples.py `BY_OPERATION`. `once=True` makes the handler @idempotent; `one_transaction=True` too, with the
+    key's transaction as the service's (api/idempotency.py: for handlers that call one atomic service).
     """
 
     def declare(handler: Callable) -> Callable:
-        if once:
-            handler = idempotent(handler)
+        if once or one_transaction:
+            handler = idempotent(handler, one_transaction=one_transaction)
         summary, _, description = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
         schema.setdefault("summary", " ".join(summary.split()))
         if description.strip():

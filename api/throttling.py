@@ -10,6 +10,9 @@ Scopes (rates in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], read on ever
   tokens: all those of one signing key), far higher and logged when reached. Each look-up takes a slot before it runs and gives it back unless it missed, so a parallel
   burst of guesses never gets more than the limit through; a caller at the limit is refused on every code look-up,
   existing codes included, so a refusal tells nothing about which codes exist.
+
+All the counters of a request are hit in one round trip (ApiThrottle, api.ratelimit.hit_all); the look-up slots
+that go back, in one more.
 """
 
 import hashlib
@@ -22,7 +25,7 @@ from books.inputs import MAX_USER_ID_LENGTH
 from core.addresses import client_address
 
 from .principals import Principal
-from .ratelimit import Hit, limiter, rate_parse
+from .ratelimit import limiter, rate_parse
 
 logger = logging.getLogger(__name__)
 
@@ -38,46 +41,18 @@ def _rate(scope: str):
     return rate_parse(api_settings.DEFAULT_THROTTLE_RATES.get(scope))
 
 
-class _LimitsThrottle(BaseThrottle):
-    def __init__(self):
-        self._wait: float | None = None
-
-    def _take(self, scope: str, ident: str) -> tuple[Hit | None, object]:
-        """One hit on the scope's counter for ident; (None, None) when the scope has no rate."""
-        item = _rate(scope)
-        if item is None:
-            return None, None
-        hit = limiter().hit(item, f"{scope}:{ident}")
-        if not hit.allowed:
-            self._wait = limiter().retry_after(item, f"{scope}:{ident}")
-        return hit, item
-
-    def wait(self):
-        return self._wait
-
-    def get_ident(self, request):
-        return client_address(request)
-
-
-class ClientScopeThrottle(_LimitsThrottle):
-    """`read` or `write` per caller; a view may name its own scope with `throttle_scope` (the token views: `auth`)."""
-
-    def allow_request(self, request, view):
-        scope = getattr(view, "throttle_scope", None) or ("read" if request.method in SAFE_METHODS else "write")
-        principal = request.user
-        if isinstance(principal, Principal):
-            keys = [(scope, principal.ident)]
-        else:
-            client_id = ""
-            if isinstance(getattr(request, "data", None), dict):
-                client_id = str(request.data.get("client_id", ""))[:64]
-            address = self.get_ident(request)
-            keys = [(scope, f"{address}:{_digest(client_id)}"), (f"{scope}_address", address)]
-        for key_scope, ident in keys:
-            hit, _ = self._take(key_scope, ident)
-            if hit is not None and not hit.allowed:
-                return False
-        return True
+def _scope_counters(request, view) -> list[tuple[str, str]]:
+    """`read` or `write` per caller; a view may name its own scope with `throttle_scope` (the token views: `auth`,
+    per address and client id tried, and per address)."""
+    scope = getattr(view, "throttle_scope", None) or ("read" if request.method in SAFE_METHODS else "write")
+    principal = request.user
+    if isinstance(principal, Principal):
+        return [(scope, principal.ident)]
+    client_id = ""
+    if isinstance(getattr(request, "data", None), dict):
+        client_id = str(request.data.get("client_id", ""))[:64]
+    address = client_address(request)
+    return [(scope, f"{address}:{_digest(client_id)}"), (f"{scope}_address", address)]
 
 
 def _looked_up_user(request) -> str | None:
@@ -95,40 +70,53 @@ def _looked_up_user(request) -> str | None:
     return value.strip()[:MAX_USER_ID_LENGTH]
 
 
-class FailedLookupThrottle(_LimitsThrottle):
-    """Code look-ups (views with `counts_failed_lookups`): a slot per end user and one per client, reserved first."""
+def _lookup_counters(request, view) -> list[tuple[str, str]]:
+    """Code look-ups (views with `counts_failed_lookups`): a slot per end user, then one per client."""
+    if not getattr(view, "counts_failed_lookups", False) or not isinstance(request.user, Principal):
+        return []
+    principal = request.user
+    tenant_scope = f"t{principal.tenant.pk}"
+    counters = []
+    user = _looked_up_user(request)
+    if user is not None:
+        counters.append(("lookup_failed", f"{tenant_scope}:{_digest(user)}"))
+    # The ceiling of the whole integration: its API client, or for end users the login service's key.
+    owner = principal.client.client_id if principal.client is not None else f"key:{principal.key_id}"
+    counters.append(("lookup_failed_client", f"{tenant_scope}:{owner}"))
+    return counters
+
+
+class ApiThrottle(BaseThrottle):
+    """Every counter of a request in one round trip to the shared cache: its scope's, then (code look-ups) the
+    failed look-up slots, taken in that order and not past the first refusal."""
+
+    def __init__(self):
+        self._wait: float | None = None
+
+    def wait(self):
+        return self._wait
 
     def allow_request(self, request, view):
-        if not getattr(view, "counts_failed_lookups", False) or not isinstance(request.user, Principal):
+        takes = []  # (scope, item, ident, is a look-up slot)
+        for counters, is_slot in ((_scope_counters(request, view), False), (_lookup_counters(request, view), True)):
+            for scope, ident in counters:
+                item = _rate(scope)
+                if item is not None:  # a scope without a rate is not limited
+                    takes.append((scope, item, f"{scope}:{ident}", is_slot))
+        hits = limiter().hit_all([(item, ident) for _, item, ident, _ in takes])
+        request._lookup_slots = [(item, hit) for (_, item, _, is_slot), hit in zip(takes, hits, strict=False) if is_slot]
+        if not hits or hits[-1].allowed:
             return True
-        principal = request.user
-        tenant_scope = f"t{principal.tenant.pk}"
-        user = _looked_up_user(request)
-        taken: list[tuple[object, str, Hit]] = []
-        refused = False
-        if user is not None:
-            ident = f"{tenant_scope}:{_digest(user)}"
-            hit, item = self._take("lookup_failed", ident)
-            if hit is not None:
-                taken.append((item, f"lookup_failed:{ident}", hit))
-                refused = not hit.allowed
-        if not refused:
-            # The ceiling of the whole integration: its API client, or for end users the login service's key.
-            owner = principal.client.client_id if principal.client is not None else f"key:{principal.key_id}"
-            ident = f"{tenant_scope}:{owner}"
-            hit, item = self._take("lookup_failed_client", ident)
-            if hit is not None:
-                taken.append((item, f"lookup_failed_client:{ident}", hit))
-                refused = not hit.allowed
-                if refused and hit.count == item.amount + 1:  # once per window: the first refusal
-                    logger.warning(
-                        "API client %s reached its client-wide failed code look-up ceiling (%s); its look-ups are "
-                        "refused until the window ends",
-                        owner,
-                        api_settings.DEFAULT_THROTTLE_RATES.get("lookup_failed_client"),
-                    )
-        request._lookup_slots = taken
-        return not refused
+        refused, scope, item = hits[-1], takes[len(hits) - 1][0], takes[len(hits) - 1][1]
+        self._wait = refused.retry_after
+        if scope == "lookup_failed_client" and refused.count == item.amount + 1:  # once per window: the first refusal
+            logger.warning(
+                "API client %s reached its client-wide failed code look-up ceiling (%s); its look-ups are refused "
+                "until the window ends",
+                takes[len(hits) - 1][2].rsplit(":", 1)[-1],
+                api_settings.DEFAULT_THROTTLE_RATES.get("lookup_failed_client"),
+            )
+        return False
 
 
 def failed_lookup_record(request) -> None:
@@ -137,12 +125,10 @@ def failed_lookup_record(request) -> None:
 
 
 def failed_lookup_settle(request) -> None:
-    """At the end of a code look-up: give the reserved slots back unless it missed."""
+    """At the end of a code look-up: give the reserved slots back (one round trip) unless it missed."""
     slots = getattr(request, "_lookup_slots", None)
     if not slots or getattr(request, "_lookup_missed", False):
         return
     request._lookup_slots = []
-    for item, ident, hit in slots:
-        # A refused slot stays counted (its caller is at the limit until the window ends); the others go back.
-        if hit.allowed:
-            limiter().refund(item, ident, hit)
+    # A refused slot stays counted (its caller is at the limit until the window ends); the others go back.
+    limiter().refund_all([(item, hit) for item, hit in slots if hit.allowed])

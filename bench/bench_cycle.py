@@ -83,7 +83,9 @@ def _service_worker(tenant, book):
                 user = f"svc-{index}-{i}"
                 code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
                 reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
-                code_redeem(tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10")
+                code_redeem(
+                    tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10", currency="EUR"
+                )
         finally:
             connection.close()
 
@@ -255,7 +257,9 @@ def _statements_compare(tenant, book) -> int:
     with CaptureQueriesContext(connection) as captured:
         code = code_assign_random(tenant=tenant, book_id=book.pk, user_id="shape-svc", actor=actor)
         reservation = code_reserve(tenant=tenant, code=code.code, user_id="shape-svc", actor=actor)
-        code_redeem(tenant=tenant, code=code.code, user_id="shape-svc", token=reservation.token, actor=actor, amount="10")
+        code_redeem(
+            tenant=tenant, code=code.code, user_id="shape-svc", token=reservation.token, actor=actor, amount="10", currency="EUR"
+        )
     service = [statement_shape(query["sql"]) for query in captured.captured_queries]
     raw_log: list[str] = []
     with raw_connection() as conn:

@@ -63,7 +63,7 @@ def _service_attempt(tenant, code_value):
 
     def attempt(index: int, i: int) -> bool:
         try:
-            code_redeem(tenant=tenant, code=code_value, user_id=f"svc-{index}-{i}", actor=actor, amount="10")
+            code_redeem(tenant=tenant, code=code_value, user_id=f"svc-{index}-{i}", actor=actor, amount="10", currency="EUR")
         except ApplicationError as exc:
             if exc.code in ("code_exhausted", "code_locked"):
                 return False

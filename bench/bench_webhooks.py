@@ -33,7 +33,7 @@ def _client_main(tenant_id: int, codes: list[str], barrier) -> None:
     publish([])
     barrier.wait()
     for n, value in enumerate(codes):
-        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}-{n}", actor=actor, amount="10")
+        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}-{n}", actor=actor, amount="10", currency="EUR")
 
 
 def _round(tenant, count: int, label: str) -> float:

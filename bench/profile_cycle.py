@@ -40,7 +40,9 @@ def main(cycles: int) -> None:
         user = f"profile-{i}"
         code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
         reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
-        code_redeem(tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10")
+        code_redeem(
+            tenant=tenant, code=code.code, user_id=user, token=reservation.token, actor=actor, amount="10", currency="EUR"
+        )
 
     for i in range(20):  # warm up: connection, prepared statements, caches
         cycle(-i - 1)

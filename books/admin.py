@@ -17,6 +17,7 @@ from import_export.admin import ImportMixin
 from backoffice.actions import ReasonForm, confirmed_action
 from backoffice.charts import Bar, bar_chart_svg
 from backoffice.forms import input_clean
+from backoffice.money import money_lines, money_text
 from backoffice.paginator import LargeTableAdminMixin
 from backoffice.scoping import (
     HistoryAdmin,
@@ -48,7 +49,7 @@ from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_sav
 from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
 from .services.distribution import distribution_file_request, result_csv
-from .usage import books_with_usage, redemptions_per_day
+from .usage import books_with_usage, discount_given, redemptions_per_day
 
 
 def job_url(job: Job) -> str:
@@ -67,8 +68,33 @@ class GenerateCodesForm(forms.Form):
     charset = forms.CharField(required=False, max_length=128, help_text="Symbols for *; default without look-alikes.")
 
 
+class ProductIdsField(forms.CharField):
+    """The eligible product ids as marketers type them, comma-separated ("SKU-1, SKU-2"), not as JSON; cleaned
+    into the list the book stores (blanks dropped, repeats once); the form then applies the API's rule to it
+    (books.inputs.clean_product_ids)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "Comma-separated product ids, e.g. SKU-1, SKU-2. Empty: every product.")
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 80}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value)
+        ids = (item.strip() for item in text.replace("\n", ",").split(","))
+        return list(dict.fromkeys(item for item in ids if item))
+
+
 class CouponBookForm(forms.ModelForm):
-    """The book's fields as the model's form types them, plus the input rules the API applies (books.inputs)."""
+    """The book's fields as the model's form types them, plus the input rules the API applies (books.inputs); the
+    product ids as comma-separated text rather than JSON."""
+
+    product_ids = ProductIdsField(label="Product ids")
 
     class Meta:
         model = CouponBook
@@ -169,8 +195,8 @@ class CouponBookAdmin(TenantScopedAdmin):
     @admin.display(description="Discount", ordering="discount_value")
     def discount(self, book):
         if book.discount_type == CouponBook.DiscountType.PERCENT:
-            return f"{book.discount_value}%"
-        return f"{book.discount_value} {book.currency}"
+            return f"{book.discount_value.normalize():f}%"
+        return money_text(book.discount_value, book.currency)
 
     # The usage figures books_with_usage annotates, shown and sortable as columns.
     codes_total = usage_column("codes_total", "Codes")
@@ -178,7 +204,10 @@ class CouponBookAdmin(TenantScopedAdmin):
     codes_assigned = usage_column("codes_assigned", "Assigned")
     codes_redeemed = usage_column("codes_redeemed", "Used up")
     redemptions_count = usage_column("redemptions_count", "Redemptions")
-    discount_given = usage_column("discount_given", "Discount given")
+
+    @admin.display(description="Discount given")  # per currency, so no single order to sort by
+    def discount_given(self, book):
+        return money_lines(discount_given(book))
 
     # --- saving through the services ----------------------------------------------------------------------
 

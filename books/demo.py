@@ -1,7 +1,9 @@
-"""The demo data that `make run` loads once: a tenant with staff users, an API client, and two coupon books in use.
+"""The demo data that `make run` loads once: a tenant with staff users, an API client, and four coupon books in use,
+with orders in EUR and in USD over the last 30 days and a few refunds.
 
-Everything goes through the services (so the events, counters and reservations are what real use would leave),
-in one transaction: the demo is either loaded whole or not at all. Once the demo tenant exists, demo_seed changes
+Everything goes through the services (so the events, counters and reservations are what real use would leave);
+only the redemptions' times are then moved back over the last DEMO_DAYS days (with their `redeemed` events), so
+the charts show a month of use rather than one bar. It runs in one transaction: the demo is either loaded whole or not at all. Once the demo tenant exists, demo_seed changes
 nothing and only reports what is there. The passwords are fixed and printed: this is local demo data, never to be
 loaded on a server that faces the internet (the command refuses to run without DEBUG unless told otherwise).
 """
@@ -16,15 +18,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from backoffice.money import money_text
 from books.services.codes import code_redeem, redemption_reverse
 from core.actors import Actor
 from redemptions.models import Redemption
+from redemptions.selectors import discount_by_currency
 from tenants.models import ApiClient, Role, Tenant
 from tenants.services import api_client_create, staff_user_create, tenant_create
 from webhooks.models import EVENT_TYPES
 from webhooks.services import webhook_endpoint_create, webhook_endpoint_update
 
-from .models import Code, CouponBook, Reservation
+from .models import Code, CouponBook, Event, Reservation
 from .services.books import book_create
 from .services.code_creation import codes_generate, codes_upload
 from .services.codes import code_assign_random, code_reserve, code_void
@@ -53,6 +57,15 @@ SHARED_BOOK = "Summer sale"
 SHARED_CODE = "SUMMER24"
 SHARED_USES = 1000
 SHARED_REDEEMED = 12
+US_BOOK = "US launch: $15 off"
+US_CODES = 60
+US_PATTERN = "USA-######"
+US_REDEEMED = 10  # usa-buyer-01 .. 10, in USD
+US_REVERSED = 2
+MEMBERS_BOOK = "Black Friday 20% for loyalty programme members, EUR and USD shops"  # a long name, for the charts
+MEMBERS_CODE = "MEMBERS20"
+MEMBERS_REDEEMED = 18  # alternately in the EUR and the USD shop: a percent book takes the order's currency
+DEMO_DAYS = 30
 DEMO_WEBHOOK = "Demo receiver served by this site (make run): every event, verified as a real receiver would."
 
 
@@ -120,8 +133,12 @@ def _demo_create(*, base_url: str) -> DemoSeed:
     marketing = Actor.staff(staff["marketing"])
     checkout = Actor.api_client(issued.client)
 
-    _welcome_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=Actor.staff(staff["admin"]))
+    admin = Actor.staff(staff["admin"])
+    _welcome_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
     _shared_book_load(tenant=tenant, marketing=marketing, checkout=checkout)
+    _us_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
+    _members_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
+    _redemptions_spread(tenant=tenant)
     return DemoSeed(
         created=True,
         tenant=tenant,
@@ -177,6 +194,7 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
                 token=token,
                 order_ref=f"ORDER-{1000 + n}",
                 amount=Decimal("19.90") + Decimal(n * 7),
+                currency="EUR",
             )
         )
     # A refund: the use returns to the code, the redemption row stays with its reversal.
@@ -216,7 +234,80 @@ def _shared_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor) -> N
             actor=checkout,
             order_ref=f"ORDER-{2000 + n}",
             amount=Decimal("30.00") + Decimal(n),
+            currency="EUR",
         )
+
+
+def _us_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
+    """A fixed discount in US dollars: its redemptions are in USD (an order in another currency would be refused)."""
+    book = book_create(
+        tenant=tenant,
+        name=US_BOOK,
+        description="15 USD off the first order in the US shop.",
+        status=CouponBook.Status.ACTIVE,
+        discount_type=CouponBook.DiscountType.FIXED,
+        discount_value=Decimal("15"),
+        currency="USD",
+    )
+    codes_generate(book=book, count=US_CODES, pattern=US_PATTERN, actor=marketing)
+    redemptions = []
+    for n in range(1, US_REDEEMED + 1):
+        user = f"usa-buyer-{n:02d}"
+        code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=checkout).code
+        redemptions.append(
+            code_redeem(
+                tenant=tenant,
+                code=code,
+                user_id=user,
+                actor=checkout,
+                order_ref=f"US-{3000 + n}",
+                amount=Decimal("45.00") + Decimal(n * 4),
+                currency="USD",
+            )
+        )
+    for redemption in redemptions[:US_REVERSED]:
+        redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=admin, reason="Order cancelled")
+
+
+def _members_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
+    """A percent discount with no currency of its own, used in the EUR and the USD shop: its totals are per currency."""
+    book = book_create(
+        tenant=tenant,
+        name=MEMBERS_BOOK,
+        description=f"20% off with the shared code {MEMBERS_CODE}, once per member, in either shop.",
+        status=CouponBook.Status.ACTIVE,
+        discount_type=CouponBook.DiscountType.PERCENT,
+        discount_value=Decimal("20"),
+        requires_assignment=False,
+        max_codes_per_user=None,
+        uses_per_code=None,
+    )
+    codes_upload(book=book, codes=[MEMBERS_CODE], actor=marketing)
+    last = None
+    for n in range(1, MEMBERS_REDEEMED + 1):
+        last = code_redeem(
+            tenant=tenant,
+            code=MEMBERS_CODE,
+            user_id=f"member-{n:03d}",
+            actor=checkout,
+            order_ref=f"BF-{4000 + n}",
+            amount=Decimal("60.00") + Decimal(n * 3),
+            currency="EUR" if n % 2 else "USD",
+        )
+    redemption_reverse(tenant=tenant, redemption_id=last.pk, actor=admin, reason="Returned")
+
+
+def _redemptions_spread(*, tenant: Tenant) -> None:
+    """Move the demo's redemptions (and their `redeemed` events) back over the last DEMO_DAYS days, a few a day at
+    different hours, so the charts show a month of use. Reversals stay at their own (later) time."""
+    now = timezone.now()
+    redemptions = list(Redemption.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True))
+    for index, pk in enumerate(redemptions):
+        # Spread evenly from DEMO_DAYS - 1 days ago to today, the hours varied; never in the future.
+        days_ago = (DEMO_DAYS - 1) * (len(redemptions) - 1 - index) // max(len(redemptions) - 1, 1)
+        when = now - timedelta(days=days_ago, hours=(index * 5) % 11, minutes=(index * 17) % 60)
+        Redemption.objects.filter(pk=pk).update(redeemed_at=when)
+        Event.objects.filter(tenant_id=tenant.pk, kind=Event.Kind.REDEEMED, data__redemption=pk).update(created_at=when)
 
 
 def _summary(tenant: Tenant) -> list[str]:
@@ -230,8 +321,10 @@ def _summary(tenant: Tenant) -> list[str]:
             all=Count("pk"), reversed=Count("pk", filter=Q(reversed_at__isnull=False))
         )
         codes = ", ".join(f"{states[state]} {state}" for state in Code.State.values if states.get(state))
+        given = ", ".join(money_text(total, currency) for currency, total in discount_by_currency(book.redemptions).items())
         lines.append(
             f"{book.name!r} ({book.status}): {sum(states.values())} code(s): {codes or 'none'}; "
-            f"{locked} active lock(s); {redeemed['all']} redemption(s), {redeemed['reversed']} reversed"
+            f"{locked} active lock(s); {redeemed['all']} redemption(s), {redeemed['reversed']} reversed; "
+            f"discount given: {given or 'none'}"
         )
     return lines

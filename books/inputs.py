@@ -1,4 +1,5 @@
-"""Normalisation of the values callers send: code strings, user ids, amounts, TTLs, a book's currency and products.
+"""Normalisation of the values callers send: code strings, user ids, amounts and an order's currency, TTLs, a book's
+currency and products.
 
 The edges run what they receive through these (the API's `*Input` serializers, the admin's forms, the commands),
 so bad input of any kind becomes an ApplicationError with a stable code and its field before a service is called;
@@ -16,6 +17,7 @@ from core.exceptions import ApplicationError
 from .models import CODE_REGEX
 
 CODE_RE = re.compile(CODE_REGEX)
+CURRENCY_RE = re.compile(r"[A-Z]{3}")  # an ISO 4217 code as integrators send it: EUR, USD
 MAX_USER_ID_LENGTH = 255
 MAX_AMOUNT = Decimal("999999999999.99")
 # Every date or time a client or staff member sends must be one every time zone can show: a day's bounds and a
@@ -58,6 +60,22 @@ def clean_amount(value: object) -> Decimal | None:
     if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
         raise ApplicationError("invalid_input", "amount must be a number from 0 up.", {"field": "amount"})
     return amount.quantize(Decimal("0.01"))
+
+
+def clean_order_currency(value: object, *, amount: Decimal | None) -> str:
+    """The currency of an order (redeem, validate): three upper-case letters (ISO 4217), required with an amount
+    (money has a currency). Stricter than a book's (clean_currency): integrators send codes, people type books."""
+    if value is None or value == "":
+        if amount is not None:
+            raise ApplicationError(
+                "invalid_input", "currency is required with an amount (ISO 4217, e.g. EUR).", {"field": "currency"}
+            )
+        return ""
+    if not isinstance(value, str) or not CURRENCY_RE.fullmatch(value):
+        raise ApplicationError(
+            "invalid_input", "currency must be an ISO 4217 code: three upper-case letters, e.g. EUR.", {"field": "currency"}
+        )
+    return value
 
 
 def clean_text(value: object, *, field: str, max_length: int = 255) -> str:

@@ -234,6 +234,19 @@ def code_unassignable_check(*, code: Code) -> None:
         )
 
 
+def currency_check(*, book: CouponBook, currency: str) -> str:
+    """The currency a redemption is in, and its discount: the order's. A book with a currency of its own (a fixed
+    discount, a budget) gives money in that currency only, so it refuses another. Without a currency sent (no
+    amount), the book's."""
+    if book.currency and currency and currency != book.currency:
+        raise ApplicationError(
+            "currency_mismatch",
+            f"This coupon book's discount is in {book.currency}; the order is in {currency}.",
+            {"currency": currency, "book_currency": book.currency},
+        )
+    return currency or book.currency
+
+
 def discount_for(*, book: CouponBook, amount: Decimal | None, product_id: str) -> Decimal | None:
     """The discount for an order line, checking product eligibility; None when no amount is known (percent)."""
     if book.product_ids and product_id not in {str(p) for p in book.product_ids}:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from core.exceptions import ApplicationError, id_detail
@@ -70,10 +70,14 @@ class Validation:
     reason: str  # "ok" or the error code that redeem would answer with
     message: str
     discount: Decimal | None
+    currency: str  # the discount's: the order's, else the book's ("" when unknown or not valid)
 
 
-def code_validate(*, tenant: Tenant, code: str, user_id: str, amount: Decimal | None = None, product_id: str = "") -> Validation:
-    """Would redeem succeed now for this user? Changes nothing. An unknown code still raises.
+def code_validate(
+    *, tenant: Tenant, code: str, user_id: str, amount: Decimal | None = None, currency: str = "", product_id: str = ""
+) -> Validation:
+    """Would redeem succeed now for this user? Changes nothing. An unknown code still raises. `currency` is the
+    order's, cleaned at the edge with the amount (inputs.clean_order_currency).
 
     A user who holds an active reservation of the code is answered as their redeem-with-token would be: their
     own hold does not count against them.
@@ -86,31 +90,32 @@ def code_validate(*, tenant: Tenant, code: str, user_id: str, amount: Decimal | 
             rules.held_use_check(code=found, user_id=user_id, now=now)
         else:
             rules.new_use_check(code=found, user_id=user_id, now=now)
+        currency = rules.currency_check(book=found.book, currency=currency)
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)
     except ApplicationError as exc:
-        return Validation(valid=False, reason=exc.code, message=exc.message, discount=None)
-    return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount)
+        return Validation(valid=False, reason=exc.code, message=exc.message, discount=None, currency="")
+    return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount, currency=currency)
 
 
 def book_stats(*, book: CouponBook, per_day: bool = True) -> dict:
-    """Counts by state, active reservations, redemptions (standing and reversed), discount given, and (unless
-    per_day=False, for a page that draws its own chart) the days of the last STATS_DAYS with redemptions."""
+    """Counts by state, active reservations, redemptions (standing and reversed), discount given per currency, and
+    (unless per_day=False, for a page that draws its own chart) the days of the last STATS_DAYS with redemptions."""
     from redemptions.models import Redemption
-    from redemptions.selectors import redemptions_by_day
+    from redemptions.selectors import discount_by_currency, redemptions_by_day
 
     now = timezone.now()
     by_state = dict(Code.objects.filter(book=book).values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
-    totals = Redemption.objects.filter(book=book).aggregate(
+    redemptions = Redemption.objects.filter(book=book)
+    totals = redemptions.aggregate(
         redeemed=Count("pk", filter=Q(reversed_at__isnull=True)),
         reversed=Count("pk", filter=Q(reversed_at__isnull=False)),
-        discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
     )
     stats = {
         "codes": {state: by_state.get(state, 0) for state in Code.State.values} | {"total": sum(by_state.values())},
         "active_reservations": Reservation.objects.filter(rules.active_reservations(now=now), book=book).count(),
         "redemptions": totals["redeemed"],
         "reversed": totals["reversed"],
-        "discount_total": totals["discount"] or Decimal("0"),
+        "discount_totals": discount_by_currency(redemptions),
     }
     if per_day:
         since = now - timedelta(days=STATS_DAYS)

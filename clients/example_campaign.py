@@ -108,9 +108,12 @@ def campaign(base_url: str, client_id: str, client_secret: str, out: Path) -> di
 
     # Checkout: validate, lock, abandon (unlock), lock again, redeem with the token and an Idempotency-Key.
     validation = expect(
-        code_validate.sync_detailed("VIP-001", client=api, user_id=CUSTOMER, amount="80.00"), ValidationOutput, 200
+        code_validate.sync_detailed("VIP-001", client=api, user_id=CUSTOMER, amount="80.00", currency="EUR"),
+        ValidationOutput,
+        200,
     )
     assert validation.valid and validation.reason == ValidationReasonEnum.OK and validation.discount == "8.00"
+    assert validation.currency == "EUR"
     lock = expect(code_lock.sync_detailed("VIP-001", client=api, body=LockInputRequest(user_id=CUSTOMER)), ReservationOutput, 201)
     unlock = UnlockInputRequest(user_id=CUSTOMER, token=lock.token)
     released = expect(code_unlock.sync_detailed("VIP-001", client=api, body=unlock), UnlockOutput, 200)
@@ -120,14 +123,15 @@ def campaign(base_url: str, client_id: str, client_secret: str, out: Path) -> di
         ReservationOutput,
         201,
     )
-    redeem = RedeemInputRequest(user_id=CUSTOMER, token=lock.token, order_ref="order-1001", amount="80.00")
+    redeem = RedeemInputRequest(user_id=CUSTOMER, token=lock.token, order_ref="order-1001", amount="80.00", currency="EUR")
     first = code_redeem.sync_detailed("VIP-001", client=api, body=redeem, idempotency_key="order-1001-redeem")
     redemption = expect(first, RedemptionOutput, 201)
+    assert (redemption.discount, redemption.currency) == ("8.00", "EUR")
     replay = code_redeem.sync_detailed("VIP-001", client=api, body=redeem, idempotency_key="order-1001-redeem")
     assert expect(replay, RedemptionOutput, 201).id == redemption.id
     assert replay.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
     # The random code, redeemed without a lock (locks and redeems at once).
-    direct = RedeemInputRequest(user_id=CUSTOMER, order_ref="order-1002", amount="20.00")
+    direct = RedeemInputRequest(user_id=CUSTOMER, order_ref="order-1002", amount="20.00", currency="EUR")
     second = expect(code_redeem.sync_detailed(random_code.code, client=api, body=direct), RedemptionOutput, 201)
 
     # An error parses into the documented model: invalid_input names the field.

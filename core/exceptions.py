@@ -63,6 +63,7 @@ ERROR_STATUS: dict[str, int] = {
     "book_expired": 409,
     "book_archived": 409,
     "product_not_eligible": 409,
+    "currency_mismatch": 409,
     "reservation_expired": 409,
     "reservation_not_active": 409,
     "redemption_already_reversed": 409,

@@ -304,6 +304,10 @@ COUPONS = {
     "IMPORT_PREVIEW_MAX_AGE_HOURS": env.int("COUPONS_IMPORT_PREVIEW_MAX_AGE_HOURS", default=6),
     # End-user tokens: the longest lifetime accepted (exp - now), so a leaked token cannot live for ever.
     "API_END_USER_TOKEN_MAX_SECONDS": env.int("API_END_USER_TOKEN_MAX_SECONDS", default=24 * 3600),
+    # API client and signing-key rows are kept per web process and checked against a version in the shared cache
+    # on every request (api/credentials.py); each is read again after this many seconds whatever its version, which
+    # bounds how long a revocation goes unseen if its new version could not be written to the cache.
+    "API_CREDENTIALS_MAX_AGE": env.int("API_CREDENTIALS_MAX_AGE", default=60),
     # Seconds a client is told to wait (Retry-After) when the database is unavailable.
     "API_UNAVAILABLE_RETRY_AFTER": 5,
     # How long a stored Idempotency-Key answer is replayed (hours). Retries come within minutes; a day is ample.
@@ -341,7 +345,7 @@ LOGGING = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsApiClient"],
-    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ClientScopeThrottle", "api.throttling.FailedLookupThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiThrottle"],
     # Requests per caller and scope (see api/throttling.py). Every rate can be changed per deployment; counters are
     # atomic (`limits`, fixed one-minute windows) in Redis when REDIS_URL is set, so every web process counts together.
     "DEFAULT_THROTTLE_RATES": {

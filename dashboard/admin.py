@@ -9,7 +9,7 @@ from backoffice.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from core.models import Job
 from core.services import job_progress
 
-from .views import may_download
+from .views import job_message, may_download
 
 
 @admin.register(Job)
@@ -52,5 +52,6 @@ class JobAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
                 progress_url=reverse("dashboard:job_progress", args=[job.pk]),
                 progress_done=job_progress(job=job),
                 may_download=job.download_ready and may_download(request, job),
+                job_message=job_message(job) if job.status == Job.Status.SUCCEEDED else "",
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -6,14 +6,15 @@ from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from backoffice.charts import Bar, bar_chart_svg
+from backoffice.charts import Bar, bar_chart_svg, horizontal_bar_chart_svg
 from backoffice.scoping import rendered, request_tenant, sees_all_tenants, tenant_timezone
 from books.models import CouponBook
-from books.usage import books_with_usage, redemptions_per_day
+from books.usage import books_with_usage, discount_given, redemptions_per_day
 from core.downloads import XLSX_CONTENT_TYPE, job_file_response
 from core.exceptions import ApplicationError, error_response
 from core.models import Job
 from core.selectors import job_get
+from redemptions.selectors import money_add
 
 DASHBOARD_BOOKS = 50
 
@@ -37,26 +38,30 @@ def dashboard(request):
             )[:DASHBOARD_BOOKS]
         )
         series = redemptions_per_day(tenant=tenant)
+        discount: dict = {}
+        for book in books:
+            book.discount_totals = discount_given(book)
+            discount = money_add(discount, book.discount_totals)
         context.update(
             books=books,
             totals={
                 "codes": sum(book.codes_total for book in books),
                 "assigned": sum(book.codes_assigned for book in books),
                 "redemptions": sum(book.redemptions_count for book in books),
-                "discount": sum(book.discount_given for book in books),
+                "discount": discount,  # per currency: money is never summed across currencies
                 "last_days": sum(row["redemptions"] for row in series),
             },
             per_day_chart=bar_chart_svg(
                 [Bar(label=f"{row['day']:%d %b}", value=row["redemptions"]) for row in series],
                 title=f"Redemptions per day, last {len(series)} days ({tenant.timezone})",
             ),
-            per_book_chart=bar_chart_svg(
+            # Horizontal: one row per book, so long names and many books stay readable (cut names show whole on hover).
+            per_book_chart=horizontal_bar_chart_svg(
                 [
-                    Bar(label=book.name[:12], value=book.redemptions_count, title=f"{book.name}: {book.redemptions_count}")
+                    Bar(label=book.name, value=book.redemptions_count, title=f"{book.name}: {book.redemptions_count}")
                     for book in books[:20]
                 ],
                 title="Redemptions per book",
-                bar_width=22,
             ),
         )
     with tenant_timezone(request):
@@ -80,7 +85,8 @@ def _job_for(request, job_id) -> Job:
         raise Http404(exc.message) from None
 
 
-def _job_message(job: Job) -> str:
+def job_message(job: Job) -> str:
+    """What a succeeded job did, in a sentence (its page shows it, at load or when its polling sees the end)."""
     result = job.result or {}
     if job.kind == Job.Kind.EXPORT:
         return f"Exported {result.get('rows', job.total):,} redemptions."
@@ -116,7 +122,7 @@ def job_progress(request, job_id: int):
             "percent": round(100 * done / job.total) if job.total else (100 if job.is_finished else 0),
             "finished": job.is_finished,
             "error": job.error,
-            "message": _job_message(job) if job.status == Job.Status.SUCCEEDED else "",
+            "message": job_message(job) if job.status == Job.Status.SUCCEEDED else "",
             "download_url": download,
         }
     )

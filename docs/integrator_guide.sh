@@ -43,13 +43,14 @@ call "${AUTH[@]}" -X POST "$API/books/$BOOK/assign/" -d '{"user_id": "customer-4
 call "${AUTH[@]}" -X POST "$API/codes/VIP-001/assign/" -d '{"user_id": "customer-42"}'
 
 # At checkout: validate (changes nothing), lock while the customer pays, then redeem with the lock's token.
-call "${AUTH[@]}" "$API/codes/VIP-001/validate/?user_id=customer-42&amount=80.00"
+# An order amount always goes with its currency (ISO 4217): a book with a currency of its own refuses another.
+call "${AUTH[@]}" "$API/codes/VIP-001/validate/?user_id=customer-42&amount=80.00&currency=EUR"
 LOCK=$(call "${AUTH[@]}" -X POST "$API/codes/VIP-001/lock/" -d '{"user_id": "customer-42", "ttl_seconds": 600}' | field token)
 # Checkout abandoned: release the lock at once (it would also lapse at its expires_at).
 call "${AUTH[@]}" -X POST "$API/codes/VIP-001/unlock/" -d "{\"user_id\": \"customer-42\", \"token\": \"$LOCK\"}"
 # The customer comes back and pays: lock again, and redeem with an Idempotency-Key, so a retry never redeems twice.
 LOCK=$(call "${AUTH[@]}" -X POST "$API/codes/VIP-001/lock/" -d '{"user_id": "customer-42", "ttl_seconds": 600}' | field token)
-REDEEM="{\"user_id\": \"customer-42\", \"token\": \"$LOCK\", \"order_ref\": \"order-1001\", \"amount\": \"80.00\"}"
+REDEEM="{\"user_id\": \"customer-42\", \"token\": \"$LOCK\", \"order_ref\": \"order-1001\", \"amount\": \"80.00\", \"currency\": \"EUR\"}"
 REDEMPTION=$(call "${AUTH[@]}" -X POST "$API/codes/VIP-001/redeem/" -H 'Idempotency-Key: order-1001-redeem' -d "$REDEEM" | field id)
 # The same request again (a retry after a timeout, say) replays the first answer, marked Idempotent-Replayed: true.
 call "${AUTH[@]}" -X POST "$API/codes/VIP-001/redeem/" -H 'Idempotency-Key: order-1001-redeem' -d "$REDEEM" -D - -o /dev/null \

@@ -8,6 +8,7 @@ from django.urls import path, reverse
 
 from backoffice.actions import RequiredReasonForm, confirmed_action
 from backoffice.filters import PeriodFilter, ReversedFilter, UserIdFilter
+from backoffice.money import money_text
 from backoffice.scoping import (
     HistoryAdmin,
     TenantRelatedListFilter,
@@ -34,9 +35,8 @@ class RedemptionAdmin(HistoryAdmin):
         "book",
         "user_id",
         "order_ref",
-        "amount",
-        "discount",
-        "currency",
+        "amount_shown",
+        "discount_shown",
         "is_reversed",
     )
     list_filter = (("book", TenantRelatedListFilter), PeriodFilter, UserIdFilter, ReversedFilter, "tenant")
@@ -44,14 +44,27 @@ class RedemptionAdmin(HistoryAdmin):
     search_fields = ("=order_ref", "=user_id")
     search_help_text = "An exact order reference or end-user id."
     date_hierarchy = "redeemed_at"
-    sortable_by = ("redeemed_at", "amount", "discount")
+    sortable_by = ("redeemed_at", "amount_shown", "discount_shown")
     actions = ("reverse_redemptions", "export_selected")
     change_list_template = "admin/redemptions/redemption/change_list.html"
     # Every field of the log, in the model's order, all read-only (the reservation is an internal link).
-    fields = tuple(field.name for field in Redemption._meta.fields if field.name not in ("id", "reservation"))
+    # Money as money: the amount and the discount with their currency (the currency row stays, for the record).
+    fields = tuple(
+        {"amount": "amount_shown", "discount": "discount_shown"}.get(field.name, field.name)
+        for field in Redemption._meta.fields
+        if field.name not in ("id", "reservation")
+    )
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_shown(self, redemption):
+        return money_text(redemption.amount, redemption.currency)
+
+    @admin.display(description="Discount", ordering="discount")
+    def discount_shown(self, redemption):
+        return money_text(redemption.discount, redemption.currency)
 
     @admin.display(description="Reversed", boolean=True, ordering="reversed_at")
     def is_reversed(self, redemption):

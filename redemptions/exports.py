@@ -27,7 +27,8 @@ with these columns, in this order (stable: integrations may rely on them):
     product_id       the product id the integrator sent
     amount           the order amount sent (number, empty when none was sent)
     discount         the discount applied (number)
-    currency         ISO currency of a fixed discount (empty for a percent discount)
+    currency         the order's ISO 4217 currency, which the amount and the discount are in (empty for a row
+                     stored before redemptions had a currency, whose book had none)
     actor_type       who redeemed: api_client, end_user, staff or system
     actor_id         their id (the API client id, the staff user id, ...)
     reversed         "yes" when the redemption was reversed (refunded), else "no"
@@ -35,8 +36,9 @@ with these columns, in this order (stable: integrations may rely on them):
     reversal_reason  why
     reversed_by      who reversed it, as "type:id"
 
-Sheet "Summary": one row per coupon book and tenant-local day with the standing (not reversed) redemptions, the
-reversed ones, and the total discount of the standing ones, then a "Total" row; its totals equal the data sheets.
+Sheet "Summary": one row per coupon book, tenant-local day and currency with the standing (not reversed)
+redemptions, the reversed ones, and the total discount of the standing ones, then one "Total" row per currency
+(money is never summed across currencies); its totals equal the data sheets.
 
 Formula injection: a text cell whose value starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
 written with a single quote (``'``) in front, so it is stored and shown as text and no spreadsheet evaluates it
@@ -64,7 +66,7 @@ from core.services import job_create
 from tenants.models import Tenant
 
 from .models import OUTCOME_FIELDS
-from .selectors import RedemptionFilters, redemptions_of_tenant
+from .selectors import RedemptionFilters, currency_order, redemptions_of_tenant
 
 # Excel's rows per sheet (2**20). A module constant so that a test can lower it to see the overflow sheet.
 MAX_SHEET_ROWS = 1_048_576
@@ -83,7 +85,7 @@ COLUMNS = (
     *OUTCOME_FIELDS,
     "reversed_by",
 )
-SUMMARY_COLUMNS = ("book_id", "book_name", "day", "redemptions", "reversed", "discount_total")
+SUMMARY_COLUMNS = ("book_id", "book_name", "day", "currency", "redemptions", "reversed", "discount_total")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _FILTERS_SALT = "redemptions.exports.filters"
 
@@ -133,7 +135,7 @@ def redemptions_workbook_write(
     sheet = workbook.create_sheet(DATA_SHEET)
     sheet.append(COLUMNS)
     sheets, on_sheet, written = 1, 0, 0
-    # (book_id, day) -> [book_name, standing, reversed, discount]; bounded by books x days, not by rows.
+    # (book_id, day, currency) -> [book_name, standing, reversed, discount]; bounded by books x days x currencies.
     summary: dict[tuple, list] = defaultdict(lambda: [None, 0, 0, Decimal("0")])
     book_names: dict[int, str] = {}
 
@@ -186,7 +188,7 @@ def redemptions_workbook_write(
                 f"{reversed_by_type}:{cell_text(reversed_by_id)}" if reversed_at else "",
             )
         )
-        entry = summary[(book_id, local.date())]
+        entry = summary[(book_id, local.date(), currency)]
         if reversed_at:
             entry[2] += 1
         else:
@@ -209,16 +211,19 @@ def _summary_sheet_write(workbook, *, summary: dict, book_names: dict, tenant: T
     # streamed, can still be placed first in the workbook.
     sheet = workbook.create_sheet(SUMMARY_SHEET, 0)
     sheet.append(SUMMARY_COLUMNS)
-    standing = reversed_total = 0
-    discount_total = Decimal("0")
-    for (book_id, day), (_, count, reversed_count, discount) in sorted(
-        summary.items(), key=lambda item: (item[0][1], item[0][0])
+    # currency -> [standing, reversed, discount]: one total per currency, never one sum of them all.
+    totals: dict[str, list] = defaultdict(lambda: [0, 0, Decimal("0")])
+    for (book_id, day, currency), (_, count, reversed_count, discount) in sorted(
+        summary.items(), key=lambda item: (item[0][1], item[0][0], currency_order(item[0][2]))
     ):
-        sheet.append((book_id, book_names[book_id], day, count, reversed_count, discount))
-        standing += count
-        reversed_total += reversed_count
-        discount_total += discount
-    sheet.append(("Total", "", None, standing, reversed_total, discount_total))
+        sheet.append((book_id, book_names[book_id], day, currency, count, reversed_count, discount))
+        total = totals[currency]
+        total[0] += count
+        total[1] += reversed_count
+        total[2] += discount
+    for currency in sorted(totals, key=currency_order) or [""]:
+        standing, reversed_total, discount_total = totals[currency]
+        sheet.append(("Total", "", None, currency, standing, reversed_total, discount_total))
     sheet.append(())
     sheet.append(("Time zone", tenant.timezone))
     sheet.append(("Rows", rows))

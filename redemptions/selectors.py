@@ -1,4 +1,4 @@
-"""Reads of the redemption log."""
+"""Reads of the redemption log, and the one rule of its money: totals per currency, never summed across them."""
 
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
@@ -82,8 +82,35 @@ def redemptions_of_tenant(*, tenant: Tenant, filters: RedemptionFilters | None =
     return rows.order_by("-redeemed_at", "-pk")
 
 
+def currency_order(currency: str) -> tuple[bool, str]:
+    """Currencies in alphabetical order, the unknown one ("": rows stored before redemptions had a currency) last."""
+    return (currency == "", currency)
+
+
+def discount_by_currency(rows: QuerySet[Redemption]) -> dict[str, Decimal]:
+    """The discount the standing (not reversed) redemptions of `rows` gave, per currency: money is never summed
+    across currencies. Currencies with no known discount (percent redemptions sent without an amount) are left out."""
+    totals = (
+        rows.filter(reversed_at__isnull=True, discount__isnull=False)
+        .order_by()
+        .values("currency")
+        .annotate(total=Sum("discount"))
+        .values_list("currency", "total")
+    )
+    return dict(sorted(totals, key=lambda row: currency_order(row[0])))
+
+
+def money_add(totals: dict[str, Decimal], more: dict[str, Decimal]) -> dict[str, Decimal]:
+    """Two per-currency totals added currency by currency (a new dict)."""
+    added = dict(totals)
+    for currency, amount in more.items():
+        added[currency] = added.get(currency, Decimal("0")) + amount
+    return dict(sorted(added.items(), key=lambda item: currency_order(item[0])))
+
+
 def redemptions_by_day(*, tenant: Tenant, since: datetime, book_id: int | None = None) -> dict[date, dict]:
-    """Standing redemptions and discount given per tenant-local day from `since`: the days with any redemption (a day whose redemptions were all reversed shows 0).
+    """Standing redemptions and discount given per tenant-local day from `since` (the discount per currency): the
+    days with any redemption (a day whose redemptions were all reversed shows 0).
 
     The one count behind the book's statistics (API) and the back office's charts (which list every day).
     """
@@ -91,10 +118,15 @@ def redemptions_by_day(*, tenant: Tenant, since: datetime, book_id: int | None =
     if book_id is not None:
         rows = rows.filter(book_id=book_id)
     standing = Q(reversed_at__isnull=True)
-    return {
-        row["day"]: {"day": row["day"], "redemptions": row["redemptions"], "discount": row["discount"] or Decimal("0")}
-        for row in rows.annotate(day=TruncDate("redeemed_at", tzinfo=tenant.zoneinfo))
-        .values("day")
+    days: dict[date, dict] = {}
+    for row in (
+        rows.annotate(day=TruncDate("redeemed_at", tzinfo=tenant.zoneinfo))
+        .values("day", "currency")
         .annotate(redemptions=Count("pk", filter=standing), discount=Sum("discount", filter=standing))
         .order_by("day")
-    }
+    ):
+        entry = days.setdefault(row["day"], {"day": row["day"], "redemptions": 0, "discounts": {}})
+        entry["redemptions"] += row["redemptions"]
+        if row["discount"] is not None:
+            entry["discounts"] = money_add(entry["discounts"], {row["currency"]: row["discount"]})
+    return days

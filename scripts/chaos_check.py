@@ -164,12 +164,17 @@ class Traffic:
             assigned = call("POST", f"/api/v1/books/{self.book_id}/assign/", "assign", {"user_id": user})
             if assigned.status == 201:
                 code = assigned.body["code"]
-                call("GET", f"/api/v1/codes/{code}/validate/?user_id={user}&amount=20", "validate")
+                call("GET", f"/api/v1/codes/{code}/validate/?user_id={user}&amount=20&currency=EUR", "validate")
                 locked = call("POST", f"/api/v1/codes/{code}/lock/", "lock", {"user_id": user, "ttl_seconds": LOCK_TTL})
                 if locked.status == 201:
                     token = locked.body["token"]
                     if random.random() < 0.7:
-                        call("POST", f"/api/v1/codes/{code}/redeem/", "redeem", {"user_id": user, "token": token, "amount": "20"})
+                        call(
+                            "POST",
+                            f"/api/v1/codes/{code}/redeem/",
+                            "redeem",
+                            {"user_id": user, "token": token, "amount": "20", "currency": "EUR"},
+                        )
                     else:
                         call("POST", f"/api/v1/codes/{code}/unlock/", "unlock", {"user_id": user, "token": token})
             time.sleep(0.02)

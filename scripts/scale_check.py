@@ -95,7 +95,7 @@ class Traffic:
                 "POST",
                 f"/api/v1/codes/{code}/redeem/",
                 "redeem",
-                {"user_id": user, "token": locked.body["token"], "amount": "20"},
+                {"user_id": user, "token": locked.body["token"], "amount": "20", "currency": "EUR"},
             )
         elif choice < 0.75:
             self.call("POST", f"/api/v1/codes/{code}/unlock/", "unlock", {"user_id": user, "token": locked.body["token"]})
@@ -103,7 +103,7 @@ class Traffic:
 
     def hot_redeem(self) -> None:
         user = f"hot-{random.randrange(200)}"
-        self.call("POST", "/api/v1/codes/HOTCODE/redeem/", "redeem-hot", {"user_id": user, "amount": "10"})
+        self.call("POST", "/api/v1/codes/HOTCODE/redeem/", "redeem-hot", {"user_id": user, "amount": "10", "currency": "EUR"})
 
     def client(self, index: int) -> None:
         n = 0
@@ -114,7 +114,7 @@ class Traffic:
             else:
                 self.hot_redeem()
             if random.random() < 0.2:
-                self.call("GET", "/api/v1/codes/HOTCODE/validate/?user_id=someone&amount=10", "validate")
+                self.call("GET", "/api/v1/codes/HOTCODE/validate/?user_id=someone&amount=10&currency=EUR", "validate")
 
 
 def api(method: str, path: str, token: str | None, payload: dict) -> dict:

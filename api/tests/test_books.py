@@ -82,11 +82,16 @@ def test_list_filters_ordering_and_pagination(api, tenant):
 def test_stats_count_codes_and_redemptions_per_day(api, active_book):
     CodeFactory(book=active_book)
     redeemed = CodeFactory(book=active_book, state="redeemed", redeemed_count=1, user_id="u", max_uses=1)
-    RedemptionFactory(code=redeemed, user_id="u", discount="2.50")
+    RedemptionFactory(code=redeemed, user_id="u", discount="2.50", currency="EUR")
+    RedemptionFactory(code=CodeFactory(book=active_book), user_id="v", discount="1.25", currency="USD")
+    RedemptionFactory(code=CodeFactory(book=active_book), user_id="w", discount="4.00", currency="EUR")
     stats = api.get(f"/api/v1/books/{active_book.pk}/stats/").json()
-    assert stats["codes"] == {"free": 1, "assigned": 0, "redeemed": 1, "voided": 0, "total": 2}
-    assert stats["redemptions"] == 1 and stats["discount_total"] == "2.50"
-    assert stats["per_day"][0]["redemptions"] == 1
+    assert stats["codes"] == {"free": 3, "assigned": 0, "redeemed": 1, "voided": 0, "total": 4}
+    assert stats["redemptions"] == 3
+    # Money per currency, never one sum across currencies.
+    expected = [{"currency": "EUR", "discount": "6.50"}, {"currency": "USD", "discount": "1.25"}]
+    assert stats["discount_totals"] == expected
+    assert [(day["redemptions"], day["discounts"]) for day in stats["per_day"]] == [(3, expected)]
 
 
 def test_generate_creates_exactly_count_codes(api, active_book):

@@ -44,12 +44,13 @@ def test_lock_unlock_lock_redeem(api, make_code):
     assert relock.status_code == 201
     redeem = api.post(
         f"/api/v1/codes/{code.code}/redeem/",
-        {"user_id": "bob", "token": relock.json()["token"], "order_ref": "order-1", "amount": "80.00"},
+        {"user_id": "bob", "token": relock.json()["token"], "order_ref": "order-1", "amount": "80.00", "currency": "EUR"},
         format="json",
     )
     assert redeem.status_code == 201, redeem.json()
     body = redeem.json()
     assert body["discount"] == "8.00" and body["order_ref"] == "order-1" and body["actor_type"] == "api_client"
+    assert (body["amount"], body["currency"]) == ("80.00", "EUR")
     assert Code.objects.get(pk=code.pk).state == "redeemed"
     assert_error(api.post(f"/api/v1/codes/{code.code}/redeem/", {"user_id": "bob"}, format="json"), 409, "code_exhausted")
 
@@ -83,8 +84,8 @@ def test_lock_on_a_paused_book_answers_409(api, tenant):
 
 def test_validate_answers_valid_reason_and_discount_and_changes_nothing(api, make_code):
     code = make_code(user_id="bob")
-    ok = api.get(f"/api/v1/codes/{code.code}/validate/", {"user_id": "bob", "amount": "50"}).json()
-    assert ok == {"valid": True, "reason": "ok", "message": ok["message"], "discount": "5.00"}
+    ok = api.get(f"/api/v1/codes/{code.code}/validate/", {"user_id": "bob", "amount": "50", "currency": "USD"}).json()
+    assert ok == {"valid": True, "reason": "ok", "message": ok["message"], "discount": "5.00", "currency": "USD"}
     other = api.get(f"/api/v1/codes/{code.code}/validate/", {"user_id": "eve"}).json()
     assert other["valid"] is False and other["reason"] == "code_not_assigned_to_user" and other["discount"] is None
     assert not Reservation.objects.exists() and not Redemption.objects.exists()
@@ -113,3 +114,34 @@ def test_an_end_user_runs_their_own_lifecycle(end_user, make_code):
     assert redeem.json()["user_id"] == "alice" and redeem.json()["actor_type"] == "end_user"
     listed = end_user.get("/api/v1/users/alice/codes/").json()["results"]
     assert [c["code"] for c in listed] == [code.code]
+
+
+# --- Currency -------------------------------------------------------------------------------------------------
+
+
+def test_redeem_and_validate_refuse_another_currency_than_the_books(api, tenant):
+    book = CouponBookFactory(tenant=tenant, status="active", discount_type="fixed", discount_value="5", currency="EUR")
+    CodeFactory(book=book, code="FIXED-EUR", user_id="bob", state="assigned")
+    order = {"user_id": "bob", "amount": "30.00", "currency": "USD"}
+    validation = api.get("/api/v1/codes/FIXED-EUR/validate/", order).json()
+    assert (validation["valid"], validation["reason"], validation["currency"]) == (False, "currency_mismatch", "")
+    error = assert_error(api.post("/api/v1/codes/FIXED-EUR/redeem/", order, format="json"), 409, "currency_mismatch")
+    assert error["details"] == {"currency": "USD", "book_currency": "EUR"}
+    assert not Redemption.objects.exists()
+    redeemed = api.post("/api/v1/codes/FIXED-EUR/redeem/", {**order, "currency": "EUR"}, format="json")
+    assert redeemed.status_code == 201
+    assert (redeemed.json()["discount"], redeemed.json()["currency"]) == ("5.00", "EUR")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [{"amount": "30.00"}, {"amount": "30.00", "currency": "eur"}, {"amount": "30.00", "currency": "EURO"}, {"currency": 978}],
+)
+def test_an_amount_without_a_valid_currency_is_invalid_input(api, make_code, sent):
+    code = make_code(user_id="bob")
+    for response in (
+        api.post(f"/api/v1/codes/{code.code}/redeem/", {"user_id": "bob", **sent}, format="json"),
+        api.get(f"/api/v1/codes/{code.code}/validate/", {"user_id": "bob", **sent}),
+    ):
+        assert assert_error(response, 400, "invalid_input")["details"]["field"] == "currency"
+    assert not Redemption.objects.exists()

@@ -61,9 +61,15 @@ def test_a_campaign_end_to_end_over_http(live_server, tenant, settings):
     assert unlock.status == 200 and unlock.json()["released"] == 1
     relock = call("POST", "/api/v1/codes/SPRING-A/lock/", {"user_id": "customer-1"})
     assert relock.status == 201
-    valid = call("GET", "/api/v1/codes/SPRING-A/validate/?user_id=customer-1&amount=40")
+    valid = call("GET", "/api/v1/codes/SPRING-A/validate/?user_id=customer-1&amount=40&currency=EUR")
     assert valid.json()["valid"] is True and valid.json()["discount"] == "6.00"
-    redeem_body = {"user_id": "customer-1", "token": relock.json()["token"], "order_ref": "ORD-1", "amount": "40.00"}
+    redeem_body = {
+        "user_id": "customer-1",
+        "token": relock.json()["token"],
+        "order_ref": "ORD-1",
+        "amount": "40.00",
+        "currency": "EUR",
+    }
     redeemed = call("POST", "/api/v1/codes/SPRING-A/redeem/", redeem_body, **{"Idempotency-Key": "ORD-1-redeem"})
     assert redeemed.status == 201, redeemed.content
     replay = call("POST", "/api/v1/codes/SPRING-A/redeem/", redeem_body, **{"Idempotency-Key": "ORD-1-redeem"})

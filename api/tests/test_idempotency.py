@@ -89,3 +89,34 @@ def test_old_keys_are_purged_and_then_a_retry_runs_as_new(api):
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new-key"]
     assert api.post("/api/v1/books/", {"name": "Old"}, format="json", HTTP_IDEMPOTENCY_KEY="old-key").status_code == 201
     assert CouponBook.objects.filter(name="Old").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plain_idempotent_keeps_the_savepoint_a_service_may_roll_back_to(tenant):
+    """A handler that catches an error of its own atomic block (an upload meeting a concurrent one) needs that
+    block's savepoint: plain @idempotent keeps it; one_transaction=True is only for services that never do."""
+    from django.db import IntegrityError, transaction
+    from django.db.transaction import TransactionManagementError
+    from django.test import RequestFactory
+    from rest_framework.response import Response
+
+    from api.idempotency import _run_once
+    from api.principals import Principal
+    from tenants.models import Tenant
+
+    def request(key: str):
+        made = RequestFactory().post("/api/v1/x/", data=b"{}", content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+        made.user = Principal(tenant=tenant, user_id="u", key_id="k")
+        return made
+
+    def handler(key: str) -> Response:
+        try:
+            with transaction.atomic():
+                Tenant.objects.create(slug=tenant.slug, name="clash")  # the unique slug: IntegrityError
+        except IntegrityError:
+            pass  # tries another way, in the same transaction
+        return Response({"done": True}, status=201)
+
+    assert _run_once(request("with-savepoint"), handler, one_transaction=False).status_code == 201
+    with pytest.raises(TransactionManagementError):
+        _run_once(request("without"), handler, one_transaction=True)

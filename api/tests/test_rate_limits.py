@@ -295,3 +295,17 @@ def test_a_killed_redis_degrades_to_memory_and_the_restarted_one_is_used_again(p
     counters._retry_at = 0.0  # the retry interval has passed
     assert counters.hit(item, "k").allowed
     assert not counters.degraded and storage.get(item.key_for("k")) == 1  # an empty restarted Redis counts again
+
+
+def test_a_refund_after_the_window_ended_leaves_no_counter_for_ever():
+    """The refund of a hit whose window ended meanwhile must not leave a -1 without expiry (a permanent extra slot)."""
+    storage = limiter().primary
+    if storage is None:  # no REDIS_URL: the memory storage expires its keys itself
+        storage = limiter().fallback
+    counters = ResilientLimiter(storage)
+    item = RateLimitItemPerMinute(5)
+    hit = counters.hit(item, "refund-late")
+    storage.clear(item.key_for("refund-late"))  # the window ended
+    counters.refund_all([(item, hit)])
+    assert storage.get(item.key_for("refund-late")) == -1
+    assert storage.get_expiry(item.key_for("refund-late")) > __import__("time").time()  # it expires with the window

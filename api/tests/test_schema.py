@@ -178,7 +178,7 @@ def refers_to(prop: dict, name: str) -> bool:
 def test_answers_are_typed_to_their_values(schema):
     components = schema["components"]["schemas"]
     reason = components["ValidationOutput"]["properties"]["reason"]
-    assert set(components["ValidationReasonEnum"]["enum"]) == {"ok", *USE_RULES, "product_not_eligible"}
+    assert set(components["ValidationReasonEnum"]["enum"]) == {"ok", *USE_RULES, "currency_mismatch", "product_not_eligible"}
     assert refers_to(reason, "ValidationReasonEnum")
     assert refers_to(components["JobOutput"]["properties"]["result"], "JobResultOutput")
     assert refers_to(components["ErrorBody"]["properties"]["details"], "ErrorDetailsOutput")
@@ -241,7 +241,7 @@ def known_good_cases(operation, world):
         "/api/v1/codes/{code}/assign/": {"user_id": "fuzzer"},
         "/api/v1/codes/{code}/lock/": {"user_id": "fuzzer"},
         "/api/v1/codes/{code}/unlock/": {"user_id": "fuzzer"},
-        "/api/v1/codes/{code}/redeem/": {"user_id": "fuzzer", "amount": "10.00"},
+        "/api/v1/codes/{code}/redeem/": {"user_id": "fuzzer", "amount": "10.00", "currency": "EUR"},
         "/api/v1/redemptions/{redemption_id}/reverse/": {"reason": "fuzz"},
     }
     query = {"user_id": "fuzzer"} if operation.path.endswith("/validate/") else None

@@ -1,9 +1,12 @@
 """The base of every API view: body size limits, input parsing, and the caller's tenant and actor."""
 
 from django.conf import settings
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 
 from core.exceptions import ApplicationError
+
+from ..serializers import Prebuilt
 
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 
@@ -40,6 +43,11 @@ class ApiView(GenericAPIView):
         return self.request.user.actor
 
     def parse(self, serializer_class, data):
+        if issubclass(serializer_class, Prebuilt):
+            try:
+                return serializer_class.prototype().run_validation(data)
+            except ValidationError:
+                pass  # the error answer is built below, the same way as for every other input
         serializer = serializer_class(
             data=data, context={"request": self.request, "tenant": getattr(self.request.user, "tenant", None)}
         )

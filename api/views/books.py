@@ -196,12 +196,14 @@ class BookCodesView(ApiView):
 class BookAssignView(ApiView):
     error_codes = errors("book_not_found", "book_exhausted", "user_code_limit_reached", *BOOK_ASSIGNABLE_RULES)
 
-    @operation("code_assign_random", "assignment", request=AssignInput, responses={201: CodeOutput}, once=True)
+    @operation(
+        "code_assign_random", "assignment", request=AssignInput, responses={201: CodeOutput}, once=True, one_transaction=True
+    )
     def post(self, request, book_id):
         """Assign a random free code of the book to a user"""
         data = self.parse(AssignInput, request.data)
         code = code_assign_random(tenant=self.tenant, book_id=book_id, user_id=data["user_id"], actor=self.actor)
-        return Response(CodeOutput(code).data, status=201)
+        return Response(CodeOutput.render(code), status=201)
 
 
 def distribution_response(result, request) -> Response:

@@ -50,13 +50,13 @@ class CodeDetailView(_CodeView):
     @operation("code_get", "codes", responses={200: CodeOutput})
     def get(self, request, code):
         """A code with its state"""
-        return Response(CodeOutput(code_get(tenant=self.tenant, code=code)).data)
+        return Response(CodeOutput.render(code_get(tenant=self.tenant, code=code)))
 
 
 class CodeAssignView(_CodeView):
     error_codes = errors("code_not_found", *CODE_ASSIGNABLE_RULES, "user_code_limit_reached", *BOOK_ASSIGNABLE_RULES)
 
-    @operation("code_assign", "assignment", request=AssignInput, responses={200: CodeOutput}, once=True)
+    @operation("code_assign", "assignment", request=AssignInput, responses={200: CodeOutput}, once=True, one_transaction=True)
     def post(self, request, code):
         """Assign this code to a user
 
@@ -64,28 +64,28 @@ class CodeAssignView(_CodeView):
         """
         data = self.parse(AssignInput, request.data)
         found, _ = code_assign(tenant=self.tenant, code=code, user_id=data["user_id"], actor=self.actor)
-        return Response(CodeOutput(found).data)
+        return Response(CodeOutput.render(found))
 
 
 class CodeLockView(_CodeView):
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", *USE_RULES)
 
-    @operation("code_lock", "checkout", request=LockInput, responses={201: ReservationOutput}, once=True)
+    @operation("code_lock", "checkout", request=LockInput, responses={201: ReservationOutput}, once=True, one_transaction=True)
     def post(self, request, code):
         """Lock (reserve) one use of the code for a user"""
         data, user_id = self.parse_for_user(LockInput, request.data)
         reservation = code_reserve(
             tenant=self.tenant, code=code, user_id=user_id, actor=self.actor, ttl_seconds=data.get("ttl_seconds")
         )
-        return Response(ReservationOutput(reservation).data, status=201)
+        return Response(ReservationOutput.render(reservation), status=201)
 
 
 class CodeUnlockView(_CodeView):
     permission_classes = [IsApiClientOrEndUser]
     error_codes = errors("code_not_found", "reservation_not_found", "reservation_not_active", "code_not_assigned_to_user")
 
-    @operation("code_unlock", "checkout", request=UnlockInput, responses={200: UnlockOutput}, once=True)
+    @operation("code_unlock", "checkout", request=UnlockInput, responses={200: UnlockOutput}, once=True, one_transaction=True)
     def post(self, request, code):
         """Release the user's lock on the code
 
@@ -113,15 +113,17 @@ class CodeRedeemView(_CodeView):
         "reservation_not_active",
         "reservation_expired",
         "product_not_eligible",
+        "currency_mismatch",
         *USE_RULES,
     )
 
-    @operation("code_redeem", "checkout", request=RedeemInput, responses={201: RedemptionOutput}, once=True)
+    @operation("code_redeem", "checkout", request=RedeemInput, responses={201: RedemptionOutput}, once=True, one_transaction=True)
     def post(self, request, code):
         """Redeem the code
 
         With the lock's `token`, consumes that reservation; without one, locks and redeems at once under the same rules.
-        Send an Idempotency-Key so a retried request never redeems twice.
+        Send an Idempotency-Key so a retried request never redeems twice. An `amount` goes with its `currency`
+        (ISO 4217); a book with a currency of its own refuses another (409 currency_mismatch).
         """
         data, user_id = self.parse_for_user(RedeemInput, request.data)
         redemption = code_redeem(
@@ -132,10 +134,11 @@ class CodeRedeemView(_CodeView):
             token=data.get("token"),
             order_ref=data.get("order_ref", ""),
             amount=data.get("amount"),
+            currency=data.get("currency", ""),
             product_id=data.get("product_id", ""),
             idempotency_key=self.idempotency_key,
         )
-        return Response(RedemptionOutput(redemption).data, status=201)
+        return Response(RedemptionOutput.render(redemption), status=201)
 
 
 class CodeValidateView(_CodeView):
@@ -147,12 +150,17 @@ class CodeValidateView(_CodeView):
         """Would a redeem succeed now? (changes nothing)"""
         data, user_id = self.parse_for_user(ValidateQuery, request.query_params)
         result = code_validate(
-            tenant=self.tenant, code=code, user_id=user_id, amount=data.get("amount"), product_id=data.get("product_id", "")
+            tenant=self.tenant,
+            code=code,
+            user_id=user_id,
+            amount=data.get("amount"),
+            currency=data.get("currency", ""),
+            product_id=data.get("product_id", ""),
         )
         if request.user.is_end_user and result.reason == "code_not_assigned_to_user":
             # An end user asking about someone else's code is refused, as lock and redeem would refuse it.
             raise ApplicationError("code_not_assigned_to_user", result.message, {"code": str(code)[:64]})
-        return Response(ValidationOutput(result).data)
+        return Response(ValidationOutput.render(result))
 
 
 class UserCodesView(ApiView):

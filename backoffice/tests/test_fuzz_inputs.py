@@ -176,8 +176,8 @@ def test_the_reported_cases_answer_4xx(client, world, tenant):
     assert client.get(f"{changelist}?user_id=%00").status_code == 400
 
 
-@pytest.mark.parametrize("product_ids", ['["a\\u0000b"]', "[" * 5000 + "]" * 5000])
-def test_book_product_ids_with_a_nul_or_deep_nesting_are_a_form_error(client, world, tenant, product_ids):
+@pytest.mark.parametrize("product_ids", ["sku-1, a\x00b", "sku-1, " + "x" * 5000, "," + "[" * 5000 + "]" * 5000])
+def test_book_product_ids_with_a_nul_or_an_over_long_id_are_a_form_error(client, world, tenant, product_ids):
     logged_in(client, tenant, Role.ADMIN)
     book = world["book"]
     data = {

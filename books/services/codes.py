@@ -23,7 +23,7 @@ from redemptions.selectors import redemption_get
 from tenants.models import Tenant
 
 from .. import lock_objects, rules
-from ..inputs import clean_amount, clean_text, clean_ttl, clean_user_id
+from ..inputs import clean_amount, clean_order_currency, clean_text, clean_ttl, clean_user_id
 from ..models import Code, Event, Reservation, shuffle_keys
 from ..selectors import book_get, code_get
 from .events import event_record
@@ -243,6 +243,7 @@ def code_redeem(
     token: object = None,
     order_ref: object = "",
     amount: object = None,
+    currency: object = "",
     product_id: object = "",
     idempotency_key: str = "",
 ) -> Redemption:
@@ -258,6 +259,7 @@ def code_redeem(
     order_ref = clean_text(order_ref, field="order_ref")
     product_id = clean_text(product_id, field="product_id")
     amount = clean_amount(amount)
+    currency = clean_order_currency(currency, amount=amount)
     if token:
         # The reservation already counts against the user's limit: no user lock, straight to the code's.
         found = code_get(tenant=tenant, code=code, locked=True)
@@ -278,6 +280,7 @@ def code_redeem(
         rules.held_use_check(code=found, user_id=user_id, now=now)
     else:
         rules.new_use_check(code=found, user_id=user_id, now=now)
+    currency = rules.currency_check(book=book, currency=currency)
     discount = rules.discount_for(book=book, amount=amount, product_id=product_id)
 
     if reservation is not None:
@@ -298,7 +301,7 @@ def code_redeem(
         amount=amount,
         product_id=product_id,
         discount=discount,
-        currency=book.currency,
+        currency=currency,
         actor_type=actor.kind,
         actor_id=actor.id,
         idempotency_key=idempotency_key,

@@ -4,7 +4,6 @@ and upload (django-import-export) through the services, and the confirmed code a
 import io
 import re
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -15,7 +14,7 @@ from django.utils import timezone
 from openpyxl import Workbook
 
 from backoffice.paginator import COUNT_CAP
-from books.models import Code, Event, Reservation
+from books.models import Code, CouponBook, Event, Reservation
 from books.services.code_creation import codes_generate
 from core.actors import Actor
 from core.models import Job
@@ -49,7 +48,9 @@ def test_book_changelist_shows_usage_counts_without_n_plus_one(client, tenant):
     book = CouponBookFactory(tenant=tenant, name="Counted")
     CodeFactory.create_batch(3, book=book)
     CodeFactory(book=book, state=Code.State.ASSIGNED, user_id="u1")
-    redemption_make(book, discount="4.00")
+    redemption_make(book, discount="4.00", currency="EUR")
+    redemption_make(book, discount="1.50", currency="USD", user_id="u2")
+    redemption_make(book, discount="2.25", currency="EUR", user_id="u3")
     few = page_queries()
     for _ in range(5):
         CodeFactory(book=CouponBookFactory(tenant=tenant))
@@ -59,15 +60,16 @@ def test_book_changelist_shows_usage_counts_without_n_plus_one(client, tenant):
     row = re.search(r"Counted.*?</tr>", page, re.S).group(0)
     cells = re.findall(r'<td class="field-(\w+)[^"]*">(.*?)</td>', row, re.S)
     values = dict(cells)
-    # 3 free + 1 assigned + the redeemed code made with the redemption.
+    # 3 free + 1 assigned + the redeemed codes made with the redemptions.
     assert (values["codes_total"], values["codes_free"], values["codes_assigned"], values["codes_redeemed"]) == (
-        "5",
+        "7",
         "3",
         "1",
-        "1",
+        "3",
     )
-    assert values["redemptions_count"] == "1"
-    assert Decimal(values["discount_given"]) == Decimal("4.00")
+    assert values["redemptions_count"] == "3"
+    # Money per currency, two decimals and its currency, one line each: never one sum across currencies.
+    assert values["discount_given"] == '<span class="money">6.25 EUR</span><br><span class="money">1.50 USD</span>'
 
 
 def test_book_changelist_filters_search_and_sorting(client, tenant):
@@ -91,6 +93,44 @@ def test_book_page_shows_stats_chart_and_forms(client, book):
     assert 'id="book-stats"' in page
     assert "<svg" in page and 'class="bar"' in page
     assert 'id="book-generate"' in page and 'id="book-upload"' in page
+
+
+def test_book_page_shows_the_discount_given_per_currency(client, book):
+    for index, (discount, currency) in enumerate((("100", "EUR"), ("69.76", "EUR"), ("3.5", "USD"))):
+        redemption_make(book, discount=discount, currency=currency, user_id=f"u{index}")
+    logged_in(client, book.tenant, Role.MARKETING)
+    page = client.get(reverse("admin:books_couponbook_change", args=[book.pk])).content.decode()
+    shown = page.split('id="book-discount">')[1].split("</td>")[0]
+    assert shown == '<span class="money">169.76 EUR</span><br><span class="money">3.50 USD</span>'
+
+
+def test_product_ids_are_edited_as_comma_separated_text(client, tenant):
+    logged_in(client, tenant, Role.MARKETING)
+    data = {
+        "name": "Shoes only",
+        "status": "draft",
+        "discount_type": "percent",
+        "discount_value": "10",
+        "currency": "",
+        "product_ids": " SKU-1, SKU-2,,SKU-1 ,\nSKU-3 ",
+        "max_codes_per_user": "1",
+        "max_redemptions_per_user": "1",
+        "uses_per_code": "1",
+        "requires_assignment": "on",
+        "lock_ttl_seconds": "300",
+    }
+    response = client.post(reverse("admin:books_couponbook_add"), {**data, "_continue": "1"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    book = CouponBook.objects.get(name="Shoes only")
+    # Cleaned into the list the book stores: blanks dropped, a repeat kept once, the order kept.
+    assert book.product_ids == ["SKU-1", "SKU-2", "SKU-3"]
+    page = client.get(reverse("admin:books_couponbook_change", args=[book.pk])).content.decode()
+    assert 'value="SKU-1, SKU-2, SKU-3"' in page and "[&quot;" not in page
+    # Emptied: every product.
+    change = {**data, "name": "Shoes only", "product_ids": "  "}
+    assert client.post(reverse("admin:books_couponbook_change", args=[book.pk]), change).status_code == 302
+    book.refresh_from_db()
+    assert book.product_ids == []
 
 
 def test_generate_small_runs_at_once(client, book):
@@ -355,7 +395,7 @@ def test_a_save_the_service_refuses_shows_the_form_again_with_the_input_kept(cli
         valid_from_1="",
         valid_until_0="",
         valid_until_1="",
-        product_ids="[]",
+        product_ids="",
         requires_assignment="on",
     )
 

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from books.demo import SHARED_CODE, STAFF_USERS, SUPERUSER
+from books.demo import SHARED_BOOK, SHARED_CODE, STAFF_USERS, SUPERUSER
 from books.models import Code, CouponBook, Event, Reservation
 from redemptions.models import Redemption
 from tenants.models import StaffMembership, Tenant
@@ -86,11 +86,27 @@ def test_seed_demo_loads_the_demo_through_the_services(debug_on):
     assert welcome_redemptions.exists()
     assert welcome_redemptions.filter(reversed_at__isnull=False).count() == 1
 
-    shared = CouponBook.objects.get(tenant=tenant, requires_assignment=False)
+    shared = CouponBook.objects.get(tenant=tenant, name=SHARED_BOOK)
     assert shared.uses_per_code == 1000
     summer = Code.objects.get(book=shared)
     assert summer.code == SHARED_CODE
     assert summer.redeemed_count == Redemption.objects.filter(book=shared).count() > 1
+
+    # Books in EUR and in USD, redemptions spread over the last 30 days, some refunded.
+    redemptions = Redemption.objects.filter(tenant=tenant)
+    assert CouponBook.objects.filter(tenant=tenant).count() >= 4
+    assert set(redemptions.values_list("currency", flat=True)) == {"EUR", "USD"}
+    assert redemptions.filter(reversed_at__isnull=False).count() >= 4
+    now = timezone.now()
+    times = list(redemptions.values_list("redeemed_at", flat=True))
+    assert all(now - timedelta(days=30) < when <= now for when in times)
+    assert len({when.astimezone(tenant.zoneinfo).date() for when in times}) >= 20  # a month of bars, not one
+    assert CouponBook.objects.get(tenant=tenant, currency="USD").redemptions.filter(currency="USD").count() == 10
+    for redemption in redemptions:
+        event = Event.objects.get(kind=Event.Kind.REDEEMED, data__redemption=redemption.pk)
+        assert event.created_at == redemption.redeemed_at
+        assert redemption.reversed_at is None or redemption.reversed_at > redemption.redeemed_at
+    assert "EUR" in output and "USD" in output
 
     # Written by the services: one batch event for the generation and upload, one per state change.
     kinds = set(Event.objects.filter(tenant_id=tenant.pk).values_list("kind", flat=True))

@@ -35,6 +35,7 @@ def test_redeem_with_a_token_consumes_the_reservation(tenant, book, actor):
         token=reservation.token,
         order_ref="ORD-1",
         amount="80.00",
+        currency="USD",
         product_id="sku-1",
         idempotency_key="key-1",
     )
@@ -47,7 +48,7 @@ def test_redeem_with_a_token_consumes_the_reservation(tenant, book, actor):
         reservation.pk,
     )
     assert (stored.user_id, stored.order_ref, stored.product_id, stored.idempotency_key) == ("ann", "ORD-1", "sku-1", "key-1")
-    assert (stored.amount, stored.discount) == (Decimal("80.00"), Decimal("8.00"))
+    assert (stored.amount, stored.discount, stored.currency) == (Decimal("80.00"), Decimal("8.00"), "USD")
     assert (stored.actor_type, stored.actor_id) == ("api_client", "cli_9")
     assert stored.reversed_at is None
     reservation.refresh_from_db()
@@ -67,7 +68,7 @@ def test_redeem_without_a_token_locks_and_redeems_in_one_step(tenant, book, acto
     # Given
     code = AssignedCodeFactory(book=book, code="DIRECT1", user_id="ann")
     # When
-    redemption = code_redeem(tenant=tenant, code="DIRECT1", user_id="ann", actor=actor, amount=20)
+    redemption = code_redeem(tenant=tenant, code="DIRECT1", user_id="ann", actor=actor, amount=20, currency="EUR")
     # Then
     assert Redemption.objects.get(pk=redemption.pk).reservation is None
     assert not Reservation.objects.exists()
@@ -98,7 +99,7 @@ def test_redeem_without_a_token_follows_the_lock_rules(tenant, book, actor):
 def test_a_percent_discount_is_a_share_of_the_amount(tenant, actor, percent, amount, discount):
     book = CouponBookFactory(tenant=tenant, discount_value=Decimal(percent))
     AssignedCodeFactory(book=book, code="PCT1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="PCT1", user_id="ann", actor=actor, amount=amount)
+    redemption = code_redeem(tenant=tenant, code="PCT1", user_id="ann", actor=actor, amount=amount, currency="EUR")
     assert Redemption.objects.get(pk=redemption.pk).discount == Decimal(discount)
 
 
@@ -115,9 +116,57 @@ def test_a_percent_discount_without_an_amount_is_unknown(tenant, book, actor):
 def test_a_fixed_discount_is_capped_at_the_amount(tenant, actor, amount, discount):
     book = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value=Decimal("15"), currency="EUR")
     AssignedCodeFactory(book=book, code="FIX1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="FIX1", user_id="ann", actor=actor, amount=amount)
+    sent = {"amount": amount, "currency": "EUR"} if amount is not None else {}
+    redemption = code_redeem(tenant=tenant, code="FIX1", user_id="ann", actor=actor, **sent)
     stored = Redemption.objects.get(pk=redemption.pk)
     assert (stored.discount, stored.currency) == (Decimal(discount), "EUR")
+
+
+# --- Currency: money is in the order's currency; a book with a currency takes no other ----------------------
+
+
+@pytest.mark.parametrize("currency", ["EUR", "USD", "JPY"])
+def test_a_percent_book_without_a_currency_redeems_in_the_orders_currency(tenant, book, actor, currency):
+    AssignedCodeFactory(book=book, code="CUR1", user_id="ann")
+    redemption = code_redeem(tenant=tenant, code="CUR1", user_id="ann", actor=actor, amount="50", currency=currency)
+    stored = Redemption.objects.get(pk=redemption.pk)
+    assert (stored.discount, stored.currency) == (Decimal("5.00"), currency)
+
+
+@pytest.mark.parametrize(
+    ("discount_type", "discount_value"), [("fixed", "15"), ("percent", "10")], ids=["fixed", "percent-with-currency"]
+)
+def test_a_book_with_a_currency_refuses_an_order_in_another(tenant, actor, discount_type, discount_value):
+    book = CouponBookFactory(tenant=tenant, discount_type=discount_type, discount_value=Decimal(discount_value), currency="EUR")
+    code = AssignedCodeFactory(book=book, code="CUR2", user_id="ann")
+    error = refused(
+        "currency_mismatch", code_redeem, tenant=tenant, code="CUR2", user_id="ann", actor=actor, amount="50", currency="USD"
+    )
+    assert error.status == 409
+    assert error.details == {"currency": "USD", "book_currency": "EUR"}
+    code.refresh_from_db()
+    assert (code.redeemed_count, Redemption.objects.count()) == (0, 0)  # nothing was taken
+    redemption = code_redeem(tenant=tenant, code="CUR2", user_id="ann", actor=actor, amount="50", currency="EUR")
+    assert Redemption.objects.get(pk=redemption.pk).currency == "EUR"
+
+
+def test_without_an_amount_the_redemption_takes_the_books_currency(tenant, actor):
+    fixed = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value=Decimal("5"), currency="USD")
+    AssignedCodeFactory(book=fixed, code="CUR3", user_id="ann")
+    percent = CouponBookFactory(tenant=tenant)
+    AssignedCodeFactory(book=percent, code="CUR4", user_id="ann")
+    assert code_redeem(tenant=tenant, code="CUR3", user_id="ann", actor=actor).currency == "USD"
+    assert code_redeem(tenant=tenant, code="CUR4", user_id="ann", actor=actor).currency == ""
+
+
+@pytest.mark.parametrize("currency", [None, "", "eur", "EURO", "E1R", "€", 978, ["EUR"]])
+def test_an_amount_needs_a_valid_currency(tenant, book, actor, currency):
+    AssignedCodeFactory(book=book, code="CUR5", user_id="ann")
+    error = refused(
+        "invalid_input", code_redeem, tenant=tenant, code="CUR5", user_id="ann", actor=actor, amount="10", currency=currency
+    )
+    assert error.details == {"field": "currency"}
+    assert not Redemption.objects.exists()
 
 
 @pytest.mark.parametrize("amount", ["abc", "-1", -0.01, "NaN", "Infinity", "1e20", [], True])
@@ -232,7 +281,9 @@ def test_the_database_refuses_more_redemptions_than_uses(tenant, book):
 def test_reverse_restores_the_use_and_keeps_the_row(tenant, book, actor):
     # Given
     AssignedCodeFactory(book=book, code="REFUND1", user_id="ann")
-    redemption = code_redeem(tenant=tenant, code="REFUND1", user_id="ann", actor=actor, order_ref="ORD-7", amount=50)
+    redemption = code_redeem(
+        tenant=tenant, code="REFUND1", user_id="ann", actor=actor, order_ref="ORD-7", amount=50, currency="EUR"
+    )
     staff = Actor(kind=Actor.STAFF, id="12")
     # When
     reversed_ = redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=staff, reason="returned the goods")

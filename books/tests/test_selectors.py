@@ -11,6 +11,7 @@ from books.models import Code, CouponBook
 from books.selectors import book_get, book_stats, code_get, code_history, code_validate, codes_of_user
 from books.services.codes import code_assign, code_redeem, code_release, code_reserve, code_void, redemption_reverse
 from core.exceptions import ApplicationError
+from redemptions.models import Redemption
 from tests.factories import (
     AssignedCodeFactory,
     CodeFactory,
@@ -47,15 +48,26 @@ def validate_unchanged(**kwargs):
 
 def test_validate_answers_valid_with_the_discount(tenant, book):
     AssignedCodeFactory(book=book, code="VALID1", user_id="ann")
-    result = validate_unchanged(tenant=tenant, code=" valid1 ", user_id="ann", amount=Decimal("45.50"))
+    result = validate_unchanged(tenant=tenant, code=" valid1 ", user_id="ann", amount=Decimal("45.50"), currency="EUR")
     assert (result.valid, result.reason, result.discount) == (True, "ok", Decimal("4.55"))
 
 
 def test_validate_of_a_fixed_discount_caps_it_at_the_amount(tenant):
     book = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value=20, currency="USD", product_ids=["p1"])
     AssignedCodeFactory(book=book, code="FIXED2", user_id="ann")
-    result = validate_unchanged(tenant=tenant, code="FIXED2", user_id="ann", amount=Decimal(12), product_id="p1")
-    assert (result.valid, result.discount) == (True, Decimal("12.00"))
+    result = validate_unchanged(tenant=tenant, code="FIXED2", user_id="ann", amount=Decimal(12), currency="USD", product_id="p1")
+    assert (result.valid, result.discount, result.currency) == (True, Decimal("12.00"), "USD")
+
+
+def test_validate_answers_currency_mismatch_as_redeem_would(tenant, actor):
+    book = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value=5, currency="USD")
+    AssignedCodeFactory(book=book, code="FIXED3", user_id="ann")
+    result = validate_unchanged(tenant=tenant, code="FIXED3", user_id="ann", amount=Decimal(12), currency="EUR")
+    assert (result.valid, result.reason, result.discount, result.currency) == (False, "currency_mismatch", None, "")
+    raises("currency_mismatch", code_redeem, tenant=tenant, code="FIXED3", user_id="ann", actor=actor, amount=12, currency="EUR")
+    # Without an amount there is no order currency to compare: the book's own applies.
+    result = validate_unchanged(tenant=tenant, code="FIXED3", user_id="ann")
+    assert (result.valid, result.discount, result.currency) == (True, Decimal("5.00"), "USD")
 
 
 def test_validate_for_a_user_holding_their_own_reservation_is_valid(tenant, book, actor):
@@ -63,7 +75,7 @@ def test_validate_for_a_user_holding_their_own_reservation_is_valid(tenant, book
     AssignedCodeFactory(book=book, code="MYHOLD", user_id="ann")
     code_reserve(tenant=tenant, code="MYHOLD", user_id="ann", actor=actor)
     # When / Then: their redeem-with-token would succeed, so the answer is valid
-    result = validate_unchanged(tenant=tenant, code="MYHOLD", user_id="ann", amount=Decimal(10))
+    result = validate_unchanged(tenant=tenant, code="MYHOLD", user_id="ann", amount=Decimal(10), currency="EUR")
     assert (result.valid, result.reason, result.discount) == (True, "ok", Decimal("1.00"))
 
 
@@ -140,11 +152,13 @@ def test_validate_answers_invalid_with_the_reason_redeem_would_give(tenant, case
     # Given
     code, user_id, extra = _setup_failing_case(tenant, case)
     # When
-    result = validate_unchanged(tenant=tenant, code=code, user_id=user_id, amount=Decimal(10), **extra)
+    result = validate_unchanged(tenant=tenant, code=code, user_id=user_id, amount=Decimal(10), currency="EUR", **extra)
     # Then: the same reason as redeem itself
     assert (result.valid, result.reason, result.discount) == (False, case, None)
     assert result.message
-    raises(case, code_redeem, tenant=tenant, code=code, user_id=user_id, actor=_actor(), amount=Decimal(10), **extra)
+    raises(
+        case, code_redeem, tenant=tenant, code=code, user_id=user_id, actor=_actor(), amount=Decimal(10), currency="EUR", **extra
+    )
 
 
 def test_validate_of_an_unknown_code_raises(tenant, other_tenant, book):
@@ -192,8 +206,8 @@ def test_book_stats_counts_codes_by_state_and_totals(tenant, actor):
     used = AssignedCodeFactory(book=book, code="USED7", user_id="bob")
     refunded = AssignedCodeFactory(book=book, code="REFUNDED7", user_id="bob")
     held = AssignedCodeFactory(book=book, code="HELD7", user_id="cid")
-    code_redeem(tenant=tenant, code=used.code, user_id="bob", actor=actor, amount=30)
-    redemption = code_redeem(tenant=tenant, code=refunded.code, user_id="bob", actor=actor, amount=50)
+    code_redeem(tenant=tenant, code=used.code, user_id="bob", actor=actor, amount=30, currency="EUR")
+    redemption = code_redeem(tenant=tenant, code=refunded.code, user_id="bob", actor=actor, amount=50, currency="EUR")
     redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor)
     code_reserve(tenant=tenant, code=held.code, user_id="cid", actor=actor)
     # A lapsed hold is not counted.
@@ -205,14 +219,33 @@ def test_book_stats_counts_codes_by_state_and_totals(tenant, actor):
     # Then
     assert stats["codes"] == {"free": 3, "assigned": 5, "redeemed": 1, "voided": 1, "total": 10}
     assert stats["active_reservations"] == 1
-    assert (stats["redemptions"], stats["reversed"], stats["discount_total"]) == (1, 1, Decimal("3.00"))
-    assert [(row["redemptions"], row["discount"]) for row in stats["per_day"]] == [(1, Decimal("3.00"))]
+    assert (stats["redemptions"], stats["reversed"], stats["discount_totals"]) == (1, 1, {"EUR": Decimal("3.00")})
+    assert [(row["redemptions"], row["discounts"]) for row in stats["per_day"]] == [(1, {"EUR": Decimal("3.00")})]
+
+
+def test_book_stats_total_the_discount_per_currency_never_across(tenant, actor):
+    # Given: a percent book used for orders in EUR and in USD, one of each reversed
+    book = SharedBookFactory(tenant=tenant)
+    CodeFactory(book=book, code="ANYCUR")
+    for user, amount, currency in (("a", 30, "EUR"), ("b", 50, "EUR"), ("c", 40, "USD"), ("d", 90, "USD"), ("e", 70, "GBP")):
+        code_redeem(tenant=tenant, code="ANYCUR", user_id=user, actor=actor, amount=amount, currency=currency)
+    code_redeem(tenant=tenant, code="ANYCUR", user_id="f", actor=actor)  # no amount: no discount known, no currency
+    for user in ("d", "e"):
+        redemption_reverse(tenant=tenant, redemption_id=Redemption.objects.get(user_id=user).pk, actor=actor)
+    # When
+    stats = book_stats(book=book)
+    # Then: 10 % of 30 + 50 EUR, of 40 USD; the reversed USD and the only GBP order give nothing
+    assert stats["discount_totals"] == {"EUR": Decimal("8.00"), "USD": Decimal("4.00")}
+    assert list(stats["discount_totals"]) == ["EUR", "USD"]
+    assert [(row["redemptions"], row["discounts"]) for row in stats["per_day"]] == [
+        (4, {"EUR": Decimal("8.00"), "USD": Decimal("4.00")})
+    ]
 
 
 def test_book_stats_of_an_empty_book(book):
     stats = book_stats(book=book)
     assert stats["codes"] == {"free": 0, "assigned": 0, "redeemed": 0, "voided": 0, "total": 0}
-    assert (stats["redemptions"], stats["reversed"], stats["discount_total"], stats["per_day"]) == (0, 0, Decimal("0"), [])
+    assert (stats["redemptions"], stats["reversed"], stats["discount_totals"], stats["per_day"]) == (0, 0, {}, [])
 
 
 def test_book_stats_per_day_follows_the_tenants_timezone(db):
@@ -222,15 +255,15 @@ def test_book_stats_per_day_follows_the_tenants_timezone(db):
     day = (timezone.now() - timedelta(days=3)).date()
     late = datetime(day.year, day.month, day.day, 23, 30, tzinfo=zoneinfo.ZoneInfo("UTC"))
     for when, discount in ((late, "1.00"), (late + timedelta(hours=1), "2.00"), (late + timedelta(hours=16), "4.00")):
-        RedemptionFactory(code=CodeFactory(book=book), redeemed_at=when, discount=Decimal(discount))
+        RedemptionFactory(code=CodeFactory(book=book), redeemed_at=when, discount=Decimal(discount), currency="JPY")
     # When
     per_day = book_stats(book=book)["per_day"]
     # Then: 23:30 and 00:30 UTC are 08:30 and 09:30 the next day in Tokyo; 15:30 UTC is 00:30 the day after
     tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
     first_day = late.astimezone(tokyo).date()
-    assert [(row["day"], row["redemptions"], row["discount"]) for row in per_day] == [
-        (first_day, 2, Decimal("3.00")),
-        (first_day + timedelta(days=1), 1, Decimal("4.00")),
+    assert [(row["day"], row["redemptions"], row["discounts"]) for row in per_day] == [
+        (first_day, 2, {"JPY": Decimal("3.00")}),
+        (first_day + timedelta(days=1), 1, {"JPY": Decimal("4.00")}),
     ]
 
 

@@ -9,9 +9,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
-from django.db import connection
 from django.utils import timezone
 
 from books.models import Code, Event, Reservation
@@ -138,29 +135,6 @@ def test_concurrent_expiry_runs_mark_each_reservation_once_with_one_event(tenant
 
 
 # --- A real worker through Redis -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_worker(redis_broker_url, celery_broker_use):
-    """A Celery worker of the project app, consuming from the Redis broker, in a thread of this process."""
-    from coupons_site.celery import app
-
-    configured = (app.conf.broker_url, app.conf.broker_transport_options)
-
-    def close_worker_connection(**kwargs):
-        # Runs in the worker's thread after each task: that thread's connection must not outlive the test, or
-        # the test database cannot be dropped.
-        connection.close()
-
-    task_postrun.connect(close_worker_connection, weak=False)
-    celery_broker_use(app, redis_broker_url, {})
-    try:
-        app.control.purge()  # leftovers of an interrupted earlier run must not reach this worker
-        with start_worker(app, perform_ping_check=False, shutdown_timeout=30):
-            yield app
-    finally:
-        task_postrun.disconnect(close_worker_connection)
-        celery_broker_use(app, *configured)
 
 
 def wait_for(check) -> bool:

@@ -33,3 +33,34 @@ def test_superuser_gets_the_plain_index(client):
 def test_dashboard_needs_a_login(client):
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_dashboard_totals_money_per_currency_with_two_decimals(client, tenant):
+    eur = CouponBookFactory(tenant=tenant, name="Euro book", discount_type="fixed", discount_value="5", currency="EUR")
+    usd = CouponBookFactory(tenant=tenant, name="Dollar book", discount_type="fixed", discount_value="7", currency="USD")
+    for index, discount in enumerate(("100.00", "69.76")):
+        redemption_make(eur, discount=discount, currency="EUR", user_id=f"e{index}")
+    redemption_make(usd, discount="12.5", currency="USD", user_id="u")
+    refunded = redemption_make(usd, discount="99.00", currency="USD", user_id="r")
+    type(refunded).objects.filter(pk=refunded.pk).update(reversed_at=refunded.redeemed_at, reversed_by_type="staff")
+    logged_in(client, tenant, Role.ACCOUNTANT)
+    page = client.get(reverse("admin:index")).content.decode()
+    totals = page.split('id="dashboard-discount">')[1].split("</td>")[0]
+    # One line per currency, never one sum of them; the reversed redemption gives nothing.
+    assert totals == '<span class="money">169.76 EUR</span><br><span class="money">12.50 USD</span>'
+    rows = page.split('id="dashboard-books"')[1]
+    assert '<span class="money">169.76 EUR</span>' in rows and '<span class="money">12.50 USD</span>' in rows
+
+
+def test_the_per_book_chart_keeps_long_names_readable(client, tenant):
+    long_name = "Summer welcome campaign for returning newsletter subscribers 2026"
+    for index in range(25):
+        CouponBookFactory(tenant=tenant, name=f"{long_name} #{index:02d}")
+    logged_in(client, tenant, Role.MARKETING)
+    page = client.get(reverse("admin:index")).content.decode()
+    chart = page.split('aria-label="Redemptions per book"')[1].split("</svg>")[0]
+    # One row per book (the 20 newest), each name cut with an ellipsis, the whole name in its tooltip.
+    assert chart.count('<g class="row">') == 20
+    assert f"<title>{long_name} #24: 0</title>" in chart
+    labels = [part.split(">", 1)[1].split("<", 1)[0] for part in chart.split('<text class="label"')[1:]]
+    assert len(labels) == 20 and all(len(label) <= 28 and label.endswith("…") for label in labels)

@@ -215,3 +215,16 @@ def test_a_lookup_the_export_cannot_carry_is_refused_not_widened(client, tenant,
     assert "cannot be exported" in response.content.decode()
     assert not Job.objects.exists()
     assert not response.get("Content-Disposition")
+
+
+def test_the_list_shows_amount_and_discount_as_money_with_their_currency(client, tenant):
+    book = CouponBookFactory(tenant=tenant)
+    redemption_make(book, order_ref="IN-USD", discount="7.5", currency="USD")
+    redemption_make(book, order_ref="UNKNOWN", discount="2", currency="", user_id="old")
+    logged_in(client, tenant, Role.ACCOUNTANT)
+    page = _page(client)
+    assert '<td class="field-amount_shown">50.00 USD</td><td class="field-discount_shown">7.50 USD</td>' in page
+    assert '<td class="field-discount_shown">2.00 (currency unknown)</td>' in page
+
+    detail = client.get(reverse("admin:redemptions_redemption_change", args=[Redemption.objects.get(order_ref="IN-USD").pk]))
+    assert "7.50 USD" in detail.content.decode() and "50.00 USD" in detail.content.decode()

@@ -58,35 +58,56 @@ def test_data_sheet_has_the_documented_columns_and_tenant_local_times(tenant, bo
     assert record["reversed"] == "no"
 
 
-def test_summary_totals_equal_the_database(tenant):
-    first, second = CouponBookFactory(tenant=tenant), CouponBookFactory(tenant=tenant)
+def test_summary_totals_equal_the_database_per_currency(tenant):
+    # Given: a tenant with a EUR book, a USD book and a percent book used in both currencies, some reversed
+    eur = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value="5", currency="EUR")
+    usd = CouponBookFactory(tenant=tenant, discount_type="fixed", discount_value="7", currency="USD")
+    percent = CouponBookFactory(tenant=tenant)
     days = [datetime(2026, 5, d, 12, tzinfo=UTC) for d in (1, 1, 2, 3)]
     for index, when in enumerate(days):
-        redemption_make(first if index % 2 else second, when=when, discount=f"{index + 1}.25")
-    reversed_one = redemption_make(first, when=days[0], discount="9.00")
-    Redemption.objects.filter(pk=reversed_one.pk).update(reversed_at=days[0], reversed_by_type="staff", reversal_reason="r")
+        redemption_make(eur, when=when, discount=f"{index + 1}.25", currency="EUR", user_id=f"e{index}")
+        redemption_make(usd, when=when, discount=f"{index + 2}.10", currency="USD", user_id=f"u{index}")
+        redemption_make(percent, when=when, discount="0.75", currency="EUR" if index % 2 else "USD", user_id=f"p{index}")
+    for book, currency in ((eur, "EUR"), (usd, "USD")):
+        reversed_one = redemption_make(book, when=days[0], discount="9.00", currency=currency, user_id="refunded")
+        Redemption.objects.filter(pk=reversed_one.pk).update(reversed_at=days[0], reversed_by_type="staff", reversal_reason="r")
 
+    # When: the workbook is read back with openpyxl
     _, workbook = _workbook(tenant)
+
+    # Then: one Total row per currency, each equal to the database's figures in that currency
     summary = list(workbook["Summary"].iter_rows(values_only=True))
     assert summary[0] == exports.SUMMARY_COLUMNS
     body = [row for row in summary[1:] if isinstance(row[0], int)]
-    total = next(row for row in summary if row[0] == "Total")
-    expected = Redemption.objects.filter(tenant=tenant).aggregate(
-        standing=Count("pk", filter=Q(reversed_at__isnull=True)),
-        reversed=Count("pk", filter=Q(reversed_at__isnull=False)),
-        discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
-    )
-    assert total[3] == expected["standing"] == sum(row[3] for row in body)
-    assert total[4] == expected["reversed"] == 1
-    assert Decimal(str(total[5])) == expected["discount"] == sum(Decimal(str(row[5])) for row in body)
-    # One row per book and tenant-local day, each equal to the database's count and sum for it.
+    totals = {row[3]: row for row in summary if row[0] == "Total"}
+    assert list(totals) == ["EUR", "USD"]
+    for currency, total in totals.items():
+        rows = Redemption.objects.filter(tenant=tenant, currency=currency)
+        expected = rows.aggregate(
+            standing=Count("pk", filter=Q(reversed_at__isnull=True)),
+            reversed=Count("pk", filter=Q(reversed_at__isnull=False)),
+            discount=Sum("discount", filter=Q(reversed_at__isnull=True)),
+        )
+        mine = [row for row in body if row[3] == currency]
+        assert total[4] == expected["standing"] == sum(row[4] for row in mine)
+        assert total[5] == expected["reversed"] == 1
+        assert Decimal(str(total[6])) == expected["discount"] == sum(Decimal(str(row[6])) for row in mine)
+    assert Decimal(str(totals["EUR"][6])) == Decimal("11.00") + Decimal("1.50")  # 1.25 + 2.25 + 3.25 + 4.25, 2 x 0.75
+    assert Decimal(str(totals["USD"][6])) == Decimal("14.40") + Decimal("1.50")
+    # One row per book, tenant-local day and currency, each equal to the database's count and sum for it.
     expected_rows = {}
     for r in Redemption.objects.filter(tenant=tenant, reversed_at__isnull=True):
-        key = (r.book_id, r.redeemed_at.astimezone(tenant.zoneinfo).date())
+        key = (r.book_id, r.redeemed_at.astimezone(tenant.zoneinfo).date(), r.currency)
         count, discount = expected_rows.get(key, (0, Decimal("0")))
         expected_rows[key] = (count + 1, discount + r.discount)
-    found = {(row[0], row[2].date()): (row[3], Decimal(str(row[5]))) for row in body if row[3]}
+    found = {(row[0], row[2].date(), row[3]): (row[4], Decimal(str(row[6]))) for row in body if row[4]}
     assert found == expected_rows
+
+
+def test_summary_of_no_rows_has_one_empty_total(tenant):
+    _, workbook = _workbook(tenant)
+    totals = [row for row in workbook["Summary"].iter_rows(values_only=True) if row[0] == "Total"]
+    assert totals == [("Total", None, None, None, 0, 0, 0)]
 
 
 @pytest.mark.parametrize("dangerous", ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tcalc", "\rcalc"])

@@ -19,7 +19,7 @@ BOOK_FORM = {
     "discount_type": "percent",
     "discount_value": "15",
     "currency": "",
-    "product_ids": "[]",
+    "product_ids": "",
     "valid_from_0": "",
     "valid_from_1": "",
     "valid_until_0": "",

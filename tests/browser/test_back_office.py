@@ -1,7 +1,9 @@
 """The back office in a real browser (Playwright driving Debian's chromium, headless) against the live server:
 marketing logs in, creates a book, generates codes and sees them, distributes codes to an uploaded list and
-downloads the CSV; an accountant logs in and downloads the Excel
-export. Screenshots of each step are kept under artifacts/screenshots/ (a CI artifact, ignored by git)."""
+downloads the CSV; an accountant logs in and downloads the Excel export. Then a large list: the distribution runs
+as a job in a real Celery worker, its page follows the progress and serves the CSV, and the dashboard shows the
+discount given in two currencies. Screenshots of each step are kept under artifacts/screenshots/ (a CI artifact,
+ignored by git)."""
 
 import csv
 import os
@@ -15,11 +17,14 @@ from django.utils import timezone
 from openpyxl import load_workbook
 
 from books.models import Code, CouponBook
-from books.services.codes import code_assign, code_redeem
+from books.services.books import book_create
+from books.services.code_creation import codes_generate
+from books.services.codes import code_assign, code_redeem, redemption_reverse
 from core.actors import Actor
 from core.models import Job
 from core.services import job_claim, job_progress_report
 from redemptions.exports import COLUMNS
+from redemptions.models import Redemption
 from tenants.models import Role
 from tests.factories import TenantFactory
 from tests.helpers import PASSWORD, staff_user
@@ -150,7 +155,13 @@ def _scenario(browser, live_server, tmp_path):
     for index, code in enumerate(Code.objects.filter(book=book, state=Code.State.FREE).order_by("code")[:3]):
         code_assign(tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api)
         code_redeem(
-            tenant=tenant, code=code.code, user_id=f"customer-{index}", actor=api, order_ref=f"=ORDER-{index}", amount="80"
+            tenant=tenant,
+            code=code.code,
+            user_id=f"customer-{index}",
+            actor=api,
+            order_ref=f"=ORDER-{index}",
+            amount="80",
+            currency="EUR",
         )
 
     # The accountant: log in, open the redemption log, download the workbook.
@@ -175,4 +186,83 @@ def _scenario(browser, live_server, tmp_path):
     assert sorted(r["order_ref"] for r in records) == ["'=ORDER-0", "'=ORDER-1", "'=ORDER-2"]  # escaped, never a formula
     assert all(Decimal(str(r["discount"])) == Decimal("8.00") for r in records)
     total = next(row for row in workbook["Summary"].iter_rows(values_only=True) if row[0] == "Total")
-    assert total[3] == 3 and Decimal(str(total[5])) == Decimal("24.00")
+    assert total[3:5] == ("EUR", 3) and Decimal(str(total[6])) == Decimal("24.00")
+
+
+def test_a_marketer_distributes_codes_as_a_job_and_the_dashboard_totals_two_currencies(
+    browser, live_server, tmp_path, settings, redis_worker
+):
+    try:
+        _distribution_job_scenario(browser, live_server, tmp_path, settings)
+    finally:
+        connections.close_all()  # see the first test
+
+
+def _distribution_job_scenario(browser, live_server, tmp_path, settings):
+    # Lists above 5 users run as a job (10,000 in production), in the real worker of the redis_worker fixture.
+    settings.COUPONS = {**settings.COUPONS, "SYNC_DISTRIBUTION_LIMIT": 5}
+    tenant = TenantFactory(name="Two Shops", slug="two-shops")
+    staff_user(tenant, Role.MARKETING, username="max-marketing")
+    marketer = Actor.system("browser-test")
+    euro = book_create(
+        tenant=tenant, name="Newsletter 5 EUR", status="active", discount_type="fixed", discount_value="5", currency="EUR"
+    )
+    codes_generate(book=euro, count=60, pattern="NEWS-######", actor=marketer)
+    dollar = book_create(
+        tenant=tenant,
+        name="US launch: 15 USD off your first order in the new American shop",  # a long name for the chart
+        status="active",
+        discount_type="fixed",
+        discount_value="15",
+        currency="USD",
+    )
+    codes_generate(book=dollar, count=10, pattern="USA-######", actor=marketer)
+
+    # The marketer uploads the newsletter's subscribers (with a repeat and a blank row) on the book page.
+    subscribers = [f"subscriber-{n:02d}" for n in range(1, 41)]
+    upload = tmp_path / "newsletter.csv"
+    upload.write_text("user_id\n" + "\n".join([*subscribers, "subscriber-07", ""]) + "\n")
+    context, page = _login(browser, live_server, "max-marketing")
+    page.goto(f"{live_server.url}/admin/books/couponbook/{euro.pk}/change/")
+    page.set_input_files("#book-distribute input[name=file]", str(upload))
+    page.click("#book-distribute input[type=submit]")
+
+    # It became a job: its page follows the progress until the worker is done, then offers the CSV.
+    page.wait_for_selector("#job-progress")
+    assert "/admin/core/job/" in page.url
+    _shot(page, "07-marketing-distribution-job")
+    page.wait_for_function("document.getElementById('job-status').textContent === 'Succeeded'")
+    page.wait_for_selector("#job-download:not([hidden])")
+    assert page.get_attribute("#job-bar", "value") == page.get_attribute("#job-bar", "max") == "40"
+    assert page.inner_text("#job-result").startswith("Assigned 40 codes")
+    _shot(page, "08-marketing-distribution-done")
+    with page.expect_download() as download_info:
+        page.click("#job-download-link")
+    mailing = tmp_path / "mailing.csv"
+    download_info.value.save_as(mailing)
+    rows = list(csv.reader(mailing.read_text().splitlines()))
+    held = dict(Code.objects.filter(book=euro, user_id__isnull=False).values_list("user_id", "code"))
+    assert rows == [["user_id", "code", "status"]] + [[user, held[user], "assigned"] for user in subscribers]
+    assert len(set(held.values())) == 40
+
+    # Subscribers redeem in the EUR shop, American customers in the USD shop, one order is refunded.
+    checkout = Actor.system("checkout")
+    for user in subscribers[:7]:
+        code_redeem(tenant=tenant, code=held[user], user_id=user, actor=checkout, amount="24.95", currency="EUR")
+    for index, code in enumerate(Code.objects.filter(book=dollar).order_by("code")[:3]):
+        code_assign(tenant=tenant, code=code.code, user_id=f"us-{index}", actor=checkout)
+        code_redeem(tenant=tenant, code=code.code, user_id=f"us-{index}", actor=checkout, amount="99.00", currency="USD")
+    redemption_reverse(
+        tenant=tenant, redemption_id=Redemption.objects.filter(book=dollar).first().pk, actor=checkout, reason="refund"
+    )
+
+    # The dashboard gives the discount per currency, two decimals each, never one sum of both.
+    page.goto(f"{live_server.url}/admin/")
+    page.wait_for_selector("#dashboard")
+    assert page.inner_text("#dashboard-discount").splitlines() == ["35.00 EUR", "30.00 USD"]
+    table = page.inner_text("#dashboard-books")
+    assert "35.00 EUR" in table and "30.00 USD" in table
+    chart = page.locator("svg[aria-label='Redemptions per book']")
+    assert chart.locator("g.row").count() == 2
+    _shot(page, "09-marketing-dashboard-two-currencies")
+    context.close()

@@ -44,7 +44,9 @@ def test_a_redeem_through_the_api_delivers_one_signed_code_redeemed(api, tenant,
     receiver.requests.clear()
 
     response = api.post(
-        "/api/v1/codes/e2e-redeem/redeem/", {"user_id": "alice", "order_ref": "ORDER-1", "amount": "80.00"}, format="json"
+        "/api/v1/codes/e2e-redeem/redeem/",
+        {"user_id": "alice", "order_ref": "ORDER-1", "amount": "80.00", "currency": "EUR"},
+        format="json",
     )
 
     assert response.status_code == 201, response.content
