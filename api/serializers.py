@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from books.inputs import MAX_USER_ID_LENGTH, clean_currency, clean_day, clean_moment, clean_order_currency
 from books.models import Code, CouponBook, Reservation
-from books.rules import USE_RULES
+from books.rules import ORDER_RULES, USE_RULES
 from books.services.books import EDITABLE_FIELDS
 from core.exceptions import ApplicationError
 from core.models import Job
@@ -147,6 +147,28 @@ class BookInput(serializers.Serializer):
     uses_per_code = serializers.IntegerField(min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False)
     requires_assignment = serializers.BooleanField(required=False)
     lock_ttl_seconds = serializers.IntegerField(min_value=TTL_MIN, max_value=TTL_MAX, required=False)
+    max_redemptions = serializers.IntegerField(
+        min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False, help_text="Standing redemptions of the whole book."
+    )
+    budget_amount = StrictDecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        allow_null=True,
+        required=False,
+        help_text="Total standing discount the book may give, in its `currency` (then required); above 0.",
+    )
+    min_order_amount = StrictDecimalField(
+        max_digits=12, decimal_places=2, min_value=0, allow_null=True, required=False, help_text="Smaller orders get no discount."
+    )
+    max_discount_amount = StrictDecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        allow_null=True,
+        required=False,
+        help_text="Caps a percent discount per order; above 0.",
+    )
 
     # The rules DRF's fields do not know, from books.inputs (the admin's book form calls the same ones).
     def validate_currency(self, value: str) -> str:
@@ -195,6 +217,16 @@ class StatsDayOutput(serializers.Serializer):
     discounts = MoneyTotalsField(help_text="Discount given that day, per currency.")
 
 
+class BookLimitsOutput(serializers.Serializer):
+    max_redemptions = serializers.IntegerField(allow_null=True)
+    redemptions = serializers.IntegerField(help_text="Standing redemptions counted against max_redemptions.")
+    budget_amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    discount = serializers.DecimalField(max_digits=16, decimal_places=2, help_text="Standing discount given.")
+    held = serializers.IntegerField(help_text="Active reservations: each counts against the limits while it holds.")
+    held_discount = serializers.DecimalField(max_digits=16, decimal_places=2, help_text="What they hold of the budget.")
+    budget_left = serializers.DecimalField(max_digits=16, decimal_places=2, allow_null=True)
+
+
 class BookStatsOutput(serializers.Serializer):
     codes = CodeCountsOutput()
     active_reservations = serializers.IntegerField()
@@ -204,6 +236,7 @@ class BookStatsOutput(serializers.Serializer):
         help_text="Discount given by the standing redemptions, per currency (never summed across currencies)."
     )
     per_day = StatsDayOutput(many=True, help_text="Redemptions per day (tenant's time zone), the last 366 days.")
+    limits = BookLimitsOutput(allow_null=True, help_text="The book-wide campaign limits and their use; null without any.")
 
 
 class GenerateInput(serializers.Serializer):
@@ -339,7 +372,7 @@ class ValidateQuery(Prebuilt, OrderMoneyInput):
 
 
 # What validate answers as `reason`: `ok`, or the code of the rule a redeem would break now.
-VALIDATION_REASONS = ["ok", *USE_RULES, "currency_mismatch", "product_not_eligible"]
+VALIDATION_REASONS = ["ok", *USE_RULES, *ORDER_RULES]
 
 
 class ValidationOutput(Prebuilt, serializers.Serializer):

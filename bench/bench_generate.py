@@ -6,7 +6,7 @@ the very rows the service produced (read back between the two runs, outside the 
 
 from .common import Result, raw_connection, scale, tables_truncate, timed
 
-COLUMNS = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
+COLUMNS = "tenant_id, book_id, code, state, max_uses, book_limited, redeemed_count, shuffle, created_at"
 
 
 def copy_rows(rows) -> None:

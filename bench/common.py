@@ -47,7 +47,9 @@ def tables_truncate() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
+            # Webhook deliveries are named: they keep plain parent ids, so no foreign key cascades the truncation to them.
             "TRUNCATE redemptions_redemption, books_event, books_reservation, books_bookuser, books_code, "
+            "webhooks_webhookattempt, webhooks_webhookdelivery, "
             "core_job, books_couponbook, tenants_apiclient, tenants_staffmembership, tenants_tenant RESTART IDENTITY CASCADE"
         )
         cursor.execute("VACUUM ANALYZE") if not connection.in_atomic_block else None

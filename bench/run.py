@@ -5,7 +5,7 @@ import time
 
 from .common import django_setup, table
 
-BENCHMARKS = ["generate", "upload", "cycle", "hot_redeem", "export", "changelist", "http", "webhooks"]
+BENCHMARKS = ["generate", "upload", "cycle", "hot_redeem", "export", "changelist", "http", "webhooks", "campaign"]
 
 
 def main(argv: list[str]) -> int:

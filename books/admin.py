@@ -44,7 +44,7 @@ from .code_upload import (
 from .inputs import clean_currency, clean_moment, clean_product_ids, normalize_code
 from .models import Code, CouponBook, Event, Reservation
 from .parsers import upload_inspect
-from .selectors import book_stats, code_history
+from .selectors import book_limits_usage, book_stats, code_history
 from .services.books import EDITABLE_FIELDS, book_archive, book_create, book_save_check, book_update
 from .services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from .services.codes import code_unassign, code_void, reservations_release
@@ -171,6 +171,13 @@ class CouponBookAdmin(TenantScopedAdmin):
                     "requires_assignment",
                     "lock_ttl_seconds",
                 )
+            },
+        ),
+        (
+            "Campaign limits",
+            {
+                "description": "All optional: empty means none. Amounts are in the book's currency, which a budget needs.",
+                "fields": ("max_redemptions", "budget_amount", "min_order_amount", "max_discount_amount"),
             },
         ),
     )
@@ -325,6 +332,7 @@ class CouponBookAdmin(TenantScopedAdmin):
             series = redemptions_per_day(tenant=book.tenant, book=book)
             extra_context.update(
                 stats=stats,
+                limits=book_limits_usage(book=book),
                 chart=bar_chart_svg(
                     [Bar(label=f"{row['day']:%d %b}", value=row["redemptions"]) for row in series],
                     title=f"Redemptions per day, last {len(series)} days ({book.tenant.timezone})",

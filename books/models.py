@@ -9,6 +9,7 @@ from django.db.models import F, Q
 
 from core.actors import ACTOR_KIND_CHOICES
 
+CENT = Decimal("0.01")  # the smallest amount a budget or a discount cap can be
 CODE_REGEX = r"^[A-Z0-9_-]{3,64}$"  # the one code format: the model's validator, its CHECK, and inputs.is_valid_code
 
 
@@ -47,6 +48,35 @@ class CouponBook(models.Model):
     uses_per_code = models.PositiveIntegerField(null=True, blank=True, default=1, validators=[MinValueValidator(1)])
     requires_assignment = models.BooleanField(default=True)
     lock_ttl_seconds = models.PositiveIntegerField(default=300, validators=[MinValueValidator(10), MaxValueValidator(3600)])
+    # Campaign limits (null = none). The two book-wide ones, max_redemptions and budget_amount, are counted on the
+    # book's BookCounter row (books/services/book_limits.py); the other two apply to each order alone.
+    max_redemptions = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Standing redemptions of the whole book."
+    )
+    budget_amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(CENT)],
+        help_text="Total standing discount, in the book's currency.",
+    )
+    min_order_amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="An order below this amount gets no discount.",
+    )
+    max_discount_amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(CENT)],
+        help_text="Caps a percent discount per order.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -77,10 +107,27 @@ class CouponBook(models.Model):
             models.CheckConstraint(
                 condition=Q(lock_ttl_seconds__gte=10) & Q(lock_ttl_seconds__lte=3600), name="book_lock_ttl_bounded"
             ),
+            models.CheckConstraint(
+                condition=Q(max_redemptions__isnull=True) | Q(max_redemptions__gte=1), name="book_max_redemptions_total_positive"
+            ),
+            models.CheckConstraint(condition=Q(budget_amount__isnull=True) | Q(budget_amount__gt=0), name="book_budget_positive"),
+            models.CheckConstraint(condition=Q(budget_amount__isnull=True) | ~Q(currency=""), name="book_budget_has_currency"),
+            models.CheckConstraint(
+                condition=Q(min_order_amount__isnull=True) | Q(min_order_amount__gte=0), name="book_min_order_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_discount_amount__isnull=True) | (Q(max_discount_amount__gt=0) & Q(discount_type="percent")),
+                name="book_max_discount_caps_percent",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_book_limits(self) -> bool:
+        """A book-wide limit applies: its uses are counted on its BookCounter (see Code.book_limited)."""
+        return self.max_redemptions is not None or self.budget_amount is not None
 
 
 class Code(models.Model):
@@ -100,6 +147,11 @@ class Code(models.Model):
     # Copied from the book so the database itself can refuse a redemption above the code's uses (a CHECK can
     # only see its own row). book_update keeps it in step; null means unlimited.
     max_uses = models.PositiveIntegerField(null=True, blank=True)
+    # Copied from the book (CouponBook.has_book_limits), for the same reason as max_uses: the services read it from
+    # the code row they hold locked. book_update rewrites it on every code when the book's limits are switched on,
+    # and that UPDATE waits for every lock or redeem under way on the book's codes; one that queued behind it
+    # reads the new value from the row it then locks, so no use can slip past a counter that was just started.
+    book_limited = models.BooleanField(default=False, db_default=False)
     redeemed_count = models.PositiveIntegerField(default=0)
     # At least the code's active reservations (a hold past its time keeps counting until it is marked): raised by
     # reserve, lowered when a hold is consumed, released or ended, recounted when it blocks a use. It lets a redeem
@@ -137,6 +189,27 @@ class Code(models.Model):
     @property
     def uses_left(self) -> int | None:
         return None if self.max_uses is None else self.max_uses - self.redeemed_count
+
+
+class BookCounter(models.Model):
+    """The standing redemptions and discount of a book with a book-wide limit (max_redemptions, budget_amount).
+
+    Only such a book has one. Redeem adds to it and a reversal takes back, each with one UPDATE taken as the last
+    row lock of its transaction (books/lock_objects.py); the active reservations that also count against the
+    limits are counted fresh under that lock, because they lapse at expires_at without any write.
+    """
+
+    book = models.OneToOneField(CouponBook, on_delete=models.CASCADE, primary_key=True, related_name="counter")
+    redemptions = models.PositiveIntegerField(default=0)
+    discount = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(discount__gte=0), name="bookcounter_discount_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"book {self.book_id}: {self.redemptions} redemptions, {self.discount} discount"
 
 
 class BookUser(models.Model):

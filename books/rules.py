@@ -9,10 +9,13 @@ counts as arguments: the hot services read them in their write statement, once e
 (books/lifecycle_sql.py explains why there and not earlier), and roll the write back when a check fails.
 """
 
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db import connection
 from django.db.models import Q
+from psycopg import sql
 
 from core.exceptions import ApplicationError
 
@@ -33,7 +36,11 @@ USE_RULES = (
     "code_exhausted",
     "code_locked",
     "user_redemption_limit_reached",
+    "book_redemption_limit_reached",
+    "book_budget_exhausted",
 )
+# The error codes of the order itself (redeem and validate, after the use rules): currency_check, discount_for.
+ORDER_RULES = ("product_not_eligible", "currency_mismatch", "order_below_minimum", "order_amount_required")
 
 
 def active_reservations(*, now: datetime) -> Q:
@@ -227,15 +234,134 @@ def currency_check(*, book: CouponBook, currency: str) -> str:
 
 
 def discount_for(*, book: CouponBook, amount: Decimal | None, product_id: str) -> Decimal | None:
-    """The discount for an order line, checking product eligibility; None when no amount is known (percent)."""
+    """The discount for an order line, checking product eligibility and the minimum order; None when no amount is
+    known (percent).
+
+    An order without an amount is refused (order_amount_required) where the book needs it: a minimum cannot be
+    checked without it, and a budgeted percent book cannot count a discount it cannot compute. Refusing is the
+    choice over "no discount": a checkout that forgot the amount learns it at once instead of granting nothing.
+    """
     if book.product_ids and product_id not in {str(p) for p in book.product_ids}:
         raise ApplicationError(
             "product_not_eligible",
             "This coupon applies only to certain products." + ("" if product_id else " Send the product_id."),
             {"product_id": product_id},
         )
+    percent = book.discount_type == CouponBook.DiscountType.PERCENT
+    if amount is None and (book.min_order_amount is not None or (percent and book.budget_amount is not None)):
+        why = "a minimum order amount" if book.min_order_amount is not None else "a discount budget"
+        raise ApplicationError(
+            "order_amount_required", f"This coupon book has {why}: send the order's amount.", {"field": "amount"}
+        )
+    if book.min_order_amount is not None and amount < book.min_order_amount:
+        raise ApplicationError(
+            "order_below_minimum",
+            f"This coupon applies to orders of at least {book.min_order_amount}.",
+            {"min_order_amount": str(book.min_order_amount), "amount": str(amount)},
+        )
     if amount is None:
-        return book.discount_value if book.discount_type == CouponBook.DiscountType.FIXED else None
-    if book.discount_type == CouponBook.DiscountType.PERCENT:
-        return (amount * book.discount_value / Decimal(100)).quantize(CENT, rounding=ROUND_HALF_UP)
+        return book.discount_value if not percent else None
+    if percent:
+        discount = (amount * book.discount_value / Decimal(100)).quantize(CENT, rounding=ROUND_HALF_UP)
+        return discount if book.max_discount_amount is None else min(discount, book.max_discount_amount)
     return min(book.discount_value, amount).quantize(CENT)
+
+
+# --- Book-wide limits: max_redemptions and budget_amount -----------------------------------------------------
+
+
+def hold_per_use(book: CouponBook) -> Decimal:
+    """What an active reservation holds of the book's budget: the most its redemption can give.
+
+    A lock carries no amount, so a hold is valued at the discount's ceiling: a fixed book's discount_value, a
+    percent book's max_discount_amount. An uncapped percent book has no ceiling: its holds take nothing, and
+    its budget is checked at redeem with the real discount, so a checkout holding a lock may still be refused
+    book_budget_exhausted there (the one case where a lock does not guarantee the budget). Holds are valued at
+    the book's settings as the service read them, the same settings its redeem's discount comes from.
+    """
+    if book.discount_type == CouponBook.DiscountType.FIXED:
+        return book.discount_value
+    return book.max_discount_amount if book.max_discount_amount is not None else Decimal(0)
+
+
+@dataclass(frozen=True)
+class BookUsage:
+    """What counts against a book's limits (its standing redemptions and discount, its active holds) and the
+    limits themselves, as one statement read them."""
+
+    redemptions: int
+    discount: Decimal
+    held: int
+    max_redemptions: int | None
+    budget_amount: Decimal | None
+
+    def plus_redemption(self, discount: Decimal | None) -> "BookUsage":
+        """This usage with one more redemption (what validate asks: would it still fit?)."""
+        return replace(self, redemptions=self.redemptions + 1, discount=self.discount + (discount or 0))
+
+
+def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | None = None) -> str:
+    """The statement behind book_usage, its values in it: the services send it with the counter's lock in one
+    round trip (lock_objects.book_counter_add's `then`)."""
+    from .models import BookCounter
+
+    query = sql.SQL(
+        """SELECT COALESCE(c.redemptions, 0), COALESCE(c.discount, 0),
+        (SELECT COUNT(*) FROM {reservations} WHERE book_id = b.id AND status = {active} AND expires_at > {now} AND id <> {own}),
+        b.max_redemptions, b.budget_amount
+        FROM {books} b LEFT JOIN {counters} c ON c.book_id = b.id WHERE b.id = {book}"""
+    ).format(
+        reservations=sql.Identifier(Reservation._meta.db_table),
+        books=sql.Identifier(CouponBook._meta.db_table),
+        counters=sql.Identifier(BookCounter._meta.db_table),
+        active=sql.Literal(Reservation.Status.ACTIVE.value),
+        now=sql.Literal(now),
+        own=sql.Literal(without_reservation or 0),
+        book=sql.Literal(book_id),
+    )
+    connection.ensure_connection()
+    return query.as_string(connection.connection)
+
+
+def book_usage(*, book_id: int, now: datetime, without_reservation: int | None = None) -> BookUsage:
+    """The book's limits, its counter and its active reservations (lazy expiry), in ONE statement, one snapshot.
+
+    Under the counter's row lock (the services) this is the first statement after the lock was granted, so its
+    snapshot sees every use committed before: each earlier holder of the lock had committed, and a later one waits
+    for us. The limits are read here too, so a limit lowered a moment ago applies at once. Validate and the book
+    page read it without the lock. `without_reservation` leaves out the caller's own hold (validate's user holding
+    a lock). The partial index reservation_user_active_idx serves the count.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(book_usage_query(book_id=book_id, now=now, without_reservation=without_reservation))
+        return BookUsage(*cursor.fetchone())
+
+
+def book_limits_check(*, book: CouponBook, usage: BookUsage, new_hold: bool = False) -> None:
+    """The book's usage, this use included, is within its limits (as `usage` read them).
+
+    `usage` counts the use being taken: a redemption in `redemptions` and its discount in `discount`, or (with
+    new_hold) a new reservation in `held`. A new hold of an uncapped percent book (which holds nothing) is still
+    refused once nothing of the budget is left.
+    """
+    limit, budget = usage.max_redemptions, usage.budget_amount
+    if limit is not None and usage.redemptions + usage.held > limit:
+        raise ApplicationError(
+            "book_redemption_limit_reached",
+            f"This coupon book has reached its limit of {limit} redemption(s).",
+            {"limit": limit, "redeemed": usage.redemptions, "reserved": usage.held - int(new_hold)},
+        )
+    if budget is not None:
+        hold = hold_per_use(book)
+        used = usage.discount + usage.held * hold
+        if used > budget or (new_hold and not hold and used >= budget):
+            raise ApplicationError(
+                "book_budget_exhausted",
+                f"This coupon book has given its budget of {budget} {book.currency}.",
+                {
+                    "budget_amount": str(budget),
+                    "currency": book.currency,
+                    "discount_given": str(usage.discount),
+                    "reserved": str((usage.held - int(new_hold)) * hold),
+                },
+            )

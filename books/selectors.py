@@ -80,7 +80,7 @@ def code_validate(
     order's, cleaned at the edge with the amount (inputs.clean_order_currency).
 
     A user who holds an active reservation of the code is answered as their redeem-with-token would be: their
-    own hold does not count against them.
+    own hold does not count against them (nor against the book's limits, read without their lock).
     """
     found = code_get(tenant=tenant, code=code)
     now = timezone.now()
@@ -92,6 +92,9 @@ def code_validate(
             rules.new_use_check(code=found, user_id=user_id, now=now)
         currency = rules.currency_check(book=found.book, currency=currency)
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)
+        if found.book_limited:
+            usage = rules.book_usage(book_id=found.book_id, now=now, without_reservation=own.pk if own else None)
+            rules.book_limits_check(book=found.book, usage=usage.plus_redemption(discount))
     except ApplicationError as exc:
         return Validation(valid=False, reason=exc.code, message=exc.message, discount=None, currency="")
     return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount, currency=currency)
@@ -121,3 +124,34 @@ def book_stats(*, book: CouponBook, per_day: bool = True) -> dict:
         since = now - timedelta(days=STATS_DAYS)
         stats["per_day"] = list(redemptions_by_day(tenant=book.tenant, book_id=book.pk, since=since).values())
     return stats
+
+
+@dataclass(frozen=True)
+class BookLimitsUsage:
+    """A book's campaign limits and how much of them is used, for the admin's book page and the API's stats."""
+
+    max_redemptions: int | None
+    redemptions: int  # standing
+    budget_amount: Decimal | None
+    discount: Decimal  # standing
+    held: int  # active reservations
+    held_discount: Decimal  # what they keep of the budget (rules.hold_per_use)
+    budget_left: Decimal | None
+
+
+def book_limits_usage(*, book: CouponBook) -> BookLimitsUsage | None:
+    """The book's book-wide limits and their use now (no lock: a figure to show); None for a book without them."""
+    if not book.has_book_limits:
+        return None
+    usage = rules.book_usage(book_id=book.pk, now=timezone.now())
+    held_discount = usage.held * rules.hold_per_use(book) if usage.budget_amount is not None else Decimal(0)
+    left = None if usage.budget_amount is None else max(usage.budget_amount - usage.discount - held_discount, Decimal(0))
+    return BookLimitsUsage(
+        max_redemptions=usage.max_redemptions,
+        redemptions=usage.redemptions,
+        budget_amount=usage.budget_amount,
+        discount=usage.discount,
+        held=usage.held,
+        held_discount=held_discount,
+        budget_left=left,
+    )

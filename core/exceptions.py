@@ -69,6 +69,11 @@ ERROR_STATUS: dict[str, int] = {
     "redemption_already_reversed": 409,
     "uses_below_redemptions": 409,
     "generation_collisions": 409,
+    # campaign limits (books/rules.py): the book's, and the order's
+    "book_redemption_limit_reached": 409,
+    "book_budget_exhausted": 409,
+    "order_below_minimum": 409,
+    "order_amount_required": 409,
 }
 
 

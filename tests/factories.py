@@ -8,7 +8,7 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from books.models import Code, CouponBook, Reservation
+from books.models import BookCounter, Code, CouponBook, Reservation
 from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from tenants.models import Tenant
@@ -26,12 +26,19 @@ class TenantFactory(factory.django.DjangoModelFactory):
 class CouponBookFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CouponBook
+        skip_postgeneration_save = True
 
     tenant = factory.SubFactory(TenantFactory)
     name = factory.Sequence(lambda n: f"Campaign {n}")
     status = CouponBook.Status.ACTIVE
     discount_type = CouponBook.DiscountType.PERCENT
     discount_value = 10
+
+    @factory.post_generation
+    def counter(book, create, extracted, **kwargs):
+        """A book built with a book-wide limit gets its counter, as book_create gives it one."""
+        if create and book.has_book_limits:
+            BookCounter.objects.get_or_create(book=book)
 
 
 class CodeFactory(factory.django.DjangoModelFactory):
@@ -42,6 +49,7 @@ class CodeFactory(factory.django.DjangoModelFactory):
     tenant = factory.SelfAttribute("book.tenant")
     code = factory.Sequence(lambda n: f"CODE{n:06d}")
     max_uses = factory.LazyAttribute(lambda o: o.book.uses_per_code)
+    book_limited = factory.LazyAttribute(lambda o: o.book.has_book_limits)
     shuffle = factory.LazyFunction(lambda: secrets.randbits(63))
 
 

@@ -165,6 +165,11 @@ class WebhookDeliveryAdmin(HistoryAdmin):
         "body",
     )
 
+    def get_queryset(self, request):
+        # Joined to the endpoint (an inner join): a delivery whose endpoint was deleted while it was being written
+        # (the table keeps plain ids, see the model) is not shown; the sweeper removes it.
+        return super().get_queryset(request).select_related("endpoint")
+
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
 

@@ -59,8 +59,16 @@ class WebhookDelivery(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    # Plain ids in the database, no foreign-key constraint and no index of their own: every lifecycle transaction
+    # writes these rows, and a constraint would check both parents at its commit, locking the endpoint's row FOR KEY
+    # SHARE (a multixact and a WAL record whenever two redemptions overlap), while the composite indexes below
+    # already serve every lookup by them. Django's CASCADE still deletes an endpoint's or a tenant's deliveries
+    # with it; a delivery written by a transaction that raced the endpoint's deletion is skipped by every query
+    # (they join the endpoint) and removed by the sweeper (services.deliveries_orphaned_delete).
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False, db_index=False
+    )
     # The webhook-id header: one per event (shared by the endpoints it goes to), stable across retries.
     message_id = models.CharField(max_length=64)
     event_type = models.CharField(max_length=32, choices=EVENT_TYPE_CHOICES)

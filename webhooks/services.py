@@ -278,6 +278,15 @@ def _sendable(now: datetime) -> Q:
     )
 
 
+def deliveries_orphaned_delete() -> int:
+    """Delete the pending deliveries whose endpoint no longer exists. The table keeps plain ids (no foreign-key
+    constraint, see the model): a lifecycle transaction that read the endpoint just before its deletion committed
+    can still write a delivery to it, which no query shows (they join the endpoint) and nothing sends."""
+    endpoint_exists = WebhookEndpoint.objects.filter(pk=OuterRef("endpoint_id"))
+    deleted, _ = WebhookDelivery.objects.filter(~Exists(endpoint_exists), status=WebhookDelivery.Status.PENDING).delete()
+    return deleted
+
+
 def deliveries_due(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
     """Ids of the deliveries the sweeper should send now: due for a retry, or stranded (their message lost, or
     their sender gone: the lease ran out)."""
@@ -308,7 +317,9 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> Attemp
     )
     if not claimed:
         return AttemptOutcome(delivery_id=delivery_id, sent=False)
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was deleted meanwhile (the sweeper removes such rows)
+        return AttemptOutcome(delivery_id=delivery_id, sent=False)
     endpoint = delivery.endpoint
     headers = signed_headers(
         secrets_=signing_secrets(endpoint, now=now),

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from .services import deliveries_due, deliveries_send
+from .services import deliveries_due, deliveries_orphaned_delete, deliveries_send
 
 SWEEP_BATCH = 50  # deliveries per task the sweeper queues: several workers share a backlog
 
@@ -15,7 +15,9 @@ def deliver(delivery_ids: list[int]) -> int:
 
 @shared_task(name="webhooks.tasks.sweep_deliveries")
 def sweep_deliveries() -> int:
-    """Beat task: queue every delivery that is due for a retry or was stranded (its message or its worker lost)."""
+    """Beat task: queue every delivery that is due for a retry or was stranded (its message or its worker lost), and
+    remove the deliveries of an endpoint deleted while they were written."""
+    deliveries_orphaned_delete()
     due = deliveries_due()
     for start in range(0, len(due), SWEEP_BATCH):
         deliver.delay(due[start : start + SWEEP_BATCH])

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from books.models import CouponBook
 from books.rules import BOOK_ASSIGNABLE_RULES
-from books.selectors import book_get, book_stats, books_of_tenant, codes_of_book
+from books.selectors import book_get, book_limits_usage, book_stats, books_of_tenant, codes_of_book
 from books.services.books import book_archive, book_create, book_update
 from books.services.code_creation import CreationResult, generation_request, upload_file_request, upload_request
 from books.services.codes import code_assign_random
@@ -111,8 +111,9 @@ class BookStatsView(ApiView):
 
     @operation("book_stats", "books", responses={200: BookStatsOutput})
     def get(self, request, book_id):
-        """Counts by state and redemptions per day"""
-        return Response(BookStatsOutput(book_stats(book=book_get(tenant=self.tenant, book_id=book_id))).data)
+        """Counts by state, redemptions per day, and the campaign limits' use"""
+        book = book_get(tenant=self.tenant, book_id=book_id)
+        return Response(BookStatsOutput({**book_stats(book=book), "limits": book_limits_usage(book=book)}).data)
 
 
 class CodesGenerateView(ApiView):

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 
 from books.inputs import clean_user_id
 from books.models import Code
-from books.rules import BOOK_ASSIGNABLE_RULES, CODE_ASSIGNABLE_RULES, USE_RULES
+from books.rules import BOOK_ASSIGNABLE_RULES, CODE_ASSIGNABLE_RULES, ORDER_RULES, USE_RULES
 from books.selectors import code_get, code_validate, codes_of_user
 from books.services.codes import code_assign, code_redeem, code_release, code_reserve
 from core.exceptions import ApplicationError
@@ -112,9 +112,8 @@ class CodeRedeemView(_CodeView):
         "reservation_not_found",
         "reservation_not_active",
         "reservation_expired",
-        "product_not_eligible",
-        "currency_mismatch",
         *USE_RULES,
+        *ORDER_RULES,
     )
 
     @operation("code_redeem", "checkout", request=RedeemInput, responses={201: RedemptionOutput}, once=True, one_transaction=True)

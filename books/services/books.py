@@ -14,6 +14,7 @@ from tenants.models import Tenant
 from .. import lock_objects
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
+from .book_limits import book_counter_start
 from .events import book_updated_record
 
 LISTED = 20  # offending codes named in an error
@@ -36,6 +37,11 @@ class BookSettings(TypedDict, total=False):
     uses_per_code: int | None
     requires_assignment: bool
     lock_ttl_seconds: int
+    # Campaign limits (null = none): book-wide (max_redemptions, budget_amount in the book's currency), per order.
+    max_redemptions: int | None
+    budget_amount: Decimal | None
+    min_order_amount: Decimal | None
+    max_discount_amount: Decimal | None
 
 
 class BookChanges(BookSettings, total=False):
@@ -57,11 +63,24 @@ def _book_consistency_check(book: CouponBook) -> None:
         raise _bad("currency", "A fixed discount needs a currency.")
     if book.valid_from and book.valid_until and book.valid_until <= book.valid_from:
         raise _bad("valid_until", "valid_until must be after valid_from.")
+    if book.budget_amount is not None and not book.currency:
+        raise _bad("currency", "A budget is an amount in the book's currency: set the currency.")
+    if book.budget_amount is not None and book.budget_amount <= 0:
+        raise _bad("budget_amount", "A budget must be above 0 (leave it empty for none).")
+    if book.max_discount_amount is not None:
+        if book.discount_type != CouponBook.DiscountType.PERCENT:
+            raise _bad("max_discount_amount", "max_discount_amount caps a percent discount; a fixed discount is its own cap.")
+        if book.max_discount_amount <= 0:
+            raise _bad("max_discount_amount", "A discount cap must be above 0 (leave it empty for none).")
 
 
 def _book_changed(*, book: CouponBook, changes: BookChanges) -> tuple[CouponBook, bool]:
     """Apply changes to `book` (in memory) after checking every rule they must pass; whether uses_per_code
-    changed."""
+    changed.
+
+    Lowering max_redemptions or budget_amount below what the book has already given is allowed: it closes the
+    campaign ("stop now"), and reversals may open it again; nothing already given is taken back.
+    """
     if book.status == CouponBook.Status.ARCHIVED and changes.get("status", book.status) == CouponBook.Status.ARCHIVED and changes:
         raise ApplicationError("book_archived", "An archived book cannot be changed; restore it first by setting its status.")
     uses_changed = "uses_per_code" in changes and changes["uses_per_code"] != book.uses_per_code
@@ -99,20 +118,32 @@ def _editable_check(fields: BookChanges) -> None:
         raise TypeError(f"Not editable field(s) of a book: {', '.join(sorted(unknown))}.")
 
 
+@transaction.atomic
 def book_create(*, tenant: Tenant, name: str, **fields: Unpack[BookSettings]) -> CouponBook:
     _editable_check(fields)
     book = CouponBook(tenant=tenant, name=name, **fields)
     _book_consistency_check(book)
     book.save()
+    if book.has_book_limits:
+        book_counter_start(book=book)
     return book
 
 
 @transaction.atomic
 def book_update(*, book: CouponBook, **fields: Unpack[BookChanges]) -> CouponBook:
-    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses)."""
+    """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses), and so is
+    switching the book-wide limits on or off (their book_limited; switching on starts the book's counter)."""
     _editable_check(fields)
-    book, uses_changed = _book_changed(book=lock_objects.book_lock(book_id=book.pk), changes=fields)
+    locked = lock_objects.book_lock(book_id=book.pk)
+    was_limited = locked.has_book_limits
+    book, uses_changed = _book_changed(book=locked, changes=fields)
     book.save()
+    if book.has_book_limits != was_limited:
+        # Every code says whether its uses are counted (Code.book_limited). This UPDATE locks each code, so it
+        # waits for the uses under way; the counter then starts from a snapshot that holds them all.
+        Code.objects.filter(book=book).update(book_limited=book.has_book_limits)
+        if book.has_book_limits:
+            book_counter_start(book=book)
     if uses_changed:
         codes = Code.objects.filter(book=book)
         codes.update(max_uses=book.uses_per_code)

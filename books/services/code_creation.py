@@ -86,13 +86,15 @@ def codes_insert(*, book: CouponBook, codes: list[str]) -> None:
     """Insert new free codes into the book through COPY, the fastest bulk path PostgreSQL offers."""
     now = timezone.now()
     shuffles = shuffle_keys(len(codes))
-    columns = "tenant_id, book_id, code, state, max_uses, redeemed_count, shuffle, created_at"
+    columns = "tenant_id, book_id, code, state, max_uses, book_limited, redeemed_count, shuffle, created_at"
     # COPY goes through psycopg's own cursor, past Django's wrapper: wrap_database_errors turns a clash on the
     # unique index into Django's IntegrityError, which the callers handle.
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(f"COPY {Code._meta.db_table} ({columns}) FROM STDIN") as copy:
             for code, shuffle in zip(codes, shuffles, strict=True):
-                copy.write_row((book.tenant_id, book.pk, code, Code.State.FREE, book.uses_per_code, 0, shuffle, now))
+                copy.write_row(
+                    (book.tenant_id, book.pk, code, Code.State.FREE, book.uses_per_code, book.has_book_limits, 0, shuffle, now)
+                )
 
 
 def _insert_batch(*, book: CouponBook, codes: list[str]) -> bool:

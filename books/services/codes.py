@@ -35,6 +35,7 @@ from ..inputs import is_valid_code, normalize_code
 from ..models import Code, Event, Reservation, shuffle_keys
 from ..selectors import code_get
 from . import events
+from .book_limits import book_use_hold, book_use_return, book_use_take
 from .events import event_record
 
 
@@ -112,6 +113,7 @@ def code_reserve(*, tenant: Tenant, code: str, user_id: str, actor: Actor, ttl_s
         code=found, user_id=user_id, token=secrets.token_urlsafe(24), expires_at=expires_at, now=now, event=event
     )
     rules.use_counts_check(code=found, counts=counts)
+    book_use_hold(code=found)  # last: the book's counter lock, held only to the commit
     return reservation
 
 
@@ -294,11 +296,13 @@ def code_redeem(
         "product_id": product_id,
         "idempotency_key": idempotency_key,
     }
+    redemption = None
     if not token:
         redemption = _redeem_counted(tenant=tenant, code=code, user_id=user_id, actor=actor, **request)
-        if redemption is not None:
-            return redemption
-    return _redeem_locked(tenant=tenant, code=code, user_id=user_id, actor=actor, token=token or None, **request)
+    if redemption is None:
+        redemption = _redeem_locked(tenant=tenant, code=code, user_id=user_id, actor=actor, token=token or None, **request)
+    book_use_take(code=redemption.code, redemption=redemption)  # last: the book's counter lock, held only to the commit
+    return redemption
 
 
 def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **request) -> Redemption | None:
@@ -436,4 +440,5 @@ def redemption_reverse(*, tenant: Tenant, redemption_id: int, actor: Actor, reas
     Code.objects.filter(pk=code.pk).update(redeemed_count=F("redeemed_count") - 1, state=code.state)
     refund = {"redemption": redemption.pk, "reason": reason}
     event_record(book=code.book, code=code, kind=Event.Kind.REVERSED, actor=actor, user_id=redemption.user_id, data=refund)
+    book_use_return(code=code, redemption=redemption)  # last: the book's counter lock, held only to the commit
     return redemption

@@ -2,7 +2,8 @@
 marketing logs in, creates a book, generates codes and sees them, distributes codes to an uploaded list and
 downloads the CSV; an accountant logs in and downloads the Excel export. Then a large list: the distribution runs
 as a job in a real Celery worker, its page follows the progress and serves the CSV, and the dashboard shows the
-discount given in two currencies. Screenshots of each step are kept under artifacts/screenshots/ (a CI artifact,
+discount given in two currencies. In a test of its own, marketing creates a book with a budget and sees a redeem
+beyond it refused. Screenshots of each step are kept under artifacts/screenshots/ (a CI artifact,
 ignored by git)."""
 
 import csv
@@ -21,6 +22,7 @@ from books.services.books import book_create
 from books.services.code_creation import codes_generate
 from books.services.codes import code_assign, code_redeem, redemption_reverse
 from core.actors import Actor
+from core.exceptions import ApplicationError
 from core.models import Job
 from core.services import job_claim, job_progress_report
 from redemptions.exports import COLUMNS
@@ -265,4 +267,55 @@ def _distribution_job_scenario(browser, live_server, tmp_path, settings):
     chart = page.locator("svg[aria-label='Redemptions per book']")
     assert chart.locator("g.row").count() == 2
     _shot(page, "09-marketing-dashboard-two-currencies")
+    context.close()
+
+
+def test_marketing_creates_a_budgeted_book_and_sees_a_redeem_beyond_it_refused(browser, live_server):
+    try:
+        _budget_scenario(browser, live_server)
+    finally:
+        connections.close_all()  # see the first test
+
+
+def _budget_scenario(browser, live_server):
+    tenant = TenantFactory(name="Budget Shop", slug="budget-shop")
+    staff_user(tenant, Role.MARKETING, username="bea-marketing")
+    context, page = _login(browser, live_server, "bea-marketing")
+
+    # A budget is money in the book's currency: without one the form says so on the currency field.
+    page.goto(f"{live_server.url}/admin/books/couponbook/add/")
+    page.fill("#id_name", "Twenty off, fifty in all")
+    page.select_option("#id_status", "active")
+    page.fill("#id_discount_value", "20")  # percent
+    page.fill("#id_budget_amount", "50")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".field-currency .errorlist")
+    assert "A budget is an amount in the book's currency" in page.inner_text(".field-currency .errorlist")
+    _shot(page, "10-marketing-budget-needs-currency")
+    page.fill("#id_currency", "EUR")
+    page.click("input[name=_continue]")
+    page.wait_for_selector("#book-limits")
+    book = CouponBook.objects.get(name="Twenty off, fifty in all")
+    assert (book.discount_type, book.budget_amount, book.currency) == ("percent", Decimal("50.00"), "EUR")
+    page.fill("#book-generate input[name=count]", "5")
+    page.fill("#book-generate input[name=pattern]", "TWENTY-####")
+    page.click("#book-generate input[type=submit]")
+    page.wait_for_selector("#result_list")
+
+    # Checkouts redeem 20 % of 100: two fit the budget (40 of 50), the third would take it to 60 and is refused.
+    api = Actor.system("browser-test")
+    codes = list(Code.objects.filter(book=book).order_by("code").values_list("code", flat=True))
+    for index, code in enumerate(codes[:2]):
+        code_assign(tenant=tenant, code=code, user_id=f"shopper-{index}", actor=api)
+        code_redeem(tenant=tenant, code=code, user_id=f"shopper-{index}", actor=api, amount="100", currency="EUR")
+    code_assign(tenant=tenant, code=codes[2], user_id="shopper-2", actor=api)
+    with pytest.raises(ApplicationError) as refused:
+        code_redeem(tenant=tenant, code=codes[2], user_id="shopper-2", actor=api, amount="100", currency="EUR")
+    assert refused.value.code == "book_budget_exhausted"
+
+    # The book page shows what the budget gave and what is left.
+    page.goto(f"{live_server.url}/admin/books/couponbook/{book.pk}/change/")
+    limits = page.inner_text("#book-limits")
+    assert "40.00 EUR of 50.00 EUR given; 10.00 EUR left" in limits
+    _shot(page, "11-marketing-budget-used")
     context.close()

@@ -263,3 +263,47 @@ def test_an_endpoint_deleted_takes_its_deliveries(endpoint):
     _delivery(endpoint)
     endpoint.delete()
     assert WebhookDelivery.objects.count() == 0 and WebhookEndpoint.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_endpoint_never_fails_a_change_in_flight_and_the_sweeper_removes_its_delivery(endpoint, wakes):
+    """The deliveries keep plain parent ids (no foreign-key constraint, which would lock the endpoint's row in every
+    lifecycle transaction): a change that wrote a delivery to an endpoint deleted before its commit still commits,
+    and the delivery left without its endpoint is never sent and is removed by the sweeper."""
+    import threading
+
+    from django.db import connection
+
+    from webhooks.services import webhook_endpoint_delete
+    from webhooks.tasks import sweep_deliveries
+
+    written, deleted = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def change() -> None:
+        try:
+            with transaction.atomic():
+                outbox_add(
+                    tenant_id=endpoint.tenant_id, event_type="code.redeemed", data={"code": "X1"}, occurred_at=timezone.now()
+                )
+                written.set()
+                assert deleted.wait(30)
+        except BaseException as exc:  # reported to the test's thread
+            errors.append(exc)
+        finally:
+            written.set()
+            connection.close()
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    assert written.wait(30)
+    webhook_endpoint_delete(endpoint=endpoint)
+    deleted.set()
+    thread.join(30)
+
+    assert errors == []  # with a foreign key, its check at commit failed the change: IntegrityError
+    (orphan,) = WebhookDelivery.objects.all()
+    assert list(WebhookDelivery.objects.select_related("endpoint")) == []  # the admin's log joins the endpoint
+    assert delivery_attempt(delivery_id=orphan.pk).sent is False
+    sweep_deliveries()
+    assert not WebhookDelivery.objects.exists()

@@ -11,7 +11,7 @@ HELD_FILL = """
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("books", "0002_event_kind_distributed"),
+        ("books", "0003_book_campaign_limits"),
     ]
 
     operations = [

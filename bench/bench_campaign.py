@@ -1,0 +1,103 @@
+"""Benchmark: redeem throughput of a book with max_redemptions set against the same book without (SPEC: at least 0.8).
+
+Through the services, CLIENTS forked processes (one database connection each, as gunicorn workers would be) redeem
+distinct codes without a token, so the only row every redemption of the book shares is the limited book's counter
+(books/lock_objects.py book_counter_add, taken last, held to the commit). The limit is far above what the run
+redeems, so nothing is refused and both books do the same work but the counter's two statements. The two books
+alternate for ROUNDS rounds, each on fresh codes, each figure the best round, so a burst of load on the shared
+machine hits both. Afterwards the limited books' counters must equal their redemptions.
+"""
+
+import multiprocessing
+import os
+import time
+
+from .common import Result, scale, tables_truncate
+
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+ROUNDS = 3
+
+
+def _redeemer(tenant_id: int, codes: list[str], barrier) -> None:
+    import django
+
+    django.setup()
+    from books.services.codes import code_redeem
+    from core.actors import Actor
+    from tenants.models import Tenant
+
+    tenant, actor = Tenant.objects.get(pk=tenant_id), Actor.system("bench")
+    barrier.wait()
+    for value in codes:
+        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}", actor=actor, amount="10", currency="EUR")
+
+
+def _rate(tenant, *, count: int, label: str, max_redemptions: int | None) -> tuple[float, int]:
+    """Redemptions per second of `count` fresh codes of a new book, by CLIENTS processes; and the book's id."""
+    from django.db import connections
+
+    from books.services.books import book_create
+    from books.services.code_creation import codes_upload
+    from core.actors import Actor
+
+    book = book_create(
+        tenant=tenant,
+        name=label,
+        status="active",
+        requires_assignment=False,
+        max_redemptions_per_user=None,
+        max_codes_per_user=None,
+        max_redemptions=max_redemptions,
+    )
+    values = [f"{label}-{n:07d}" for n in range(count)]
+    codes_upload(book=book, codes=values, actor=Actor.system("bench"))
+    connections.close_all()  # a forked child must never share its parent's socket
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(CLIENTS + 1)
+    clients = [context.Process(target=_redeemer, args=(tenant.pk, values[i::CLIENTS], barrier)) for i in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for client in clients:
+        client.join()
+    elapsed = time.perf_counter() - start
+    if any(client.exitcode for client in clients):
+        raise RuntimeError("a benchmark client failed")
+    return count / elapsed, book.pk
+
+
+def run() -> Result:
+    from books.models import BookCounter
+    from redemptions.models import Redemption
+    from tests.factories import TenantFactory
+
+    count = scale(4000)
+    tables_truncate()
+    tenant = TenantFactory()
+    limit = count * 10  # never reached: the run measures the counter, not refusals
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    limited_books = []
+    for round_ in range(ROUNDS):
+        for mode in ("without", "with"):
+            rate, book_id = _rate(
+                tenant, count=count, label=f"R{round_}-{mode}", max_redemptions=limit if mode == "with" else None
+            )
+            rates[mode].append(rate)
+            if mode == "with":
+                limited_books.append(book_id)
+    exact = all(
+        BookCounter.objects.get(book_id=book_id).redemptions == Redemption.objects.filter(book_id=book_id).count() == count
+        for book_id in limited_books
+    )
+    best_without, best_with = max(rates["without"]), max(rates["with"])
+    ratio = best_with / best_without
+    return Result(
+        name=f"redeem, book with max_redemptions, {CLIENTS} clients, {count:,} codes x {ROUNDS} rounds",
+        figure=f"{best_with:,.0f} redemptions/s with max_redemptions ({'counters exact' if exact else 'COUNTERS WRONG'})",
+        baseline=f"{best_without:,.0f}/s without",
+        ratio=ratio,
+        target=">= 0.8",
+        ok=ratio >= 0.8 and exact,
+        notes=[f"rounds without {[round(r) for r in rates['without']]}, with {[round(r) for r in rates['with']]}"],
+    )
