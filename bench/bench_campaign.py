@@ -11,6 +11,7 @@ machine hits both. Afterwards the limited books' counters must equal their redem
 import multiprocessing
 import os
 import time
+from decimal import Decimal
 
 from .common import Result, scale, tables_truncate
 
@@ -29,7 +30,7 @@ def _redeemer(tenant_id: int, codes: list[str], barrier) -> None:
     tenant, actor = Tenant.objects.get(pk=tenant_id), Actor.system("bench")
     barrier.wait()
     for value in codes:
-        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}", actor=actor, amount="10", currency="EUR")
+        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}", actor=actor, amount=Decimal("10"), currency="EUR")
 
 
 def _rate(tenant, *, count: int, label: str, max_redemptions: int | None) -> tuple[float, int]:

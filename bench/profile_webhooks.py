@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from decimal import Decimal
 
 from .bench_webhooks import CLIENTS
 from .common import django_setup, tables_truncate
@@ -58,7 +59,7 @@ def _client(tenant_id: int, codes: list[str], mode: str, profile: bool, barrier,
     if profiler:
         profiler.start()
     for n, value in enumerate(codes):
-        code_redeem(tenant=tenant, code=value, user_id=f"profile-{value}-{n}", actor=actor, amount="10")
+        code_redeem(tenant=tenant, code=value, user_id=f"profile-{value}-{n}", actor=actor, amount=Decimal("10"), currency="EUR")
     if profiler:
         profiler.stop()
     time.sleep(wakeups.LINGER_SECONDS * 2)  # the last wake-up published: its CPU counts

@@ -79,7 +79,7 @@ def test_fifty_parallel_redeemers_of_a_book_limited_to_ten_get_exactly_ten(tenan
 def test_a_budget_of_100_with_20_eur_discounts_gives_exactly_five_to_thirty_parallel_redeemers(tenant, actor):
     book = limited_book(tenant, codes=30, discount_type="fixed", discount_value="20", currency="EUR", budget_amount="100")
 
-    outcomes = run_concurrently(redeem_each(tenant, actor, range(30), amount="80.00", currency="EUR"))
+    outcomes = run_concurrently(redeem_each(tenant, actor, range(30), amount=Decimal("80.00"), currency="EUR"))
 
     assert len(successes(outcomes)) == 5
     assert error_counts(outcomes) == {"book_budget_exhausted": 25}
@@ -179,7 +179,7 @@ def test_a_capped_percent_book_holds_its_cap_of_the_budget_for_each_lock(tenant,
 
     # A holder's redemption is at most the cap, so it always fits; what it leaves unused goes back to the budget.
     redemption = code_redeem(
-        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=locks[0].token, amount="20", currency="EUR"
+        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=locks[0].token, amount=Decimal("20"), currency="EUR"
     )
     assert redemption.discount == Decimal("10.00")
     code_reserve(tenant=tenant, code="CODE-3", user_id="user-3", actor=actor)  # 10 + 3 x 30 = 100
@@ -189,12 +189,14 @@ def test_a_capped_percent_book_holds_its_cap_of_the_budget_for_each_lock(tenant,
 def test_an_uncapped_percent_book_checks_its_budget_at_redeem_with_the_real_discount(tenant, actor):
     book = limited_book(tenant, codes=3, discount_value="50", currency="EUR", budget_amount="30")
     lock = code_reserve(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor)  # holds nothing
-    code_redeem(tenant=tenant, code="CODE-1", user_id="user-1", actor=actor, amount="40", currency="EUR")  # 20 of 30
+    code_redeem(tenant=tenant, code="CODE-1", user_id="user-1", actor=actor, amount=Decimal("40"), currency="EUR")  # 20 of 30
     with pytest.raises(ApplicationError) as refused:  # 50 % of 40 = 20 > the 10 left, lock or not
-        code_redeem(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=lock.token, amount="40", currency="EUR")
+        code_redeem(
+            tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=lock.token, amount=Decimal("40"), currency="EUR"
+        )
     assert refused.value.code == "book_budget_exhausted"
     code_redeem(
-        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=lock.token, amount="20", currency="EUR"
+        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=lock.token, amount=Decimal("20"), currency="EUR"
     )  # 10 fits
     with pytest.raises(ApplicationError) as spent:  # nothing left: not even a lock
         code_reserve(tenant=tenant, code="CODE-2", user_id="user-2", actor=actor)
@@ -295,24 +297,24 @@ def test_codes_generated_into_a_limited_book_are_counted(tenant, actor):
 def test_an_order_below_the_minimum_gets_no_discount(tenant, actor):
     limited_book(tenant, codes=3, min_order_amount="50", discount_value="10")
     with pytest.raises(ApplicationError) as below:
-        code_redeem(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, amount="49.99", currency="EUR")
+        code_redeem(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, amount=Decimal("49.99"), currency="EUR")
     assert below.value.code == "order_below_minimum"
     assert below.value.status == 409
     with pytest.raises(ApplicationError) as missing:
         code_redeem(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor)
     assert missing.value.code == "order_amount_required"
     assert code_redeem(
-        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, amount="50", currency="EUR"
+        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, amount=Decimal("50"), currency="EUR"
     ).discount == Decimal("5.00")
 
 
 def test_a_percent_discount_is_capped_per_order(tenant, actor):
     limited_book(tenant, codes=2, discount_value="10", max_discount_amount="20", currency="EUR")
     assert code_redeem(
-        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, amount="500", currency="EUR"
+        tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, amount=Decimal("500"), currency="EUR"
     ).discount == Decimal("20")
     assert code_redeem(
-        tenant=tenant, code="CODE-1", user_id="user-1", actor=actor, amount="150", currency="EUR"
+        tenant=tenant, code="CODE-1", user_id="user-1", actor=actor, amount=Decimal("150"), currency="EUR"
     ).discount == Decimal("15.00")
 
 
