@@ -250,10 +250,10 @@ def _distribution_job_scenario(browser, live_server, tmp_path, settings):
     # Subscribers redeem in the EUR shop, American customers in the USD shop, one order is refunded.
     checkout = Actor.system("checkout")
     for user in subscribers[:7]:
-        code_redeem(tenant=tenant, code=held[user], user_id=user, actor=checkout, amount="24.95", currency="EUR")
+        code_redeem(tenant=tenant, code=held[user], user_id=user, actor=checkout, amount=Decimal("24.95"), currency="EUR")
     for index, code in enumerate(Code.objects.filter(book=dollar).order_by("code")[:3]):
         code_assign(tenant=tenant, code=code.code, user_id=f"us-{index}", actor=checkout)
-        code_redeem(tenant=tenant, code=code.code, user_id=f"us-{index}", actor=checkout, amount="99.00", currency="USD")
+        code_redeem(tenant=tenant, code=code.code, user_id=f"us-{index}", actor=checkout, amount=Decimal("99.00"), currency="USD")
     redemption_reverse(
         tenant=tenant, redemption_id=Redemption.objects.filter(book=dollar).first().pk, actor=checkout, reason="refund"
     )
@@ -307,10 +307,10 @@ def _budget_scenario(browser, live_server):
     codes = list(Code.objects.filter(book=book).order_by("code").values_list("code", flat=True))
     for index, code in enumerate(codes[:2]):
         code_assign(tenant=tenant, code=code, user_id=f"shopper-{index}", actor=api)
-        code_redeem(tenant=tenant, code=code, user_id=f"shopper-{index}", actor=api, amount="100", currency="EUR")
+        code_redeem(tenant=tenant, code=code, user_id=f"shopper-{index}", actor=api, amount=Decimal("100"), currency="EUR")
     code_assign(tenant=tenant, code=codes[2], user_id="shopper-2", actor=api)
     with pytest.raises(ApplicationError) as refused:
-        code_redeem(tenant=tenant, code=codes[2], user_id="shopper-2", actor=api, amount="100", currency="EUR")
+        code_redeem(tenant=tenant, code=codes[2], user_id="shopper-2", actor=api, amount=Decimal("100"), currency="EUR")
     assert refused.value.code == "book_budget_exhausted"
 
     # The book page shows what the budget gave and what is left.
