@@ -22,7 +22,6 @@ seconds whatever its version, which bounds how long such a revocation can go uns
 
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from functools import cache as once
@@ -32,6 +31,8 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+
+from .cache_outage import CacheOutage
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,13 @@ class CredentialCache:
 
     def __init__(self):
         self._entries: dict[str, tuple[str, object, float]] = {}
-        self._lock = threading.Lock()
-        self._retry_at = 0.0
-        self._outage = False
+        self._outage = CacheOutage(
+            logger=logger,
+            subject="API credentials",
+            meanwhile="every request reads its credential row",
+            recovered="cached entries are used again",
+            retry_seconds=RETRY_SECONDS,
+        )
 
     def get(self, version_key: str, load: Callable[[], T | None]) -> T | None:
         """The value `load()` reads (a row, or None when there is none), from this process's memory while the
@@ -113,37 +118,20 @@ class CredentialCache:
         return value
 
     def _version(self, version_key: str) -> str | None:
-        if time.monotonic() < self._retry_at:
+        if not self._outage.should_try():
             return None
         try:
             version = _versions_read(version_key)
         except Exception as exc:  # any cache failure (refused, timed out...): the database answers instead
-            self._failed(exc)
+            self._outage.failed(exc)
             return None
-        if self._outage:
-            with self._lock:
-                if self._outage:
-                    self._outage = False
-                    logger.warning("API credentials: the shared cache answers again; cached entries are used again")
+        self._outage.answered()
         return version
-
-    def _failed(self, exc: Exception) -> None:
-        with self._lock:
-            self._retry_at = time.monotonic() + RETRY_SECONDS
-            if not self._outage:
-                self._outage = True
-                logger.error(
-                    "API credentials: the shared cache is unreachable (%s: %s); every request reads its credential "
-                    "row until it is back (retried every %.0f s)",
-                    type(exc).__name__,
-                    exc,
-                    RETRY_SECONDS,
-                )
 
     def forget(self) -> None:
         """Drop this process's entries and its outage state (tests)."""
         self._entries.clear()
-        self._retry_at, self._outage = 0.0, False
+        self._outage.forget()
 
 
 credential_cache = CredentialCache()

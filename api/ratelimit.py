@@ -16,7 +16,6 @@ dead Redis to milliseconds per try.
 """
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +23,8 @@ from functools import cache
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
+
+from .cache_outage import CacheOutage
 
 logger = logging.getLogger(__name__)
 
@@ -77,42 +78,29 @@ class ResilientLimiter:
     def __init__(self, primary: Storage | None):
         self.primary = primary
         self.fallback = MemoryStorage()
-        self._lock = threading.Lock()
-        self._retry_at = 0.0
-        self._outage = False
+        self.outage = CacheOutage(
+            logger=logger,
+            subject="rate limits",
+            meanwhile="counting in each process's memory",
+            recovered="counting there again",
+            retry_seconds=RETRY_PRIMARY_SECONDS,
+        )
 
     def _call(self, operation):
         """operation(storage): on the primary while it answers, else on the fallback (never raises for Redis)."""
-        if self.primary is not None and time.monotonic() >= self._retry_at:
+        if self.primary is not None and self.outage.should_try():
             try:
                 result = operation(self.primary), self.primary
             except Exception as exc:  # any storage failure (refused, timed out, read-only replica...) degrades
-                self._primary_failed(exc)
+                self.outage.failed(exc)
             else:
-                if self._outage:
-                    with self._lock:
-                        if self._outage:
-                            self._outage = False
-                            logger.warning("rate limits: the shared cache answers again; counting there again")
+                self.outage.answered()
                 return result
         return operation(self.fallback), self.fallback
 
-    def _primary_failed(self, exc: Exception) -> None:
-        with self._lock:
-            self._retry_at = time.monotonic() + RETRY_PRIMARY_SECONDS
-            if not self._outage:
-                self._outage = True
-                logger.error(
-                    "rate limits: the shared cache is unreachable (%s: %s); counting in each process's memory until it "
-                    "is back (retried every %.0f s)",
-                    type(exc).__name__,
-                    exc,
-                    RETRY_PRIMARY_SECONDS,
-                )
-
     @property
     def degraded(self) -> bool:
-        return self._outage
+        return self.outage.ongoing
 
     def hit_all(self, takes: list[tuple[RateLimitItem, str]]) -> list[Hit]:
         """One hit on the counter of each (item, ident), in order, stopping at the first refused one (the last hit
@@ -164,7 +152,7 @@ class ResilientLimiter:
                         storage.incr(hit.key, item.get_expiry(), amount=-1)
             except Exception as exc:  # the hits stay counted: harmless, the window ends anyway
                 if storage is self.primary:
-                    self._primary_failed(exc)
+                    self.outage.failed(exc)
 
     def refund(self, item: RateLimitItem, ident: str, hit: Hit) -> None:
         self.refund_all([(item, hit)])

@@ -81,6 +81,12 @@ def user_id_field(**kwargs) -> serializers.CharField:
     return StrictCharField(max_length=MAX_USER_ID_LENGTH, **kwargs)
 
 
+def campaign_amount_field(*, help_text: str) -> StrictDecimalField:
+    """A book's optional campaign limit in money (null or absent: none). Which ones must be above 0 is the book's
+    rule (books.services.books), so every one takes 0 here."""
+    return StrictDecimalField(max_digits=12, decimal_places=2, min_value=0, allow_null=True, required=False, help_text=help_text)
+
+
 # --- Auth -----------------------------------------------------------------------------------------------------
 
 
@@ -150,25 +156,11 @@ class BookInput(serializers.Serializer):
     max_redemptions = serializers.IntegerField(
         min_value=1, max_value=LIMIT_MAX, allow_null=True, required=False, help_text="Standing redemptions of the whole book."
     )
-    budget_amount = StrictDecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        allow_null=True,
-        required=False,
-        help_text="Total standing discount the book may give, in its `currency` (then required); above 0.",
+    budget_amount = campaign_amount_field(
+        help_text="Total standing discount the book may give, in its `currency` (then required); above 0."
     )
-    min_order_amount = StrictDecimalField(
-        max_digits=12, decimal_places=2, min_value=0, allow_null=True, required=False, help_text="Smaller orders get no discount."
-    )
-    max_discount_amount = StrictDecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        allow_null=True,
-        required=False,
-        help_text="Caps a percent discount per order; above 0.",
-    )
+    min_order_amount = campaign_amount_field(help_text="Smaller orders get no discount.")
+    max_discount_amount = campaign_amount_field(help_text="Caps a percent discount per order; above 0.")
 
     # The rules DRF's fields do not know, from books.inputs (the admin's book form calls the same ones).
     def validate_currency(self, value: str) -> str:

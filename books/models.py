@@ -22,6 +22,18 @@ def shuffle_keys(count: int) -> list[int]:
     return [int.from_bytes(raw[i : i + 8], "big") >> 1 for i in range(0, 8 * count, 8)]
 
 
+def _optional_amount_field(*, minimum: Decimal | int, help_text: str) -> models.DecimalField:
+    """A book's campaign limit in money: to the cent like every amount of the book, null when there is none."""
+    return models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(minimum)],
+        help_text=help_text,
+    )
+
+
 class CouponBook(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -53,30 +65,9 @@ class CouponBook(models.Model):
     max_redemptions = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Standing redemptions of the whole book."
     )
-    budget_amount = models.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(CENT)],
-        help_text="Total standing discount, in the book's currency.",
-    )
-    min_order_amount = models.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(0)],
-        help_text="An order below this amount gets no discount.",
-    )
-    max_discount_amount = models.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(CENT)],
-        help_text="Caps a percent discount per order.",
-    )
+    budget_amount = _optional_amount_field(minimum=CENT, help_text="Total standing discount, in the book's currency.")
+    min_order_amount = _optional_amount_field(minimum=0, help_text="An order below this amount gets no discount.")
+    max_discount_amount = _optional_amount_field(minimum=CENT, help_text="Caps a percent discount per order.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -208,7 +208,7 @@ def test_a_failing_storage_falls_back_to_memory_logs_once_and_recovers(caplog, m
     # Back up: after the retry interval the shared storage counts again, without a restart.
     broken.healthy = True
     monkeypatch.setattr(ratelimit, "RETRY_PRIMARY_SECONDS", 0.0)
-    counters._retry_at = 0.0
+    counters.outage.retry_at = 0.0
     with caplog.at_level(logging.WARNING, logger="api.ratelimit"):
         assert counters.hit(item, "k").allowed
     assert not counters.degraded
@@ -292,7 +292,7 @@ def test_a_killed_redis_degrades_to_memory_and_the_restarted_one_is_used_again(p
     assert counters.degraded
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
     private_redis["start"]()
-    counters._retry_at = 0.0  # the retry interval has passed
+    counters.outage.retry_at = 0.0  # the retry interval has passed
     assert counters.hit(item, "k").allowed
     assert not counters.degraded and storage.get(item.key_for("k")) == 1  # an empty restarted Redis counts again
 
