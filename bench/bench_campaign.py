@@ -8,38 +8,17 @@ alternate for ROUNDS rounds, each on fresh codes, each figure the best round, so
 machine hits both. Afterwards the limited books' counters must equal their redemptions.
 """
 
-import multiprocessing
 import os
-import time
-from decimal import Decimal
 
-from .common import Result, scale, tables_truncate
+from .common import Result, distinct_codes_redeem_rate, scale, tables_truncate
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
 ROUNDS = 3
 
 
-def _redeemer(tenant_id: int, codes: list[str], barrier) -> None:
-    import django
-
-    django.setup()
-    from books.services.codes import code_redeem
-    from core.actors import Actor
-    from tenants.models import Tenant
-
-    tenant, actor = Tenant.objects.get(pk=tenant_id), Actor.system("bench")
-    barrier.wait()
-    for value in codes:
-        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}", actor=actor, amount=Decimal("10"), currency="EUR")
-
-
 def _rate(tenant, *, count: int, label: str, max_redemptions: int | None) -> tuple[float, int]:
     """Redemptions per second of `count` fresh codes of a new book, by CLIENTS processes; and the book's id."""
-    from django.db import connections
-
     from books.services.books import book_create
-    from books.services.code_creation import codes_upload
-    from core.actors import Actor
 
     book = book_create(
         tenant=tenant,
@@ -50,22 +29,7 @@ def _rate(tenant, *, count: int, label: str, max_redemptions: int | None) -> tup
         max_codes_per_user=None,
         max_redemptions=max_redemptions,
     )
-    values = [f"{label}-{n:07d}" for n in range(count)]
-    codes_upload(book=book, codes=values, actor=Actor.system("bench"))
-    connections.close_all()  # a forked child must never share its parent's socket
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(CLIENTS + 1)
-    clients = [context.Process(target=_redeemer, args=(tenant.pk, values[i::CLIENTS], barrier)) for i in range(CLIENTS)]
-    for client in clients:
-        client.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for client in clients:
-        client.join()
-    elapsed = time.perf_counter() - start
-    if any(client.exitcode for client in clients):
-        raise RuntimeError("a benchmark client failed")
-    return count / elapsed, book.pk
+    return distinct_codes_redeem_rate(book=book, count=count, label=label, clients=CLIENTS), book.pk
 
 
 def run() -> Result:

@@ -69,10 +69,26 @@ def _client_main(worker, index: int, cycles: int, barrier) -> None:
         raise
 
 
+def service_cycle(*, tenant, book, user_id: str, actor) -> None:
+    """One assign -> lock -> redeem cycle through the services (also profiled by bench/profile_cycle.py)."""
+    from books.services.codes import code_assign_random, code_redeem, code_reserve
+
+    code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user_id, actor=actor)
+    reservation = code_reserve(tenant=tenant, code=code.code, user_id=user_id, actor=actor)
+    code_redeem(
+        tenant=tenant,
+        code=code.code,
+        user_id=user_id,
+        token=reservation.token,
+        actor=actor,
+        amount=Decimal("10"),
+        currency="EUR",
+    )
+
+
 def _service_worker(tenant, book):
     from django.db import connection
 
-    from books.services.codes import code_assign_random, code_redeem, code_reserve
     from core.actors import Actor
 
     actor = Actor.system("bench")
@@ -82,17 +98,7 @@ def _service_worker(tenant, book):
             barrier.wait()
             for i in range(cycles):
                 user = f"svc-{index}-{i}"
-                code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
-                reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
-                code_redeem(
-                    tenant=tenant,
-                    code=code.code,
-                    user_id=user,
-                    token=reservation.token,
-                    actor=actor,
-                    amount=Decimal("10"),
-                    currency="EUR",
-                )
+                service_cycle(tenant=tenant, book=book, user_id=user, actor=actor)
         finally:
             connection.close()
 

@@ -8,60 +8,26 @@ purged afterwards). Without endpoints the outbox costs its one indexed SELECT, w
 modes alternate for ROUNDS rounds, each figure the best round, so a burst of load on the shared machine hits both.
 """
 
-import multiprocessing
-import time
-from decimal import Decimal
-
-from .common import Result, scale, tables_truncate
+from .common import Result, distinct_codes_redeem_rate, scale, tables_truncate
 
 CLIENTS = int(__import__("os").environ.get("BENCH_CLIENTS", "8"))
 ROUNDS = 3
 
 
-def _client_main(tenant_id: int, codes: list[str], barrier) -> None:
-    import django
-
-    django.setup()
-    from books.services.codes import code_redeem
-    from core.actors import Actor
-    from tenants.models import Tenant
+def _broker_warm_up() -> None:
+    """Open the client's broker connection, as a long-running web process has it (the first publish of a process
+    costs some 65 ms of imports and connecting): an empty wake-up, in both modes; the queue is purged at the end."""
     from webhooks.wakeups import publish
 
-    tenant = Tenant.objects.get(pk=tenant_id)
-    actor = Actor.system("bench")
-    # Warm up as a long-running web process is: its broker connection open (the first publish of a process costs
-    # some 65 ms of imports and connecting). An empty wake-up, in both modes; the queue is purged at the end.
     publish([])
-    barrier.wait()
-    for n, value in enumerate(codes):
-        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}-{n}", actor=actor, amount=Decimal("10"), currency="EUR")
 
 
 def _round(tenant, count: int, label: str) -> float:
     """Redemptions per second of `count` fresh codes, redeemed by CLIENTS processes."""
-    from django.db import connections
-
-    from books.services.code_creation import codes_upload
-    from core.actors import Actor
     from tests.factories import CouponBookFactory
 
     book = CouponBookFactory(tenant=tenant, requires_assignment=False, max_redemptions_per_user=None, max_codes_per_user=None)
-    values = [f"{label}-{n:07d}" for n in range(count)]
-    codes_upload(book=book, codes=values, actor=Actor.system("bench"))
-    connections.close_all()  # a forked child must never share its parent's socket
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(CLIENTS + 1)
-    processes = [context.Process(target=_client_main, args=(tenant.pk, values[i::CLIENTS], barrier)) for i in range(CLIENTS)]
-    for process in processes:
-        process.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for process in processes:
-        process.join()
-    elapsed = time.perf_counter() - start
-    if any(process.exitcode for process in processes):
-        raise RuntimeError("a benchmark client failed")
-    return count / elapsed
+    return distinct_codes_redeem_rate(book=book, count=count, label=label, clients=CLIENTS, warm_up=_broker_warm_up)
 
 
 def run() -> Result:

@@ -106,3 +106,52 @@ def table(results: list[Result]) -> str:
     ]
     notes = [f"- {r.name}: {note}" for r in results for note in r.notes]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _redeemer(tenant_id: int, codes: list[str], barrier, warm_up) -> None:
+    from decimal import Decimal
+
+    from books.services.codes import code_redeem
+    from core.actors import Actor
+    from tenants.models import Tenant
+
+    tenant, actor = Tenant.objects.get(pk=tenant_id), Actor.system("bench")
+    if warm_up is not None:
+        warm_up()
+    barrier.wait()
+    for value in codes:
+        code_redeem(tenant=tenant, code=value, user_id=f"bench-{value}", actor=actor, amount=Decimal("10"), currency="EUR")
+
+
+def distinct_codes_redeem_rate(*, book, count: int, label: str, clients: int, warm_up=None) -> float:
+    """Redemptions per second of `count` fresh codes uploaded into `book`, each redeemed once without a token by
+    `clients` forked processes (one database connection each, as gunicorn workers would be).
+
+    `warm_up`, when given, runs in each client before the timed part (what a long-running web process has done
+    already). Used by the benchmarks that compare two books or two modes on the same work (campaign, webhooks).
+    """
+    import multiprocessing
+
+    from django.db import connections
+
+    from books.services.code_creation import codes_upload
+    from core.actors import Actor
+
+    values = [f"{label}-{n:07d}" for n in range(count)]
+    codes_upload(book=book, codes=values, actor=Actor.system("bench"))
+    connections.close_all()  # a forked child must never share its parent's socket
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(clients + 1)
+    processes = [
+        context.Process(target=_redeemer, args=(book.tenant_id, values[i::clients], barrier, warm_up)) for i in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for process in processes:
+        process.join()
+    elapsed = time.perf_counter() - start
+    if any(process.exitcode for process in processes):
+        raise RuntimeError("a benchmark client failed")
+    return count / elapsed

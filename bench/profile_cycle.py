@@ -7,8 +7,8 @@ the clients and PostgreSQL, throughput follows the CPU each cycle costs, and the
 
 import sys
 import time
-from decimal import Decimal
 
+from .bench_cycle import service_cycle
 from .common import django_setup, tables_truncate
 
 
@@ -18,7 +18,6 @@ def main(cycles: int) -> None:
     from pyinstrument import Profiler
 
     from books.services.code_creation import codes_generate
-    from books.services.codes import code_assign_random, code_redeem, code_reserve
     from core.actors import Actor
     from tests.factories import CouponBookFactory, TenantFactory
 
@@ -38,18 +37,7 @@ def main(cycles: int) -> None:
             statements["seconds"] += time.perf_counter() - started
 
     def cycle(i: int) -> None:
-        user = f"profile-{i}"
-        code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=actor)
-        reservation = code_reserve(tenant=tenant, code=code.code, user_id=user, actor=actor)
-        code_redeem(
-            tenant=tenant,
-            code=code.code,
-            user_id=user,
-            token=reservation.token,
-            actor=actor,
-            amount=Decimal("10"),
-            currency="EUR",
-        )
+        service_cycle(tenant=tenant, book=book, user_id=f"profile-{i}", actor=actor)
 
     for i in range(20):  # warm up: connection, prepared statements, caches
         cycle(-i - 1)
