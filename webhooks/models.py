@@ -101,9 +101,13 @@ class WebhookDelivery(models.Model):
             # milliseconds unless its endpoint fails), so no index of their due times is kept: one less index to
             # write in every lifecycle transaction.
             models.Index(fields=["endpoint", "ordering_key", "id"], condition=Q(status="pending"), name="delivery_queue_idx"),
-            # The delivery log of an endpoint (API and admin), newest first, by status or type.
-            models.Index(fields=["endpoint", "-id"], name="delivery_endpoint_idx"),
-            models.Index(fields=["tenant", "-id"], name="delivery_tenant_idx"),
+            # The delivery log of an endpoint (API and admin), newest first, by status or type: read backwards.
+            # Ascending on purpose: every new delivery has the highest id, so it lands at the right end, where
+            # PostgreSQL inserts without descending the tree and splits a full page 90/10. In a descending index
+            # it lands at the left end, where each split is 50/50: the indexes were 2.4 times the size of the
+            # primary key's, with as many more page splits written to the WAL (README "Webhooks").
+            models.Index(fields=["endpoint", "id"], name="delivery_endpoint_idx"),
+            models.Index(fields=["tenant", "id"], name="delivery_tenant_idx"),
         ]
 
     def __str__(self) -> str:
