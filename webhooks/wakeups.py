@@ -1,15 +1,15 @@
 """The Celery wake-ups of new deliveries, published off the request's thread and batched.
 
-Publishing one message costs about half a millisecond of CPU and a broker round trip, a tenth of a redemption; a
-per-process thread publishes instead, gathering what arrives within LINGER_SECONDS into one message, so the
-request only appends ids to a list. A busy process thus publishes one message per LINGER_SECONDS whatever its
-rate, and the longer the linger, the fewer redemptions pay for each message: at 0.2 s a bench client (some 70
-redemptions a second) published one per 14 redemptions, and a message took 0.55 ms of CPU when published back to
-back but 1.2 ms after the thread's idle linger (`python -m bench.profile_webhooks`: 0.3 to 0.5 ms of client CPU per
-redemption on the loaded machine). Half a second cuts that by 2.5, and a delivery leaves at most half a second
-after its commit (plus the worker's pick-up), well within what receivers of webhooks expect. The delivery rows are committed before their ids get here and they are the
-truth: a wake-up lost here (the process ends first, the broker refuses it) only leaves the delivery to the beat
-sweeper, WEBHOOKS_STRANDED_SECONDS later. With CELERY_TASK_ALWAYS_EAGER (tests, debugging) it publishes at once,
+Publishing one message costs 0.55 ms of CPU back to back and 1.2 ms after an idle wait, plus a broker round
+trip; a per-process thread publishes instead, gathering what arrives within LINGER_SECONDS into one message, so
+the request only appends ids to a list. A busy process thus publishes one message per LINGER_SECONDS whatever its
+rate: the longer the linger, the more redemptions share a message. At a bench client's pace (80 a second, two
+deliveries each) the wake-up cost 164 to 236 µs of CPU per redemption with 0.2 s, 120 to 124 µs with 0.5 s and
+123 to 133 µs with 1 s (the rest is per call: the on-commit hook, the hand-over to the thread): half a second
+takes the gain, and a delivery leaves at most that long after its commit, plus the worker's pick-up.
+
+The delivery rows are committed before their ids get here and they are the truth: a wake-up lost here (the process
+ends first, the broker refuses it) only leaves the delivery to the beat sweeper, WEBHOOKS_STRANDED_SECONDS later. With CELERY_TASK_ALWAYS_EAGER (tests, debugging) it publishes at once,
 in the caller's thread, so the delivery is made before the call returns.
 """
 
