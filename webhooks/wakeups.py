@@ -9,8 +9,9 @@ deliveries each) the wake-up cost 164 to 236 µs of CPU per redemption with 0.2 
 takes the gain, and a delivery leaves at most that long after its commit, plus the worker's pick-up.
 
 The delivery rows are committed before their ids get here and they are the truth: a wake-up lost here (the process
-ends first, the broker refuses it) only leaves the delivery to the beat sweeper, WEBHOOKS_STRANDED_SECONDS later. With CELERY_TASK_ALWAYS_EAGER (tests, debugging) it publishes at once,
-in the caller's thread, so the delivery is made before the call returns.
+ends first, the broker refuses it) only leaves the delivery to the beat sweeper, WEBHOOKS_STRANDED_SECONDS later.
+With CELERY_TASK_ALWAYS_EAGER (tests, debugging) it publishes at once, in the caller's thread, so the delivery is
+made before the call returns.
 """
 
 import atexit
