@@ -310,18 +310,23 @@ def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **
     locked path must decide."""
     found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_redemptions_per_user", lock=False)[0]
     now = timezone.now()
+    if not _unlocked_use_check(code=found, user_id=user_id, now=now):
+        return None  # answered by the locked path, on the locked row and in the rules' order
     try:
-        rules.use_open_check(code=found, user_id=user_id, now=now)
         currency = rules.currency_check(book=found.book, currency=request["currency"])
         discount = rules.discount_for(book=found.book, amount=request["amount"], product_id=request["product_id"])
     except ApplicationError:
-        return None  # answered by the locked path, on the locked row and in the rules' order
+        return None
     # Dated by the statement when it takes the use (see redemption_insert_counted).
     at = lifecycle_sql.USED_AT
     fields = _redemption_fields(user_id=user_id, actor=actor, now=at, discount=discount, **{**request, "currency": currency})
     event = _redeemed_event(code=found, actor=actor, now=at, fields=fields, reservation=None, used=True)
     written = lifecycle_sql.redemption_insert_counted(code=found, now=now, redemption=fields, event=event)
     if written.code is None:
+        # The counters refused. A read now (its snapshot taken after the write waited for the code) that finds no
+        # use left at all answers; only a refusal by the holds needs the locked path's exact count.
+        fresh = _code_locked(tenant=tenant, code=code, user_id=user_id, lock=False)[0]
+        _unlocked_use_check(code=fresh, user_id=user_id, now=now)
         return None
     fields["redeemed_at"] = written.used_at
     # The rules again, on the code's newest row, locked now (a change since the read rolls the use back).
@@ -330,6 +335,24 @@ def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **
     before.redeemed_count -= 1
     rules.use_counts_check(code=before, counts=written.counts)
     return _redemption(redemption_id=written.redemption_id, code=written.code, reservation=None, fields=fields)
+
+
+def _unlocked_use_check(*, code: Code, user_id: str, now: datetime) -> bool:
+    """On an unlocked read of the code: False when the open rules refuse (the locked path answers, on the locked
+    row); code_exhausted when no use is left at all, whatever the holds.
+
+    That refusal needs no lock: it is the answer the locked path gives on the same rows (the open rules first,
+    then the counts, whose first is this one; currency and discount come after the counts), and it writes
+    nothing, so the read's snapshot is its moment, as for validate. What it spares: once a hot code is used up,
+    every redeemer still queued had queued twice, on the counted write and then on the locked path, each holding
+    the code for several round trips; those waits were the benchmark's p99 (README "Performance").
+    """
+    try:
+        rules.use_open_check(code=code, user_id=user_id, now=now)
+    except ApplicationError:
+        return False
+    rules.code_not_exhausted_check(code=code)
+    return True
 
 
 def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token: str | None, **request) -> Redemption:
