@@ -518,6 +518,10 @@ def redemption_insert_counted(*, code: Code, now: datetime, redemption: dict[str
     return CountedWrite(code=used, redemption_id=row[0], counts=UseCounts(used.held, row[2], row[3]), used_at=row[-1])
 
 
+# The advisory lock class of the counted redeem's queue per code (the second key: the code's id, folded to int4).
+HOT_CODE_QUEUE = 12
+
+
 @cache
 def _redemption_insert_counted_sql(values: tuple[tuple[str, str | None], ...], event_ctes: str, deliveries: str) -> str:
     """redemption_insert_counted's statement for one shape: the redemption's columns, each with its FromSql
@@ -528,11 +532,13 @@ def _redemption_insert_counted_sql(values: tuple[tuple[str, str | None], ...], e
     selected = ", ".join(_slot_sql(f"redemption_{column}", expression) for column, expression in values)
     redemptions, reservations = Redemption._meta.db_table, Reservation._meta.db_table
     return f"""
-        WITH used AS (
+        WITH queue AS (SELECT pg_advisory_xact_lock({HOT_CODE_QUEUE}, (%(code_id)s %% 2147483647)::int)),
+        used AS (
             UPDATE {Code._meta.db_table} SET redeemed_count = redeemed_count + 1,
                 state = CASE WHEN max_uses IS NOT NULL AND redeemed_count + 1 >= max_uses AND state <> 'voided'
                              THEN 'redeemed' ELSE state END
-            WHERE id = %(code_id)s AND (max_uses IS NULL OR redeemed_count + held < max_uses)
+            WHERE id = %(code_id)s AND (SELECT count(*) FROM queue) >= 0
+                AND (max_uses IS NULL OR redeemed_count + held < max_uses)
             RETURNING {_columns(Code, Code._meta.db_table)}, clock_timestamp() AS used_at),
         redemption AS (
             INSERT INTO {redemptions} (tenant_id, book_id, code_id, reservation_id, {columns}, reversed_at,
