@@ -30,14 +30,15 @@ def book_use_hold(*, code: Code) -> None:
     rules.book_limits_check(book=code.book, usage=rules.BookUsage(*usage), new_hold=True)
 
 
-def book_use_take(*, code: Code, redemption: Redemption) -> None:
-    """A new redemption (already inserted; its reservation, if any, already consumed) is added to the counter."""
+def book_use_take(*, code: Code, discount: Decimal | None) -> None:
+    """A new redemption (already inserted, with this discount; its reservation, if any, already consumed) is added
+    to the counter."""
     if not code.book_limited:
         return
     usage = lock_objects.book_counter_add(
         book_id=code.book_id,
         redemptions=1,
-        discount=redemption.discount or Decimal(0),
+        discount=discount or Decimal(0),
         then=rules.book_usage_query(book_id=code.book_id, now=timezone.now()),
     )
     rules.book_limits_check(book=code.book, usage=rules.BookUsage(*usage))

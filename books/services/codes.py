@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import transaction
 from django.db.models import F
@@ -260,7 +261,6 @@ def reservations_release(*, tenant: Tenant, code: str, actor: Actor) -> int:
     return _reservations_release(code=found, reservations=held, actor=actor, data={"released_by_staff": True})
 
 
-@transaction.atomic
 def code_redeem(
     *,
     tenant: Tenant,
@@ -286,7 +286,8 @@ def code_redeem(
     lock, the use and the redemption at once, so the code is locked only for that statement and the COMMIT
     (what lets many redeemers share one code). When the counters refuse (no use left, or a hold past its time
     still counted) or a rule fails on the unlocked read, the locked path decides and answers: the code locked
-    with its user's row, then the write. With a token, the locked path alone.
+    with its user's row, then the write. With a token, the locked path alone. The returned redemption is built
+    after the transaction's block (after the COMMIT, when it is the outermost): the code is not locked for it.
     """
     request = {
         "order_ref": order_ref,
@@ -295,16 +296,26 @@ def code_redeem(
         "product_id": product_id,
         "idempotency_key": idempotency_key,
     }
-    redemption = None
-    if not token:
-        redemption = _redeem_counted(tenant=tenant, code=code, user_id=user_id, actor=actor, **request)
-    if redemption is None:
-        redemption = _redeem_locked(tenant=tenant, code=code, user_id=user_id, actor=actor, token=token or None, **request)
-    book_use_take(code=redemption.code, redemption=redemption)  # last: the book's counter lock, held only to the commit
-    return redemption
+    with transaction.atomic():
+        use = None
+        if not token:
+            use = _redeem_counted(tenant=tenant, code=code, user_id=user_id, actor=actor, **request)
+        if use is None:
+            use = _redeem_locked(tenant=tenant, code=code, user_id=user_id, actor=actor, token=token or None, **request)
+        book_use_take(code=use.code, discount=use.fields["discount"])  # last: the book's counter lock, held only to the commit
+    return _redemption(use)
 
 
-def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **request) -> Redemption | None:
+class _Use(NamedTuple):
+    """A use taken: what the stored redemption is built from (no re-read)."""
+
+    redemption_id: int
+    code: Code  # as this use leaves it
+    reservation: Reservation | None
+    fields: dict
+
+
+def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **request) -> _Use | None:
     """A redeem without a token on the code's counters (lifecycle_sql.redemption_insert_counted); None when the
     locked path must decide."""
     found = _code_locked(tenant=tenant, code=code, user_id=user_id, user_limit="max_redemptions_per_user", lock=False)[0]
@@ -329,11 +340,14 @@ def _redeem_counted(*, tenant: Tenant, code: str, user_id: str, actor: Actor, **
         return None
     fields["redeemed_at"] = written.used_at
     # The rules again, on the code's newest row, locked now (a change since the read rolls the use back).
-    rules.use_open_check(code=written.code, user_id=user_id, now=now)
-    before = copy.copy(written.code)
-    before.redeemed_count -= 1
-    rules.use_counts_check(code=before, counts=written.counts)
-    return _redemption(redemption_id=written.redemption_id, code=written.code, reservation=None, fields=fields)
+    used = written.code
+    rules.use_open_check(code=used, user_id=user_id, now=now)
+    # The counted rules judge the code as it was before this use: counted back for them rather than copied, as
+    # everything between the write and the COMMIT keeps the code locked (README "Performance").
+    used.redeemed_count -= 1
+    rules.use_counts_check(code=used, counts=written.counts)
+    used.redeemed_count += 1
+    return _Use(written.redemption_id, used, None, fields)
 
 
 def _unlocked_use_check(*, code: Code, user_id: str, now: datetime) -> bool:
@@ -354,7 +368,7 @@ def _unlocked_use_check(*, code: Code, user_id: str, now: datetime) -> bool:
     return True
 
 
-def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token: str | None, **request) -> Redemption:
+def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, token: str | None, **request) -> _Use:
     """A redeem on the locked rows: the code (and without a token the user's row first), then the write."""
     # With a token the reservation already counts against the user's limit: no user lock, straight to the code's.
     user_limit = None if token else "max_redemptions_per_user"
@@ -386,7 +400,7 @@ def _redeem_locked(*, tenant: Tenant, code: str, user_id: str, actor: Actor, tok
         rules.use_counts_check(code=found, counts=written.counts)
     if written.redemption_id is None:
         raise rules.code_exhausted_error(found)
-    return _redemption(redemption_id=written.redemption_id, code=used, reservation=reservation, fields=fields)
+    return _Use(written.redemption_id, used, reservation, fields)
 
 
 def _redemption_fields(*, user_id: str, actor: Actor, now: object, discount, **request) -> dict:
@@ -419,10 +433,11 @@ def _redeemed_event(*, code: Code, actor: Actor, now: object, fields: dict, rese
     )
 
 
-def _redemption(*, redemption_id: int, code: Code, reservation: Reservation | None, fields: dict) -> Redemption:
+def _redemption(use: _Use) -> Redemption:
     """The stored redemption as the write statement wrote it (no re-read)."""
+    code = use.code
     redemption = Redemption(
-        id=redemption_id, tenant_id=code.tenant_id, book=code.book, code=code, reservation=reservation, **fields
+        id=use.redemption_id, tenant_id=code.tenant_id, book=code.book, code=code, reservation=use.reservation, **use.fields
     )
     redemption._state.adding = False
     return redemption
