@@ -215,7 +215,7 @@ def _event_ctes(params: _Params, event: EventRow, *, source: str | None = None) 
     (one row) that the event's values are selected from; None when they are all parameters.
 
     Only the parameters are made per call; the SQL is built once per shape (_event_ctes_sql). Built per call, it
-    and the counted redeem's statement around it cost 12% of a hot redeem's client CPU (cProfile by CPU time of
+    and the counted redeem's statement around it cost 13% of a hot redeem's client CPU (cProfile by CPU time of
     one client; README "Performance")."""
     params.update(
         event_tenant_id=event.tenant_id,
