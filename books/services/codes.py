@@ -358,7 +358,7 @@ def _unlocked_use_check(*, code: Code, user_id: str, now: datetime) -> bool:
     then the counts, whose first is this one; currency and discount come after the counts), and it writes
     nothing, so the read's snapshot is its moment, as for validate. What it spares: once a hot code is used up,
     every redeemer still queued had queued twice, on the counted write and then on the locked path, each holding
-    the code for several round trips; those waits were the benchmark's p99 (README "Performance").
+    the code for several round trips (64 such answers are 1.3% of the hot benchmark's latencies, so at its p99).
     """
     try:
         rules.use_open_check(code=code, user_id=user_id, now=now)
