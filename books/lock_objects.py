@@ -26,6 +26,7 @@ from decimal import Decimal
 
 from django.db import connection
 from django.db.models import QuerySet
+
 from .models import BookAllowance, BookUser, Code, CouponBook, Reservation
 
 

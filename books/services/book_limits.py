@@ -48,9 +48,7 @@ def book_use_return(*, code: Code, redemption: Redemption) -> None:
     """A reversed redemption leaves the book's standing redemptions and discount (it can only lower the usage:
     nothing to check; the next recount gives its room back)."""
     if code.book_limited:
-        lock_objects.book_allowance_give_back(
-            book_id=code.book_id, redemptions=-1, discount=-(redemption.discount or Decimal(0))
-        )
+        lock_objects.book_allowance_give_back(book_id=code.book_id, redemptions=-1, discount=-(redemption.discount or Decimal(0)))
 
 
 def _book_use(

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from books.models import BookAllowance, BookCounter, Code, CouponBook, Reservation
-from books.selectors import code_validate
 from books.rules import BOOK_ALLOWANCE_SHARDS
+from books.selectors import code_validate
 from books.services.book_limits import book_allowance_recount
 from books.services.books import book_create, book_update
 from books.services.codes import code_redeem, code_release, code_reserve, redemption_reverse
@@ -298,7 +298,7 @@ def test_a_limit_lowered_under_load_refuses_every_use_that_starts_after_it(tenan
     outcomes = run_concurrently(calls)
 
     redeems = outcomes[:10] + outcomes[11:]
-    assert not [i for i, outcome in zip(range(12, 42), redeems) if outcome.ok and started[i] > lowered["at"]]
+    assert not [i for i, outcome in zip(range(12, 42), redeems, strict=True) if outcome.ok and started[i] > lowered["at"]]
     assert set(error_counts(redeems)) <= {"book_redemption_limit_reached"}
     assert_counter_matches(book)
     assert_allowance_within_limits(book)
