@@ -341,18 +341,31 @@ BOOK_ALLOWANCE_SHARDS = 16
 USES_PER_SHARD_AT_LEAST = 4
 
 
-def book_recount(*, book_id: int, now: datetime) -> tuple[BookUsage, CouponBook]:
-    """The book's usage (its shards' standing redemptions and discount, its active holds) and its limits and
-    discount settings (what values a hold), in one statement: the recount, sent once every shard of the book is
-    locked, so its snapshot holds every use taken on them and the latest change of the book's settings (a change
-    recounts under the same locks: book_limits.book_allowance_recount)."""
+@dataclass(frozen=True)
+class BookRecount:
+    """What a recount reads: the book's usage, the book as its limits and discount now stand, and how the last
+    recount left the shards (its `now`: the holds expiring after it were counted; a hold's value then)."""
+
+    usage: BookUsage
+    book: CouponBook
+    last_recount: datetime
+    hold_value: Decimal
+
+
+def book_recount(*, book_id: int, now: datetime) -> BookRecount:
+    """The book's usage (its shards' standing redemptions and discount, its active holds), its limits and
+    discount settings (what values a hold), and the shards' last recount, in one statement: sent once every shard
+    of the book is locked, so its snapshot holds every use taken on them and the latest change of the book's
+    settings (a change recounts under the same locks: book_limits.book_allowance_recount)."""
     from .models import BookAllowance
 
     query = sql.SQL(
         """SELECT COALESCE((SELECT SUM(redemptions) FROM {shards} WHERE book_id = b.id), 0),
         COALESCE((SELECT SUM(discount) FROM {shards} WHERE book_id = b.id), 0),
         (SELECT COUNT(*) FROM {reservations} WHERE book_id = b.id AND status = {active} AND expires_at > {now}),
-        b.max_redemptions, b.budget_amount, b.discount_type, b.discount_value, b.max_discount_amount, b.currency
+        b.max_redemptions, b.budget_amount, b.discount_type, b.discount_value, b.max_discount_amount, b.currency,
+        (SELECT MIN(recounted_at) FROM {shards} WHERE book_id = b.id),
+        (SELECT MIN(hold_value) FROM {shards} WHERE book_id = b.id)
         FROM {books} b WHERE b.id = {book}"""
     ).format(
         shards=sql.Identifier(BookAllowance._meta.db_table),
@@ -370,7 +383,7 @@ def book_recount(*, book_id: int, now: datetime) -> tuple[BookUsage, CouponBook]
         pk=book_id, max_redemptions=row[3], budget_amount=row[4], discount_type=row[5], discount_value=row[6],
         max_discount_amount=row[7], currency=row[8],
     )  # fmt: skip
-    return usage, book
+    return BookRecount(usage=usage, book=book, last_recount=row[9], hold_value=row[10])
 
 
 @dataclass(frozen=True)
@@ -409,21 +422,25 @@ def book_allowance_shares(*, usage: BookUsage, hold: Decimal, unit: Decimal) -> 
     )
 
 
-def book_limits_check(*, book: CouponBook, usage: BookUsage, new_hold: bool = False) -> None:
+def book_limits_check(
+    *, book: CouponBook, usage: BookUsage, new_hold: bool = False, adds_use: bool = True, adds_discount: bool = True
+) -> None:
     """The book's usage, this use included, is within its limits (as `usage` read them).
 
     `usage` counts the use being taken: a redemption in `redemptions` and its discount in `discount`, or (with
     new_hold) a new reservation in `held`. A new hold of an uncapped percent book (which holds nothing) is still
-    refused once nothing of the budget is left.
+    refused once nothing of the budget is left. A redemption of a hold that was counted adds no use (adds_use
+    False), nor any discount when it gives at most what its hold kept (adds_discount False): it is checked only
+    on what it adds, so a limit lowered below what was given and held takes nothing back from a holder.
     """
     limit, budget = usage.max_redemptions, usage.budget_amount
-    if limit is not None and usage.redemptions + usage.held > limit:
+    if limit is not None and adds_use and usage.redemptions + usage.held > limit:
         raise ApplicationError(
             "book_redemption_limit_reached",
             f"This coupon book has reached its limit of {limit} redemption(s).",
             {"limit": limit, "redeemed": usage.redemptions, "reserved": usage.held - int(new_hold)},
         )
-    if budget is not None:
+    if budget is not None and adds_discount:
         hold = hold_per_use(book)
         used = usage.discount + usage.held * hold
         if used > budget or (new_hold and not hold and used >= budget):

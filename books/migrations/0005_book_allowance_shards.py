@@ -2,7 +2,7 @@
 (BookCounter), so the uses of a limited book no longer queue on one row (books/services/book_limits.py).
 
 Each counter's standing redemptions and discount go to its book's shard 0. Every shard starts with no allowance
-and a recount time of 'infinity' (no hold counted): the book's first use finds no room, recounts the book
+and a recount time far in the future (no hold counted: the old counter held none): the book's first use finds no room, recounts the book
 exactly and shares out what is left.
 """
 
@@ -15,7 +15,7 @@ SHARDS = 16  # rules.BOOK_ALLOWANCE_SHARDS when this migration was written
 FORWARD = f"""
     INSERT INTO books_bookallowance (book_id, shard, redemptions, discount, uses_left, budget_left, hold_value, recounted_at)
     SELECT c.book_id, s.n, CASE WHEN s.n = 0 THEN c.redemptions ELSE 0 END, CASE WHEN s.n = 0 THEN c.discount ELSE 0 END,
-           0, 0, 0, 'infinity'
+           0, 0, 0, '9999-01-01 00:00:00+00'
     FROM books_bookcounter c CROSS JOIN generate_series(0, {SHARDS - 1}) AS s(n);
     DROP TABLE books_bookcounter;
     CREATE VIEW books_bookcounter AS
@@ -28,10 +28,10 @@ BACKWARD = """
     CREATE TABLE books_bookcounter (
         book_id bigint PRIMARY KEY REFERENCES books_couponbook (id) DEFERRABLE INITIALLY DEFERRED,
         redemptions integer NOT NULL CHECK (redemptions >= 0),
-        discount numeric(16, 2) NOT NULL,
-        CONSTRAINT bookcounter_discount_non_negative CHECK (discount >= 0)
+        discount numeric(16, 2) NOT NULL
     );
     INSERT INTO books_bookcounter SELECT book_id, SUM(redemptions), SUM(discount) FROM books_bookallowance GROUP BY book_id;
+    SET CONSTRAINTS ALL IMMEDIATE;  -- checked now: the CHECK added next alters the table
 """
 
 

@@ -14,6 +14,8 @@ Why it is exact: between two recounts the shards' allowance only shrinks by at l
 usage, and a recount sets it from the usage itself, so the allowance never exceeds what the limits leave.
 """
 
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -57,7 +59,7 @@ def _book_use(
     redemptions: int = 0,
     discount: Decimal = Decimal(0),
     new_hold: bool = False,
-    consumed_expires_at=None,
+    consumed_expires_at: datetime | None = None,
 ) -> None:
     """Take one use's share from a free shard, or recount the book and decide on its exact usage."""
     if lock_objects.book_allowance_take(
@@ -68,29 +70,51 @@ def _book_use(
         consumed_expires_at=consumed_expires_at,
     ):
         return
-    book_allowance_recount(book_id=book_id, redemptions=redemptions, discount=discount, new_hold=new_hold, check=True)
+    book_allowance_recount(
+        book_id=book_id,
+        redemptions=redemptions,
+        discount=discount,
+        new_hold=new_hold,
+        consumed_expires_at=consumed_expires_at,
+        check=True,
+    )
 
 
 def book_allowance_recount(
-    *, book_id: int, redemptions: int = 0, discount: Decimal = Decimal(0), new_hold: bool = False, check: bool = False
+    *,
+    book_id: int,
+    redemptions: int = 0,
+    discount: Decimal = Decimal(0),
+    new_hold: bool = False,
+    consumed_expires_at: datetime | None = None,
+    check: bool = False,
 ) -> None:
     """Lock every shard of the book, count its usage exactly, and share out what its limits leave.
 
     `redemptions` and `discount` are the use at hand's (this transaction's redemption, which the shards do not
     hold yet; its own new hold or consumed reservation the count sees already), written to shard 0. With
-    `check`, a use that does not fit is refused (rules.book_limits_check). Without, it rebalances the book after
-    a change of its limits or discount: a limit lowered below what was given leaves no room, takes nothing back.
-    Three statements; a use only comes here when no free shard had room.
+    `check`, a use that does not fit is refused (rules.book_limits_check), on what it adds, as the fast path
+    decides: a redemption of a hold the last recount counted adds no use, and only a discount above what the
+    hold kept. Without, it rebalances the book after a change of its limits or discount: a limit lowered below
+    what was given leaves no room, takes nothing back. Three statements; a use only comes here when no free
+    shard had room.
     """
     now = timezone.now()
     lock_objects.book_allowances_lock(book_id=book_id)
-    usage, book = rules.book_recount(book_id=book_id, now=now)
-    usage = rules.BookUsage(
-        usage.redemptions + redemptions, usage.discount + discount, usage.held, usage.max_redemptions, usage.budget_amount
+    recount = rules.book_recount(book_id=book_id, now=now)
+    usage = replace(
+        recount.usage, redemptions=recount.usage.redemptions + redemptions, discount=recount.usage.discount + discount
     )
     if check:
-        rules.book_limits_check(book=book, usage=usage, new_hold=new_hold)
-    hold = rules.hold_per_use(book)
+        hold_counted = consumed_expires_at is not None and consumed_expires_at > recount.last_recount
+        rules.book_limits_check(
+            book=recount.book,
+            usage=usage,
+            new_hold=new_hold,
+            adds_use=not hold_counted,
+            adds_discount=not hold_counted or discount > recount.hold_value,
+        )
+    hold = rules.hold_per_use(recount.book)
     shares = rules.book_allowance_shares(usage=usage, hold=hold, unit=max(hold, discount))
     table = connection.ops.quote_name(BookAllowance._meta.db_table)
     with connection.cursor() as cursor:

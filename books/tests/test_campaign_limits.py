@@ -265,6 +265,29 @@ def test_a_hold_the_recount_saw_expired_is_never_given_back_twice(tenant, actor)
     assert_counter_matches(book)
 
 
+def test_a_limit_lowered_below_the_holds_takes_nothing_back_from_the_holders(tenant, actor):
+    book = limited_book(tenant, codes=4, max_redemptions=3, discount_type="fixed", discount_value="10", currency="EUR")
+    holds = [code_reserve(tenant=tenant, code=f"CODE-{i}", user_id=f"user-{i}", actor=actor) for i in range(2)]
+    book_update(book=book, max_redemptions=1, budget_amount=Decimal("10"))
+
+    assert code_validate(tenant=tenant, code="CODE-0", user_id="user-0").valid
+    assert code_validate(tenant=tenant, code="CODE-2", user_id="user-2").reason == "book_redemption_limit_reached"
+    # The recount decides as the shard would: a counted hold's redemption adds nothing to what the limits count.
+    with transaction.atomic():
+        book_allowance_recount(
+            book_id=book.pk, redemptions=1, discount=Decimal("10"), consumed_expires_at=holds[1].expires_at, check=True
+        )
+        transaction.set_rollback(True)
+    redeemed = run_concurrently(
+        [partial(code_redeem, tenant=tenant, code=h.code.code, user_id=h.user_id, actor=actor, token=h.token) for h in holds]
+    )
+    assert len(successes(redeemed)) == 2
+    with pytest.raises(ApplicationError) as refused:
+        code_redeem(tenant=tenant, code="CODE-2", user_id="user-2", actor=actor)
+    assert refused.value.code == "book_redemption_limit_reached"
+    assert_counter_matches(book)
+
+
 def test_discounts_larger_than_any_one_shard_are_merged_by_the_recount_exactly(tenant, actor):
     # 1000 EUR over 16 shards is 62.50 each; every discount here is 100 (50 % of 200): none fits one shard.
     book = limited_book(tenant, codes=30, discount_value="50", currency="EUR", budget_amount="1000")
