@@ -300,16 +300,22 @@ class BookUsage:
         return replace(self, redemptions=self.redemptions + 1, discount=self.discount + (discount or 0))
 
 
-def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | None = None) -> str:
-    """The statement behind book_usage, its values in it (the counter: the view that sums the book's shards)."""
-    from .models import BookCounter
+def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | None = None, recount: bool = False) -> str:
+    """The statement behind book_usage, its values in it (the counter: the view that sums the book's shards);
+    with `recount`, also what book_recount reads: the book's discount settings and the shards' last recount."""
+    from .models import BookAllowance, BookCounter
 
+    recounted = sql.SQL(
+        """, b.discount_type, b.discount_value, b.max_discount_amount, b.currency,
+        (SELECT MIN(recounted_at) FROM {shards} WHERE book_id = b.id), (SELECT MIN(hold_value) FROM {shards} WHERE book_id = b.id)"""
+    ).format(shards=sql.Identifier(BookAllowance._meta.db_table))
     query = sql.SQL(
         """SELECT COALESCE(c.redemptions, 0), COALESCE(c.discount, 0),
         (SELECT COUNT(*) FROM {reservations} WHERE book_id = b.id AND status = {active} AND expires_at > {now} AND id <> {own}),
-        b.max_redemptions, b.budget_amount
+        b.max_redemptions, b.budget_amount{recounted}
         FROM {books} b LEFT JOIN {counters} c ON c.book_id = b.id WHERE b.id = {book}"""
     ).format(
+        recounted=recounted if recount else sql.SQL(""),
         reservations=sql.Identifier(Reservation._meta.db_table),
         books=sql.Identifier(CouponBook._meta.db_table),
         counters=sql.Identifier(BookCounter._meta.db_table),
@@ -357,26 +363,8 @@ def book_recount(*, book_id: int, now: datetime) -> BookRecount:
     discount settings (what values a hold), and the shards' last recount, in one statement: sent once every shard
     of the book is locked, so its snapshot holds every use taken on them and the latest change of the book's
     settings (a change recounts under the same locks: book_limits.book_allowance_recount)."""
-    from .models import BookAllowance
-
-    query = sql.SQL(
-        """SELECT COALESCE((SELECT SUM(redemptions) FROM {shards} WHERE book_id = b.id), 0),
-        COALESCE((SELECT SUM(discount) FROM {shards} WHERE book_id = b.id), 0),
-        (SELECT COUNT(*) FROM {reservations} WHERE book_id = b.id AND status = {active} AND expires_at > {now}),
-        b.max_redemptions, b.budget_amount, b.discount_type, b.discount_value, b.max_discount_amount, b.currency,
-        (SELECT MIN(recounted_at) FROM {shards} WHERE book_id = b.id),
-        (SELECT MIN(hold_value) FROM {shards} WHERE book_id = b.id)
-        FROM {books} b WHERE b.id = {book}"""
-    ).format(
-        shards=sql.Identifier(BookAllowance._meta.db_table),
-        reservations=sql.Identifier(Reservation._meta.db_table),
-        books=sql.Identifier(CouponBook._meta.db_table),
-        active=sql.Literal(Reservation.Status.ACTIVE.value),
-        now=sql.Literal(now),
-        book=sql.Literal(book_id),
-    )
     with connection.cursor() as cursor:
-        cursor.execute(query.as_string(connection.connection))
+        cursor.execute(book_usage_query(book_id=book_id, now=now, recount=True))
         row = cursor.fetchone()
     usage = BookUsage(int(row[0]), row[1], row[2], row[3], row[4])
     book = CouponBook(
