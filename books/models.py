@@ -35,20 +35,22 @@ def _optional_amount_field(*, minimum: Decimal | int, help_text: str) -> models.
 
 
 class CouponBook(models.Model):
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="books")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         ACTIVE = "active", "Active"
         PAUSED = "paused", "Paused"
         ARCHIVED = "archived", "Archived"
 
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+
     class DiscountType(models.TextChoices):
         PERCENT = "percent", "Percent"
         FIXED = "fixed", "Fixed amount"
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="books")
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     discount_type = models.CharField(max_length=16, choices=DiscountType.choices, default=DiscountType.PERCENT)
     discount_value = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("10.00"))
     currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code; required for a fixed discount.")
