@@ -106,7 +106,9 @@ def book_allowance_recount(
         recount.usage, redemptions=recount.usage.redemptions + redemptions, discount=recount.usage.discount + discount
     )
     if check:
-        hold_counted = consumed_expires_at is not None and consumed_expires_at > recount.last_recount
+        # A book whose shards were never started (limits set around the services) has no last recount: nothing
+        # of its holds was counted on them.
+        hold_counted = None not in (consumed_expires_at, recount.last_recount) and consumed_expires_at > recount.last_recount
         rules.book_limits_check(
             book=recount.book,
             usage=usage,
