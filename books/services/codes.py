@@ -302,7 +302,8 @@ def code_redeem(
             use = _redeem_counted(tenant=tenant, code=code, user_id=user_id, actor=actor, **request)
         if use is None:
             use = _redeem_locked(tenant=tenant, code=code, user_id=user_id, actor=actor, token=token or None, **request)
-        book_use_take(code=use.code, discount=use.fields["discount"])  # last: the book's counter lock, held only to the commit
+        # Last: the book's allowance, whose lock is held only to the commit.
+        book_use_take(code=use.code, discount=use.fields["discount"], reservation=use.reservation)
     return _redemption(use)
 
 
