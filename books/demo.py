@@ -1,5 +1,5 @@
-"""The demo data that `make run` loads once: a tenant with staff users, an API client, and four coupon books in use,
-with orders in EUR and in USD over the last 30 days and a few refunds.
+"""The demo data that `make run` loads once: a tenant with staff users, an API client, and five coupon books in use
+(one with campaign limits), with orders in EUR and in USD over the last 30 days and a few refunds.
 
 Everything goes through the services (so the events, counters and reservations are what real use would leave);
 only the redemptions' times are then moved back over the last DEMO_DAYS days (with their `redeemed` events), so
@@ -68,6 +68,14 @@ US_ABOUT = "15 USD off the first order in the US shop."
 MEMBERS_BOOK = "Black Friday 20% for loyalty programme members, EUR and USD shops"  # a long name, for the charts
 MEMBERS_CODE = "MEMBERS20"
 MEMBERS_REDEEMED = 18  # alternately in the EUR and the USD shop: a percent book takes the order's currency
+LIMITED_BOOK = "First 100 customers: 15% off, at most 20 EUR"  # the campaign limits, on the book page
+LIMITED_CODES = 150
+LIMITED_PATTERN = "FIRST-******"
+LIMITED_MAX_REDEMPTIONS = 100
+LIMITED_BUDGET = Decimal("800")  # EUR: 100 orders at the 20 EUR cap would need 2,000
+LIMITED_REDEEMED = 14  # first-001 .. 014, orders of 45 EUR and up
+LIMITED_LOCKED = 3  # first-015 .. 017: checkouts in progress, which hold a use and 20 EUR of the budget each
+LIMITED_ABOUT = "15% off orders of 40 EUR or more, at most 20 EUR each; the first 100 customers, 800 EUR in all."
 # A promo code anyone may use, as often as its uses allow: no assignment, no limit of codes per customer.
 ANYONE_MAY_USE = {"requires_assignment": False, "max_codes_per_user": None}
 DEMO_DAYS = 30
@@ -143,6 +151,7 @@ def _demo_create(*, base_url: str) -> DemoSeed:
     _shared_book_load(tenant=tenant, marketing=marketing, checkout=checkout)
     _us_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
     _members_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
+    _limited_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
     _redemptions_spread(tenant=tenant)
     return DemoSeed(
         created=True,
@@ -252,6 +261,33 @@ def _members_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
         order = _order(f"BF-{4000 + n}", Decimal("60.00") + n * 3, "EUR" if n % 2 else "USD")
         last = code_redeem(tenant=tenant, code=MEMBERS_CODE, user_id=f"member-{n:03d}", actor=checkout, **order)
     redemption_reverse(tenant=tenant, redemption_id=last.pk, actor=admin, reason="Returned")
+
+
+def _limited_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
+    """A campaign with every limit: the first 100 customers, a total budget, a minimum order and a cap per order;
+    the book page shows how much of them is used, locks included."""
+    book = _active_book(
+        tenant=tenant,
+        name=LIMITED_BOOK,
+        discount="15%",
+        description=LIMITED_ABOUT,
+        currency="EUR",  # the budget's
+        max_redemptions=LIMITED_MAX_REDEMPTIONS,
+        budget_amount=LIMITED_BUDGET,
+        min_order_amount=Decimal("40"),
+        max_discount_amount=Decimal("20"),
+    )
+    codes_generate(book=book, count=LIMITED_CODES, pattern=LIMITED_PATTERN, actor=marketing)
+    redemptions = []
+    for n in range(1, LIMITED_REDEEMED + LIMITED_LOCKED + 1):
+        user = f"first-{n:03d}"
+        code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=checkout).code
+        if n > LIMITED_REDEEMED:
+            code_reserve(tenant=tenant, code=code, user_id=user, actor=checkout, ttl_seconds=3600)
+            continue
+        order = _order(f"FIRST-{5000 + n}", Decimal("45.00") + n * 11, "EUR")  # from 15% of 56 EUR to the 20 EUR cap
+        redemptions.append(code_redeem(tenant=tenant, code=code, user_id=user, actor=checkout, **order))
+    redemption_reverse(tenant=tenant, redemption_id=redemptions[0].pk, actor=admin, reason="Order returned")
 
 
 def _redemptions_spread(*, tenant: Tenant) -> None:
