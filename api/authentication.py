@@ -106,7 +106,8 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("The token does not name an API client.")
         principal = self._principal(request, token.payload, defer=defer)
         if len(_verified_tokens) >= VERIFIED_TOKENS_MAX:
-            _verified_tokens.pop(next(iter(_verified_tokens)))  # the oldest
+            # The oldest; another thread of a gthread worker may have dropped it already.
+            _verified_tokens.pop(next(iter(_verified_tokens), None), None)
         _verified_tokens[raw.encode("ascii")] = token.payload
         return principal
 
