@@ -2,7 +2,8 @@
 the cache again every `retry_seconds` (not on every request), and logs once that it is back.
 
 Used by the rate-limit counters (api.ratelimit: they count in the process's memory meanwhile) and the credential
-cache (api.credentials: every request reads its credential row meanwhile); each passes its own logger and words.
+cache (api.credentials: every request reads its credential row meanwhile); each subclasses it with its own words
+and passes its own logger.
 """
 
 import logging
@@ -11,13 +12,14 @@ import time
 
 
 class CacheOutage:
-    """One process's outage state for one user of the shared cache."""
+    """One process's outage state for one user of the shared cache; a subclass per user gives the words."""
 
-    def __init__(self, *, logger: logging.Logger, subject: str, meanwhile: str, recovered: str, retry_seconds: float):
+    subject = ""  # who speaks, e.g. "rate limits"
+    meanwhile = ""  # what the process does until the cache is back
+    recovered = ""  # what it does again once it is
+
+    def __init__(self, *, logger: logging.Logger, retry_seconds: float):
         self._logger = logger
-        self._subject = subject  # who speaks, e.g. "rate limits"
-        self._meanwhile = meanwhile  # what the process does until the cache is back
-        self._recovered = recovered  # what it does again once it is
         self._retry_seconds = retry_seconds
         self._lock = threading.Lock()
         self.retry_at = 0.0
@@ -35,10 +37,10 @@ class CacheOutage:
                 self.ongoing = True
                 self._logger.error(
                     "%s: the shared cache is unreachable (%s: %s); %s until it is back (retried every %.0f s)",
-                    self._subject,
+                    self.subject,
                     type(exc).__name__,
                     exc,
-                    self._meanwhile,
+                    self.meanwhile,
                     self._retry_seconds,
                 )
 
@@ -48,7 +50,7 @@ class CacheOutage:
             with self._lock:
                 if self.ongoing:
                     self.ongoing = False
-                    self._logger.warning("%s: the shared cache answers again; %s", self._subject, self._recovered)
+                    self._logger.warning("%s: the shared cache answers again; %s", self.subject, self.recovered)
 
     def forget(self) -> None:
         """As if the cache had never failed (tests)."""

@@ -91,18 +91,18 @@ def _versions_write(version_keys: list[str]) -> None:
     pipeline.execute()
 
 
+class _CredentialsOutage(CacheOutage):
+    subject = "API credentials"
+    meanwhile = "every request reads its credential row"
+    recovered = "cached entries are used again"
+
+
 class CredentialCache:
     """One process's credential entries: {version key: (version, value, read at)}."""
 
     def __init__(self):
         self._entries: dict[str, tuple[str, object, float]] = {}
-        self._outage = CacheOutage(
-            logger=logger,
-            subject="API credentials",
-            meanwhile="every request reads its credential row",
-            recovered="cached entries are used again",
-            retry_seconds=RETRY_SECONDS,
-        )
+        self._outage = _CredentialsOutage(logger=logger, retry_seconds=RETRY_SECONDS)
 
     def get(self, version_key: str, load: Callable[[], T | None]) -> T | None:
         """The value `load()` reads (a row, or None when there is none), from this process's memory while the

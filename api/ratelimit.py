@@ -107,19 +107,19 @@ class VersionRead:
     lifetime: int
 
 
+class _LimitsOutage(CacheOutage):
+    subject = "rate limits"
+    meanwhile = "counting in each process's memory"
+    recovered = "counting there again"
+
+
 class ResilientLimiter:
     """Fixed-window counters on a primary storage (Redis), falling back to this process's memory when it fails."""
 
     def __init__(self, primary: Storage | None):
         self.primary = primary
         self.fallback = MemoryStorage()
-        self.outage = CacheOutage(
-            logger=logger,
-            subject="rate limits",
-            meanwhile="counting in each process's memory",
-            recovered="counting there again",
-            retry_seconds=RETRY_PRIMARY_SECONDS,
-        )
+        self.outage = _LimitsOutage(logger=logger, retry_seconds=RETRY_PRIMARY_SECONDS)
 
     def _call(self, operation):
         """operation(storage): on the primary while it answers, else on the fallback (never raises for Redis)."""

@@ -61,6 +61,12 @@ RETRY_AFTER = {
 }
 
 
+class TextList(serializers.ListField):
+    """A list of strings in an answer (codes, warnings, product ids)."""
+
+    child = serializers.CharField()
+
+
 class FieldErrorOutput(serializers.Serializer):
     field = serializers.CharField(
         help_text="Path of the invalid input: a body field (`amount`), an item (`codes.3`), a nested field "
@@ -81,9 +87,7 @@ class ErrorDetailsOutput(serializers.Serializer):
     )
     retry_after = serializers.IntegerField(required=False, help_text="throttled: seconds to wait.")
     limit = serializers.IntegerField(required=False, help_text="The limit that was reached.")
-    codes = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="duplicate_codes: the codes at fault (the first 100)."
-    )
+    codes = TextList(required=False, help_text="duplicate_codes: the codes at fault (the first 100).")
     count = serializers.IntegerField(required=False, help_text="How many inputs are at fault, or were asked for.")
     space = serializers.IntegerField(required=False, help_text="pattern_space_too_small: how many codes the pattern can make.")
     available = serializers.IntegerField(required=False, help_text="book_exhausted (distribution): the free codes left.")

@@ -18,7 +18,7 @@ from redemptions.models import OUTCOME_FIELDS, Redemption
 
 from .inputs import MAX_SIGNING_KEY_LENGTH, MIN_HS256_SECRET, key_material_clean
 from .models import EndUserSigningKey
-from .schema import ErrorBody
+from .schema import ErrorBody, TextList
 
 MAX_CODES = settings.COUPONS["MAX_CODES_PER_REQUEST"]
 MAX_DISTRIBUTION_USERS = settings.COUPONS["MAX_DISTRIBUTION_USERS"]
@@ -174,7 +174,7 @@ class BookInput(serializers.Serializer):
 
 
 class BookOutput(serializers.ModelSerializer):
-    product_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+    product_ids = TextList(read_only=True)
 
     class Meta:
         model = CouponBook
@@ -241,8 +241,8 @@ class GenerateInput(serializers.Serializer):
 
 class CreationOutput(serializers.Serializer):
     created = serializers.IntegerField()
-    warnings = serializers.ListField(child=serializers.CharField())
-    skipped = serializers.ListField(child=serializers.CharField(), help_text="Duplicates skipped (the first 100).")
+    warnings = TextList()
+    skipped = TextList(help_text="Duplicates skipped (the first 100).")
     skipped_count = serializers.IntegerField()
 
 
@@ -488,10 +488,8 @@ class JobResultOutput(serializers.Serializer):
     """What a finished job reports; which keys are present depends on its kind and status."""
 
     created = serializers.IntegerField(required=False, help_text="generate, upload: codes created.")
-    warnings = serializers.ListField(child=serializers.CharField(), required=False, help_text="generate: warnings.")
-    skipped = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="upload: duplicates skipped (the first 100)."
-    )
+    warnings = TextList(required=False, help_text="generate: warnings.")
+    skipped = TextList(required=False, help_text="upload: duplicates skipped (the first 100).")
     skipped_count = serializers.IntegerField(required=False, help_text="upload: duplicates skipped.")
     rows = serializers.IntegerField(required=False, help_text="export: rows written.")
     filename = serializers.CharField(required=False, help_text="export: the workbook's file name; distribute: the CSV's.")

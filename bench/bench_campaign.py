@@ -1,11 +1,12 @@
 """Benchmark: redeem throughput of a book with max_redemptions set against the same book without (SPEC: at least 0.8).
 
 Through the services, CLIENTS forked processes (one database connection each, as gunicorn workers would be) redeem
-distinct codes without a token, so the only row every redemption of the book shares is the limited book's counter
-(books/lock_objects.py book_counter_add, taken last, held to the commit). The limit is far above what the run
-redeems, so nothing is refused and both books do the same work but the counter's two statements. The two books
-alternate for ROUNDS rounds, each on fresh codes, each figure the best round, so a burst of load on the shared
-machine hits both. Afterwards the limited books' counters must equal their redemptions.
+distinct codes without a token, so the only rows every redemption of the book shares are the limited book's
+allowance shards (books/lock_objects.py book_allowance_take: one of them, picked with SKIP LOCKED, taken last and
+held to the commit). The limit is far above what the run redeems, so nothing is refused and both books do the same
+work but the shard's one statement. The two books alternate for ROUNDS rounds, each on fresh codes, each figure
+the best round, so a burst of load on the shared machine hits both. Afterwards each limited book's counter (the
+sum of its shards) must equal its redemptions, and its shards' allowance must be exactly the limit minus them.
 """
 
 import os
@@ -33,7 +34,9 @@ def _rate(tenant, *, count: int, label: str, max_redemptions: int | None) -> tup
 
 
 def run() -> Result:
-    from books.models import BookCounter
+    from django.db.models import Sum
+
+    from books.models import BookAllowance, BookCounter
     from redemptions.models import Redemption
     from tests.factories import TenantFactory
 
@@ -53,6 +56,7 @@ def run() -> Result:
                 limited_books.append(book_id)
     exact = all(
         BookCounter.objects.get(book_id=book_id).redemptions == Redemption.objects.filter(book_id=book_id).count() == count
+        and BookAllowance.objects.filter(book_id=book_id).aggregate(left=Sum("uses_left"))["left"] == limit - count
         for book_id in limited_books
     )
     best_without, best_with = max(rates["without"]), max(rates["with"])

@@ -1,5 +1,5 @@
-"""The demo data that `make run` loads once: a tenant with staff users, an API client, and four coupon books in use,
-with orders in EUR and in USD over the last 30 days and a few refunds.
+"""The demo data that `make run` loads once: a tenant with staff users, an API client, and five coupon books in use
+(one with campaign limits), with orders in EUR and in USD over the last 30 days and a few refunds.
 
 Everything goes through the services (so the events, counters and reservations are what real use would leave);
 only the redemptions' times are then moved back over the last DEMO_DAYS days (with their `redeemed` events), so
@@ -46,6 +46,7 @@ STAFF_USERS = {
 }
 
 WELCOME_BOOK = "Welcome 10%"
+WELCOME_ABOUT = "10% off the first order of a new customer; one code each."
 WELCOME_CODES = 200
 WELCOME_PATTERN = "WELCOME-******"  # 32^6 ≈ 1.07e9 codes: no guessing warning for 200 codes
 WELCOME_ASSIGNED = 40  # customer-001 .. customer-040 hold one code each
@@ -57,14 +58,26 @@ SHARED_BOOK = "Summer sale"
 SHARED_CODE = "SUMMER24"
 SHARED_USES = 1000
 SHARED_REDEEMED = 12
+SHARED_VALID_DAYS = 90
 US_BOOK = "US launch: $15 off"
 US_CODES = 60
 US_PATTERN = "USA-######"
 US_REDEEMED = 10  # usa-buyer-01 .. 10, in USD
 US_REVERSED = 2
+US_ABOUT = "15 USD off the first order in the US shop."
 MEMBERS_BOOK = "Black Friday 20% for loyalty programme members, EUR and USD shops"  # a long name, for the charts
 MEMBERS_CODE = "MEMBERS20"
 MEMBERS_REDEEMED = 18  # alternately in the EUR and the USD shop: a percent book takes the order's currency
+LIMITED_BOOK = "First 100 customers: 15% off, at most 20 EUR"  # the campaign limits, on the book page
+LIMITED_CODES = 150
+LIMITED_PATTERN = "FIRST-******"
+LIMITED_MAX_REDEMPTIONS = 100
+LIMITED_BUDGET = Decimal("800")  # EUR: 100 orders at the 20 EUR cap would need 2,000
+LIMITED_REDEEMED = 14  # first-001 .. 014, orders of 45 EUR and up
+LIMITED_LOCKED = 3  # first-015 .. 017: checkouts in progress, which hold a use and 20 EUR of the budget each
+LIMITED_ABOUT = "15% off orders of 40 EUR or more, at most 20 EUR each; the first 100 customers, 800 EUR in all."
+# A promo code anyone may use, as often as its uses allow: no assignment, no limit of codes per customer.
+ANYONE_MAY_USE = {"requires_assignment": False, "max_codes_per_user": None}
 DEMO_DAYS = 30
 DEMO_WEBHOOK = "Demo receiver served by this site (make run): every event, verified as a real receiver would."
 
@@ -138,6 +151,7 @@ def _demo_create(*, base_url: str) -> DemoSeed:
     _shared_book_load(tenant=tenant, marketing=marketing, checkout=checkout)
     _us_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
     _members_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
+    _limited_book_load(tenant=tenant, marketing=marketing, checkout=checkout, admin=admin)
     _redemptions_spread(tenant=tenant)
     return DemoSeed(
         created=True,
@@ -161,19 +175,25 @@ def _demo_webhook_register(*, tenant: Tenant, base_url: str) -> None:
     webhook_endpoint_update(endpoint=endpoint, url=f"{base_url}/webhooks/demo-receiver/{endpoint.pk}/")
 
 
+def _active_book(*, tenant: Tenant, name: str, discount: str, **settings) -> CouponBook:
+    """An active book whose discount is written as a marketer says it: "10%" (percent) or "5 EUR" (fixed, in EUR)."""
+    value, _, currency = discount.partition(" ")
+    if value.endswith("%"):
+        offer = {"discount_type": CouponBook.DiscountType.PERCENT, "discount_value": Decimal(value.removesuffix("%"))}
+    else:
+        offer = {"discount_type": CouponBook.DiscountType.FIXED, "discount_value": Decimal(value), "currency": currency}
+    return book_create(tenant=tenant, name=name, status=CouponBook.Status.ACTIVE, **offer, **settings)
+
+
+def _order(ref: str, amount: Decimal, currency: str) -> dict:
+    """An order as the demo's checkout sends it with a redeem: its reference, its amount and the shop's currency."""
+    return {"order_ref": ref, "amount": amount, "currency": currency}
+
+
 def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
     """One code per new customer: generated codes in every state (free, assigned, locked, redeemed, reversed, voided)."""
-    book = book_create(
-        tenant=tenant,
-        name=WELCOME_BOOK,
-        description="10% off the first order of a new customer; one code each.",
-        status=CouponBook.Status.ACTIVE,
-        discount_type=CouponBook.DiscountType.PERCENT,
-        discount_value=Decimal("10"),
-        max_codes_per_user=1,
-        max_redemptions_per_user=1,
-        uses_per_code=1,
-    )
+    # A book's defaults are this book's rules: one code per customer, one use per code and per customer.
+    book = _active_book(tenant=tenant, name=WELCOME_BOOK, discount="10%", description=WELCOME_ABOUT)
     codes_generate(book=book, count=WELCOME_CODES, pattern=WELCOME_PATTERN, actor=marketing)
 
     customers = [f"customer-{n:03d}" for n in range(1, WELCOME_ASSIGNED + 1)]
@@ -185,18 +205,8 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
         token = None
         if n <= WELCOME_REDEEMED_WITH_LOCK:
             token = code_reserve(tenant=tenant, code=held[user], user_id=user, actor=checkout).token
-        redemptions.append(
-            code_redeem(
-                tenant=tenant,
-                code=held[user],
-                user_id=user,
-                actor=checkout,
-                token=token,
-                order_ref=f"ORDER-{1000 + n}",
-                amount=Decimal("19.90") + Decimal(n * 7),
-                currency="EUR",
-            )
-        )
+        order = _order(f"ORDER-{1000 + n}", Decimal("19.90") + n * 7, "EUR")
+        redemptions.append(code_redeem(tenant=tenant, code=held[user], user_id=user, actor=checkout, token=token, **order))
     # A refund: the use returns to the code, the redemption row stays with its reversal.
     redemption_reverse(tenant=tenant, redemption_id=redemptions[2].pk, actor=admin, reason="Order returned")
 
@@ -211,90 +221,73 @@ def _welcome_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, adm
 
 def _shared_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor) -> None:
     """A promo code anyone may use (no assignment), like a code printed on a poster, used a few times."""
-    book = book_create(
+    book = _active_book(
         tenant=tenant,
         name=SHARED_BOOK,
+        discount="5 EUR",
         description=f"5 EUR off with the shared code {SHARED_CODE}, once per customer, {SHARED_USES:,} uses in all.",
-        status=CouponBook.Status.ACTIVE,
-        discount_type=CouponBook.DiscountType.FIXED,
-        discount_value=Decimal("5"),
-        currency="EUR",
-        requires_assignment=False,
-        max_codes_per_user=None,
-        max_redemptions_per_user=1,
         uses_per_code=SHARED_USES,
-        valid_until=timezone.now() + timedelta(days=90),
+        valid_until=timezone.now() + timedelta(days=SHARED_VALID_DAYS),
+        **ANYONE_MAY_USE,
     )
     codes_upload(book=book, codes=[SHARED_CODE], actor=marketing)
     for n in range(1, SHARED_REDEEMED + 1):
-        code_redeem(
-            tenant=tenant,
-            code=SHARED_CODE.lower(),  # codes match case-insensitively, as a customer would type them
-            user_id=f"shopper-{n:03d}",
-            actor=checkout,
-            order_ref=f"ORDER-{2000 + n}",
-            amount=Decimal("30.00") + Decimal(n),
-            currency="EUR",
-        )
+        order = _order(f"ORDER-{2000 + n}", Decimal("30.00") + n, "EUR")
+        # Codes match case-insensitively, as a customer would type them.
+        code_redeem(tenant=tenant, code=SHARED_CODE.lower(), user_id=f"shopper-{n:03d}", actor=checkout, **order)
 
 
 def _us_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
     """A fixed discount in US dollars: its redemptions are in USD (an order in another currency would be refused)."""
-    book = book_create(
-        tenant=tenant,
-        name=US_BOOK,
-        description="15 USD off the first order in the US shop.",
-        status=CouponBook.Status.ACTIVE,
-        discount_type=CouponBook.DiscountType.FIXED,
-        discount_value=Decimal("15"),
-        currency="USD",
-    )
+    book = _active_book(tenant=tenant, name=US_BOOK, discount="15 USD", description=US_ABOUT)
     codes_generate(book=book, count=US_CODES, pattern=US_PATTERN, actor=marketing)
     redemptions = []
     for n in range(1, US_REDEEMED + 1):
         user = f"usa-buyer-{n:02d}"
         code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=checkout).code
-        redemptions.append(
-            code_redeem(
-                tenant=tenant,
-                code=code,
-                user_id=user,
-                actor=checkout,
-                order_ref=f"US-{3000 + n}",
-                amount=Decimal("45.00") + Decimal(n * 4),
-                currency="USD",
-            )
-        )
+        order = _order(f"US-{3000 + n}", Decimal("45.00") + n * 4, "USD")
+        redemptions.append(code_redeem(tenant=tenant, code=code, user_id=user, actor=checkout, **order))
     for redemption in redemptions[:US_REVERSED]:
         redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=admin, reason="Order cancelled")
 
 
 def _members_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
     """A percent discount with no currency of its own, used in the EUR and the USD shop: its totals are per currency."""
-    book = book_create(
-        tenant=tenant,
-        name=MEMBERS_BOOK,
-        description=f"20% off with the shared code {MEMBERS_CODE}, once per member, in either shop.",
-        status=CouponBook.Status.ACTIVE,
-        discount_type=CouponBook.DiscountType.PERCENT,
-        discount_value=Decimal("20"),
-        requires_assignment=False,
-        max_codes_per_user=None,
-        uses_per_code=None,
-    )
+    about = f"20% off with the shared code {MEMBERS_CODE}, once per member, in either shop."
+    book = _active_book(tenant=tenant, name=MEMBERS_BOOK, discount="20%", description=about, uses_per_code=None, **ANYONE_MAY_USE)
     codes_upload(book=book, codes=[MEMBERS_CODE], actor=marketing)
     last = None
     for n in range(1, MEMBERS_REDEEMED + 1):
-        last = code_redeem(
-            tenant=tenant,
-            code=MEMBERS_CODE,
-            user_id=f"member-{n:03d}",
-            actor=checkout,
-            order_ref=f"BF-{4000 + n}",
-            amount=Decimal("60.00") + Decimal(n * 3),
-            currency="EUR" if n % 2 else "USD",
-        )
+        order = _order(f"BF-{4000 + n}", Decimal("60.00") + n * 3, "EUR" if n % 2 else "USD")
+        last = code_redeem(tenant=tenant, code=MEMBERS_CODE, user_id=f"member-{n:03d}", actor=checkout, **order)
     redemption_reverse(tenant=tenant, redemption_id=last.pk, actor=admin, reason="Returned")
+
+
+def _limited_book_load(*, tenant: Tenant, marketing: Actor, checkout: Actor, admin: Actor) -> None:
+    """A campaign with every limit: the first 100 customers, a total budget, a minimum order and a cap per order;
+    the book page shows how much of them is used, locks included."""
+    book = _active_book(
+        tenant=tenant,
+        name=LIMITED_BOOK,
+        discount="15%",
+        description=LIMITED_ABOUT,
+        currency="EUR",  # the budget's
+        max_redemptions=LIMITED_MAX_REDEMPTIONS,
+        budget_amount=LIMITED_BUDGET,
+        min_order_amount=Decimal("40"),
+        max_discount_amount=Decimal("20"),
+    )
+    codes_generate(book=book, count=LIMITED_CODES, pattern=LIMITED_PATTERN, actor=marketing)
+    redemptions = []
+    for n in range(1, LIMITED_REDEEMED + LIMITED_LOCKED + 1):
+        user = f"first-{n:03d}"
+        code = code_assign_random(tenant=tenant, book_id=book.pk, user_id=user, actor=checkout).code
+        if n > LIMITED_REDEEMED:
+            code_reserve(tenant=tenant, code=code, user_id=user, actor=checkout, ttl_seconds=3600)
+            continue
+        order = _order(f"FIRST-{5000 + n}", Decimal("45.00") + n * 11, "EUR")  # from 15% of 56 EUR to the 20 EUR cap
+        redemptions.append(code_redeem(tenant=tenant, code=code, user_id=user, actor=checkout, **order))
+    redemption_reverse(tenant=tenant, redemption_id=redemptions[0].pk, actor=admin, reason="Order returned")
 
 
 def _redemptions_spread(*, tenant: Tenant) -> None:

@@ -1,10 +1,11 @@
 """Every row lock the coupon services take, in one place (after Saleor's giftcard/lock_objects.py).
 
-Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption -> BookCounter
-(a book's campaign-limit counter, only for a book with max_redemptions or budget_amount). Every service that takes
-more than one of these takes them in this order, so two transactions can never each hold the lock the other waits
-for (no deadlock). The counter is the one row every use of its book takes, so it comes last: taken just before the
-transaction commits, it is held for one round trip and the commit, not for the whole redeem. Locks are row locks
+Lock order, always: BookUser (the user's standing in a book) -> Code -> Reservation / Redemption -> BookAllowance
+(a shard of a book's campaign limits, only for a book with max_redemptions or budget_amount). Every service that
+takes more than one of these takes them in this order, so two transactions can never each hold the lock the other
+waits for (no deadlock). Every use of a limited book takes a shard, so shards come last: taken just before the
+transaction commits, one is held for one round trip and the commit, not for the whole redeem; a use holds one
+shard, picked with SKIP LOCKED, and only a recount holds them all (taken in id order). Locks are row locks
 held to the end of the service's transaction. A service that takes many rows of one kind takes them in one fixed order: a distribution locks its users' BookUser rows sorted
 by user id, all of them before any code (book_users_lock), and claims codes only with SKIP LOCKED.
 
@@ -20,13 +21,13 @@ books/lifecycle_sql.py: one statement locks the user's row and then the code (te
 code is not held while the user's row is awaited).
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
 from django.db.models import QuerySet
-from psycopg import sql
 
-from .models import BookCounter, BookUser, Code, CouponBook, Reservation
+from .models import BookAllowance, BookUser, Code, CouponBook, Reservation
 
 
 def book_user_lock(*, book: CouponBook, user_id: str) -> None:
@@ -84,28 +85,75 @@ def book_lock(*, book_id: int) -> CouponBook:
     return CouponBook.objects.select_for_update(no_key=True).get(pk=book_id)
 
 
-def book_counter_add(*, book_id: int, redemptions: int = 0, discount: Decimal = Decimal(0), then: str = "") -> tuple | None:
-    """Lock the book's counter row, LAST of a service's locks, adding a redemption's share to it (or taking a
-    reversed one's back; nothing, to lock it for a reservation). With `then`, a read run right after the lock is
-    granted: its row is returned.
+def book_allowance_take(
+    *, book_id: int, redemptions: int, discount: Decimal, new_hold: bool, consumed_expires_at: datetime | None
+) -> bool:
+    """A use's share of a limited book's allowance, taken from ONE shard with room that no one else holds, LAST
+    of a service's locks, with the use's part of the book's standing redemptions and discount; False when no
+    free shard has room (the caller then recounts: books/services/book_limits.py).
 
-    An UPDATE with the sums in SQL: it waits for the previous holder and adds to the row as that one committed it.
-    It reads nothing itself on purpose: a statement's snapshot is taken before it waits, so what must see the
-    previous holder's commit (books.rules.book_usage_query) is the next statement, `then`. Both go in one round
-    trip (one query string, no parameters: PostgreSQL runs them in turn, each with its own snapshot), because
-    every redeem of the book waits while this one holds the row: with a second round trip under the lock, the
-    limited book ran at 0.55 of the unlimited one in a run on this loaded machine (bench/bench_campaign.py).
+    The share: one use (a new hold, or a redemption without one), plus its discount, plus what a new hold takes
+    of the budget (the shard's hold_value). A redemption that consumes a hold the last recount counted (one
+    expiring after the shard's recounted_at) takes no use and gives the hold's value back against its discount:
+    that use was taken already. A hold the recount left out had expired by then: its use is taken afresh.
+
+    SKIP LOCKED, in random order: concurrent uses of the book take different shards and never wait for each
+    other's commit; a shard row's lock is held only through this one statement and the commit. Its conditions
+    are re-checked on the newest version of the row it locks, so two uses never both take a shard's last room.
+    One statement, one round trip, as the counter row's UPDATE it replaces (test_campaign_limits).
     """
-    table = BookCounter._meta.db_table
-    update = sql.SQL("UPDATE {} SET redemptions = redemptions + {}, discount = discount + {} WHERE book_id = {}").format(
-        sql.Identifier(table), sql.Literal(redemptions), sql.Literal(discount), sql.Literal(book_id)
-    )
+    table = connection.ops.quote_name(BookAllowance._meta.db_table)
+    counted = "(CASE WHEN %(consumed)s::timestamptz > {row}.recounted_at THEN 1 ELSE 0 END)"
+    query = f"""
+        UPDATE {table} AS a SET redemptions = a.redemptions + %(redemptions)s, discount = a.discount + %(discount)s,
+            uses_left = a.uses_left - (1 - {counted.format(row="a")}),
+            budget_left = a.budget_left - (%(discount)s + (%(holds)s - {counted.format(row="a")}) * a.hold_value)
+        WHERE a.id = (
+            SELECT s.id FROM {table} AS s
+            WHERE s.book_id = %(book)s
+                AND (s.uses_left IS NULL OR s.uses_left >= 1 - {counted.format(row="s")})
+                AND (s.budget_left IS NULL OR (
+                    s.budget_left >= %(discount)s + (%(holds)s - {counted.format(row="s")}) * s.hold_value
+                    AND (%(holds)s = 0 OR s.budget_left > 0)))
+            ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED
+        )
+        RETURNING a.id
+    """
+    params = {
+        "book": book_id,
+        "redemptions": redemptions,
+        "discount": discount,
+        "holds": int(new_hold),
+        "consumed": consumed_expires_at,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(f"{update.as_string(connection.connection)}; {then}" if then else update.as_string(connection.connection))
-        if then:
-            cursor.cursor.nextset()
-            return cursor.fetchone()
-    return None
+        cursor.execute(query, params)
+        return cursor.fetchone() is not None
+
+
+def book_allowances_lock(*, book_id: int) -> None:
+    """Every shard of the book's allowance, locked in id order, waiting for their holders (the recount).
+
+    The one place a transaction holds more than one shard: all of them, always in the same order, and it waits
+    for nothing else while it holds them; every other holder holds one shard and only commits. So no deadlock.
+    """
+    list(BookAllowance.objects.filter(book_id=book_id).order_by("pk").select_for_update(no_key=True).values_list("pk"))
+
+
+def book_allowance_give_back(*, book_id: int, redemptions: int, discount: Decimal) -> None:
+    """A reversed redemption's part taken off the book's standing redemptions and discount, on any one shard:
+    a free one if there is one, else the first (waited for, holding no other shard). Its use and discount reach
+    the allowance at the next recount, never before (BookAllowance says why)."""
+    table = connection.ops.quote_name(BookAllowance._meta.db_table)
+    query = f"""
+        UPDATE {table} SET redemptions = redemptions + %(redemptions)s, discount = discount + %(discount)s
+        WHERE id = COALESCE(
+            (SELECT id FROM {table} WHERE book_id = %(book)s ORDER BY random() LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED),
+            (SELECT MIN(id) FROM {table} WHERE book_id = %(book)s)
+        )
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(query, {"book": book_id, "redemptions": redemptions, "discount": discount})
 
 
 def code_lock_qs() -> QuerySet[Code]:

@@ -35,20 +35,22 @@ def _optional_amount_field(*, minimum: Decimal | int, help_text: str) -> models.
 
 
 class CouponBook(models.Model):
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="books")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         ACTIVE = "active", "Active"
         PAUSED = "paused", "Paused"
         ARCHIVED = "archived", "Archived"
 
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+
     class DiscountType(models.TextChoices):
         PERCENT = "percent", "Percent"
         FIXED = "fixed", "Fixed amount"
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="books")
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     discount_type = models.CharField(max_length=16, choices=DiscountType.choices, default=DiscountType.PERCENT)
     discount_value = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("10.00"))
     currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code; required for a fixed discount.")
@@ -61,7 +63,7 @@ class CouponBook(models.Model):
     requires_assignment = models.BooleanField(default=True)
     lock_ttl_seconds = models.PositiveIntegerField(default=300, validators=[MinValueValidator(10), MaxValueValidator(3600)])
     # Campaign limits (null = none). The two book-wide ones, max_redemptions and budget_amount, are counted on the
-    # book's BookCounter row (books/services/book_limits.py); the other two apply to each order alone.
+    # book's BookAllowance shards (books/services/book_limits.py); the other two apply to each order alone.
     max_redemptions = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Standing redemptions of the whole book."
     )
@@ -117,7 +119,7 @@ class CouponBook(models.Model):
 
     @property
     def has_book_limits(self) -> bool:
-        """A book-wide limit applies: its uses are counted on its BookCounter (see Code.book_limited)."""
+        """A book-wide limit applies: its uses are counted on its BookAllowance shards (see Code.book_limited)."""
         return self.max_redemptions is not None or self.budget_amount is not None
 
 
@@ -183,24 +185,58 @@ class Code(models.Model):
 
 
 class BookCounter(models.Model):
-    """The standing redemptions and discount of a book with a book-wide limit (max_redemptions, budget_amount).
+    """The standing redemptions and discount of a book with a book-wide limit (max_redemptions, budget_amount): a
+    database view that sums the book's BookAllowance shards (migration 0005), read by the admin and the checks.
 
-    Only such a book has one. Redeem adds to it and a reversal takes back, each with one UPDATE taken as the last
-    row lock of its transaction (books/lock_objects.py); the active reservations that also count against the
-    limits are counted fresh under that lock, because they lapse at expires_at without any write.
+    Only such a book has one. Nothing writes it: redeem and reverse write their share on one shard each.
     """
 
-    book = models.OneToOneField(CouponBook, on_delete=models.CASCADE, primary_key=True, related_name="counter")
-    redemptions = models.PositiveIntegerField(default=0)
-    discount = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    book = models.OneToOneField(CouponBook, on_delete=models.DO_NOTHING, primary_key=True, related_name="counter")
+    redemptions = models.IntegerField()
+    discount = models.DecimalField(max_digits=16, decimal_places=2)
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(condition=Q(discount__gte=0), name="bookcounter_discount_non_negative"),
-        ]
+        managed = False
 
     def __str__(self) -> str:
         return f"book {self.book_id}: {self.redemptions} redemptions, {self.discount} discount"
+
+
+class BookAllowance(models.Model):
+    """One of a limited book's BOOK_ALLOWANCE_SHARDS shards: a share of what its limits still allow, and its part
+    of the book's standing redemptions and discount (books/services/book_limits.py).
+
+    A use takes its share from one shard with room that nobody else holds (SKIP LOCKED), so the uses of a big
+    campaign do not queue on one row; only when no free shard has room does a use lock them all and recount the
+    book exactly (a "recount"), which also gives back what expired and released holds and reversals freed: between
+    two recounts the allowance only shrinks, so it never exceeds what the limits allow. `redemptions` and
+    `discount` are exact: their sum over the shards is the book's counter (BookCounter), one shard's alone is
+    not (a reversal lands on any shard), hence no CHECK on them.
+    """
+
+    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="+")
+    shard = models.PositiveSmallIntegerField()
+    redemptions = models.IntegerField(default=0)
+    discount = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    # What this shard may still give; null: the book has no such limit.
+    uses_left = models.IntegerField(null=True)
+    budget_left = models.DecimalField(max_digits=16, decimal_places=2, null=True)
+    # What a hold takes of budget_left (rules.hold_per_use), as the last recount valued the book's holds.
+    hold_value = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+    # The `now` of the last recount: it counted the holds expiring after it, and only those, so a redeem that
+    # consumes a hold finds here whether that hold's use is already taken (books/lock_objects.py).
+    recounted_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["book", "shard"], name="bookallowance_unique"),
+            # The fast path's WHERE already keeps these; the database backs it.
+            models.CheckConstraint(condition=Q(uses_left__gte=0), name="bookallowance_uses_non_negative"),
+            models.CheckConstraint(condition=Q(budget_left__gte=0), name="bookallowance_budget_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"book {self.book_id} shard {self.shard}: {self.uses_left} uses, {self.budget_left} left"
 
 
 class BookUser(models.Model):

@@ -300,17 +300,22 @@ class BookUsage:
         return replace(self, redemptions=self.redemptions + 1, discount=self.discount + (discount or 0))
 
 
-def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | None = None) -> str:
-    """The statement behind book_usage, its values in it: the services send it with the counter's lock in one
-    round trip (lock_objects.book_counter_add's `then`)."""
-    from .models import BookCounter
+def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | None = None, recount: bool = False) -> str:
+    """The statement behind book_usage, its values in it (the counter: the view that sums the book's shards);
+    with `recount`, also what book_recount reads: the book's discount settings and the shards' last recount."""
+    from .models import BookAllowance, BookCounter
 
+    recounted = sql.SQL(
+        """, b.discount_type, b.discount_value, b.max_discount_amount, b.currency,
+        (SELECT MIN(recounted_at) FROM {shards} WHERE book_id = b.id), (SELECT MIN(hold_value) FROM {shards} WHERE book_id = b.id)"""
+    ).format(shards=sql.Identifier(BookAllowance._meta.db_table))
     query = sql.SQL(
         """SELECT COALESCE(c.redemptions, 0), COALESCE(c.discount, 0),
         (SELECT COUNT(*) FROM {reservations} WHERE book_id = b.id AND status = {active} AND expires_at > {now} AND id <> {own}),
-        b.max_redemptions, b.budget_amount
+        b.max_redemptions, b.budget_amount{recounted}
         FROM {books} b LEFT JOIN {counters} c ON c.book_id = b.id WHERE b.id = {book}"""
     ).format(
+        recounted=recounted if recount else sql.SQL(""),
         reservations=sql.Identifier(Reservation._meta.db_table),
         books=sql.Identifier(CouponBook._meta.db_table),
         counters=sql.Identifier(BookCounter._meta.db_table),
@@ -324,12 +329,9 @@ def book_usage_query(*, book_id: int, now: datetime, without_reservation: int | 
 
 
 def book_usage(*, book_id: int, now: datetime, without_reservation: int | None = None) -> BookUsage:
-    """The book's limits, its counter and its active reservations (lazy expiry), in ONE statement, one snapshot.
-
-    Under the counter's row lock (the services) this is the first statement after the lock was granted, so its
-    snapshot sees every use committed before: each earlier holder of the lock had committed, and a later one waits
-    for us. The limits are read here too, so a limit lowered a moment ago applies at once. Validate and the book
-    page read it without the lock. `without_reservation` leaves out the caller's own hold (validate's user holding
+    """The book's limits, its counter and its active reservations (lazy expiry), in ONE statement, one snapshot,
+    without a lock: what validate answers and the book page shows (the services decide under the shards' locks:
+    books/services/book_limits.py). `without_reservation` leaves out the caller's own hold (validate's user holding
     a lock). The partial index reservation_user_active_idx serves the count.
     """
     with connection.cursor() as cursor:
@@ -337,21 +339,96 @@ def book_usage(*, book_id: int, now: datetime, without_reservation: int | None =
         return BookUsage(*cursor.fetchone())
 
 
-def book_limits_check(*, book: CouponBook, usage: BookUsage, new_hold: bool = False) -> None:
+# A limited book's allowance is split over this many BookAllowance shards: 8 concurrent redeemers (the campaign
+# bench) rarely pick the same one, and a fast-path pick scans only these rows.
+BOOK_ALLOWANCE_SHARDS = 16
+# A recount leaves each shard room for at least this many uses: near the end of a campaign what is left goes to
+# fewer shards, so a use seldom finds every shard too small while the book as a whole still has room.
+USES_PER_SHARD_AT_LEAST = 4
+
+
+@dataclass(frozen=True)
+class BookRecount:
+    """What a recount reads: the book's usage, the book as its limits and discount now stand, and how the last
+    recount left the shards (its `now`: the holds expiring after it were counted; a hold's value then)."""
+
+    usage: BookUsage
+    book: CouponBook
+    last_recount: datetime
+    hold_value: Decimal
+
+
+def book_recount(*, book_id: int, now: datetime) -> BookRecount:
+    """The book's usage (its shards' standing redemptions and discount, its active holds), its limits and
+    discount settings (what values a hold), and the shards' last recount, in one statement: sent once every shard
+    of the book is locked, so its snapshot holds every use taken on them and the latest change of the book's
+    settings (a change recounts under the same locks: book_limits.book_allowance_recount)."""
+    with connection.cursor() as cursor:
+        cursor.execute(book_usage_query(book_id=book_id, now=now, recount=True))
+        row = cursor.fetchone()
+    usage = BookUsage(int(row[0]), row[1], row[2], row[3], row[4])
+    book = CouponBook(
+        pk=book_id, max_redemptions=row[3], budget_amount=row[4], discount_type=row[5], discount_value=row[6],
+        max_discount_amount=row[7], currency=row[8],
+    )  # fmt: skip
+    return BookRecount(usage=usage, book=book, last_recount=row[9], hold_value=row[10])
+
+
+@dataclass(frozen=True)
+class AllowanceShares:
+    """What a recount gives each shard: uses and budget (None: the book has no such limit)."""
+
+    uses: list[int] | None
+    budget: list[Decimal] | None
+
+
+def book_allowance_shares(*, usage: BookUsage, hold: Decimal, unit: Decimal) -> AllowanceShares:
+    """Share out what the limits still allow after `usage` (holds valued at `hold` each) over the shards.
+
+    Exact in sum (whole uses, whole cents), never more than is left; a limit already passed (lowered below what
+    was given) leaves nothing. What is left goes to as many shards as have room for USES_PER_SHARD_AT_LEAST uses
+    (of `unit` each for the budget: the use at hand's discount or a hold's value), the others get nothing.
+    """
+    spread = BOOK_ALLOWANCE_SHARDS
+    uses_left = budget_cents = None
+    if usage.max_redemptions is not None:
+        uses_left = max(usage.max_redemptions - usage.redemptions - usage.held, 0)
+        spread = min(spread, max(uses_left // USES_PER_SHARD_AT_LEAST, 1))
+    if usage.budget_amount is not None:
+        budget_cents = max(int((usage.budget_amount - usage.discount - usage.held * hold) / CENT), 0)
+        unit_cents = int(unit / CENT)
+        if unit_cents > 0:
+            spread = min(spread, max(budget_cents // (unit_cents * USES_PER_SHARD_AT_LEAST), 1))
+
+    def split(total: int) -> list[int]:
+        each, extra = divmod(total, spread)
+        return [each + (n < extra) if n < spread else 0 for n in range(BOOK_ALLOWANCE_SHARDS)]
+
+    return AllowanceShares(
+        uses=None if uses_left is None else split(uses_left),
+        budget=None if budget_cents is None else [cents * CENT for cents in split(budget_cents)],
+    )
+
+
+def book_limits_check(
+    *, book: CouponBook, usage: BookUsage, new_hold: bool = False, adds_use: bool = True, adds_discount: bool = True
+) -> None:
     """The book's usage, this use included, is within its limits (as `usage` read them).
 
     `usage` counts the use being taken: a redemption in `redemptions` and its discount in `discount`, or (with
     new_hold) a new reservation in `held`. A new hold of an uncapped percent book (which holds nothing) is still
-    refused once nothing of the budget is left.
+    refused once nothing of the budget is left. A redemption of a hold that was counted adds no use (adds_use
+    False), nor any discount when it gives at most what its hold kept (adds_discount False): it is checked only
+    on what it adds, so a limit lowered below what was given and held takes nothing back from a holder.
     """
     limit, budget = usage.max_redemptions, usage.budget_amount
-    if limit is not None and usage.redemptions + usage.held > limit:
+    if limit is not None and adds_use and usage.redemptions + usage.held > limit:
         raise ApplicationError(
             "book_redemption_limit_reached",
             f"This coupon book has reached its limit of {limit} redemption(s).",
             {"limit": limit, "redeemed": usage.redemptions, "reserved": usage.held - int(new_hold)},
         )
-    if budget is not None:
+    if budget is not None and adds_discount:
         hold = hold_per_use(book)
         used = usage.discount + usage.held * hold
         if used > budget or (new_hold and not hold and used >= budget):

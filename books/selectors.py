@@ -94,7 +94,13 @@ def code_validate(
         discount = rules.discount_for(book=found.book, amount=amount, product_id=product_id)
         if found.book_limited:
             usage = rules.book_usage(book_id=found.book_id, now=now, without_reservation=own.pk if own else None)
-            rules.book_limits_check(book=found.book, usage=usage.plus_redemption(discount))
+            # The user's own hold counted already: its redeem is checked only on what it adds, as redeem does.
+            rules.book_limits_check(
+                book=found.book,
+                usage=usage.plus_redemption(discount),
+                adds_use=own is None,
+                adds_discount=own is None or (discount or 0) > rules.hold_per_use(found.book),
+            )
     except ApplicationError as exc:
         return Validation(valid=False, reason=exc.code, message=exc.message, discount=None, currency="")
     return Validation(valid=True, reason="ok", message="The code can be redeemed.", discount=discount, currency=currency)

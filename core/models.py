@@ -10,12 +10,17 @@ from django.db import models
 
 class Job(models.Model):
     class Kind(models.TextChoices):
+        """The work a job does: books.tasks.BOOK_JOB_TASKS names the Celery task of each kind."""
+
         GENERATE = "generate", "Generate codes"
         UPLOAD = "upload", "Upload codes"
         EXPORT = "export", "Export redemptions"
         DISTRIBUTE = "distribute", "Distribute codes"
 
     class Status(models.TextChoices):
+        """pending -> running -> succeeded or failed; the sweeper (core.services.jobs_sweep) puts a running job
+        whose lease ran out back to pending, or fails it after its last attempt."""
+
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"

@@ -44,6 +44,8 @@ call "${AUTH[@]}" -X POST "$API/codes/VIP-001/assign/" -d '{"user_id": "customer
 
 # At checkout: validate (changes nothing), lock while the customer pays, then redeem with the lock's token.
 # An order amount always goes with its currency (ISO 4217): a book with a currency of its own refuses another.
+# A book with campaign limits answers 409 book_redemption_limit_reached, book_budget_exhausted, order_below_minimum
+# or order_amount_required (validate gives the same as its `reason`): show the customer the offer is over or how.
 call "${AUTH[@]}" "$API/codes/VIP-001/validate/?user_id=customer-42&amount=80.00&currency=EUR"
 LOCK=$(call "${AUTH[@]}" -X POST "$API/codes/VIP-001/lock/" -d '{"user_id": "customer-42", "ttl_seconds": 600}' | field token)
 # Checkout abandoned: release the lock at once (it would also lapse at its expires_at).

@@ -63,8 +63,8 @@ class ApiClient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        indexes = [models.Index(fields=["tenant", "name"], name="apiclient_tenant_name_idx")]  # the admin's list
         ordering = ["name"]
-        indexes = [models.Index(fields=["tenant", "name"], name="apiclient_tenant_name_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.client_id})"

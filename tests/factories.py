@@ -5,10 +5,12 @@ from datetime import timedelta
 
 import factory
 import pytest
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from books.models import BookCounter, Code, CouponBook, Reservation
+from books.models import Code, CouponBook, Reservation
+from books.services.book_limits import book_counter_start
 from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from tenants.models import Tenant
@@ -36,9 +38,10 @@ class CouponBookFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def counter(book, create, extracted, **kwargs):
-        """A book built with a book-wide limit gets its counter, as book_create gives it one."""
+        """A book built with a book-wide limit gets its shards, as book_create gives it them."""
         if create and book.has_book_limits:
-            BookCounter.objects.get_or_create(book=book)
+            with transaction.atomic():
+                book_counter_start(book=book)
 
 
 class CodeFactory(factory.django.DjangoModelFactory):

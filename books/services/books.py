@@ -14,7 +14,7 @@ from tenants.models import Tenant
 from .. import lock_objects
 from ..models import Code, CouponBook, Reservation
 from ..rules import active_reservations
-from .book_limits import book_counter_start
+from .book_limits import book_allowance_recount, book_counter_start, book_counter_stop
 from .events import book_updated_record
 
 LISTED = 20  # offending codes named in an error
@@ -129,10 +129,16 @@ def book_create(*, tenant: Tenant, name: str, **fields: Unpack[BookSettings]) ->
     return book
 
 
+# What a limited book's shards are shared out from (book_limits.book_allowance_recount): its limits and what a
+# hold takes of the budget (rules.hold_per_use).
+LIMIT_SETTINGS = {"max_redemptions", "budget_amount", "discount_type", "discount_value", "max_discount_amount"}
+
+
 @transaction.atomic
 def book_update(*, book: CouponBook, **fields: Unpack[BookChanges]) -> CouponBook:
     """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses), and so is
-    switching the book-wide limits on or off (their book_limited; switching on starts the book's counter)."""
+    switching the book-wide limits on or off (their book_limited; switching on starts the book's shards); a change
+    of the limits of a limited book shares its allowance out again."""
     _editable_check(fields)
     locked = lock_objects.book_lock(book_id=book.pk)
     was_limited = locked.has_book_limits
@@ -144,6 +150,12 @@ def book_update(*, book: CouponBook, **fields: Unpack[BookChanges]) -> CouponBoo
         Code.objects.filter(book=book).update(book_limited=book.has_book_limits)
         if book.has_book_limits:
             book_counter_start(book=book)
+        else:
+            book_counter_stop(book=book)
+    elif book.has_book_limits and LIMIT_SETTINGS & fields.keys():
+        # The shards' allowance was shared out under the old limits and holds valued at the old discount: share
+        # it out again under the new ones (a limit lowered below what was given leaves no room).
+        book_allowance_recount(book_id=book.pk)
     if uses_changed:
         codes = Code.objects.filter(book=book)
         codes.update(max_uses=book.uses_per_code)

@@ -99,7 +99,6 @@ def code_reserve(*, tenant: Tenant, code: str, user_id: str, actor: Actor, ttl_s
     rules.use_open_check(code=found, user_id=user_id, now=now)
     expires_at = now + timedelta(seconds=ttl)
     event = events.event_row(
-        book=found.book,
         kind=Event.Kind.LOCKED,
         actor=actor,
         now=now,
@@ -385,13 +384,12 @@ def _redemption_fields(*, user_id: str, actor: Actor, now: object, discount, **r
 
 def _redeemed_event(*, code: Code, actor: Actor, now: object, fields: dict, reservation, used: bool = False):
     return events.event_row(
-        book=code.book,
         kind=Event.Kind.REDEEMED,
         actor=actor,
         now=now,
         code=code,
-        used=used,
         user_id=fields["user_id"],
+        used=used,
         reservation_id=reservation.pk if reservation else None,
         reservation_expires_at=reservation.expires_at if reservation else None,
         data={"redemption": lifecycle_sql.REDEMPTION_ID, "order_ref": fields["order_ref"]},

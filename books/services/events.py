@@ -43,7 +43,7 @@ WEBHOOK_TYPES = {
 
 def event_row(
     *,
-    book: CouponBook,
+    book: CouponBook | None = None,
     kind: str,
     actor: Actor,
     now: datetime | FromSql,
@@ -57,7 +57,9 @@ def event_row(
 ) -> EventRow:
     """The event of a change and its webhook's data. `code` is the code as the change leaves it; `claimed`: the
     code is the one the write statement claims (random assignment), which fills in its id, string and count;
-    `used`: the write statement takes a use of `code` and fills in the state and count it leaves."""
+    `used`: the write statement takes a use of `code` and fills in the state and count it leaves. `book`: the
+    code's when a code is given."""
+    book = book or code.book
     data = data or {}
     event = EventRow(
         tenant_id=book.tenant_id,
@@ -92,7 +94,7 @@ def event_row(
 
 def event_record(
     *,
-    book: CouponBook,
+    book: CouponBook | None = None,
     kind: str,
     actor: Actor,
     code: Code | None = None,

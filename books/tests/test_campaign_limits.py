@@ -4,19 +4,23 @@ reservations counted and reversals giving back), min_order_amount and max_discou
 The concurrency tests run real threads against PostgreSQL, as books/tests/test_concurrency.py does.
 """
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
+from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from books.models import BookCounter, Code, CouponBook, Reservation
+from books.models import BookAllowance, BookCounter, Code, CouponBook, Reservation
+from books.rules import BOOK_ALLOWANCE_SHARDS
 from books.selectors import code_validate
+from books.services.book_limits import book_allowance_recount
 from books.services.books import book_create, book_update
-from books.services.codes import code_redeem, code_reserve, redemption_reverse
+from books.services.codes import code_redeem, code_release, code_reserve, redemption_reverse
 from core.exceptions import ApplicationError
 from redemptions.models import Redemption
 from tests.factories import CodeFactory, CouponBookFactory
@@ -204,6 +208,134 @@ def test_an_uncapped_percent_book_checks_its_budget_at_redeem_with_the_real_disc
     assert_counter_matches(book)
 
 
+# --- The shards: the recount, what it gives back, what it never gives twice ----------------------------------
+
+
+def assert_allowance_within_limits(book) -> None:
+    """What the shards still allow never exceeds what the limits leave of the usage now (equal after a recount)."""
+    book.refresh_from_db()
+    shards = BookAllowance.objects.filter(book=book)
+    assert shards.count() == BOOK_ALLOWANCE_SHARDS
+    now = timezone.now()
+    held = Reservation.objects.filter(book=book, status=Reservation.Status.ACTIVE, expires_at__gt=now).count()
+    if book.max_redemptions is not None:
+        assert sum(shard.uses_left for shard in shards) <= max(book.max_redemptions - standing(book) - held, 0)
+
+
+def test_the_recount_gives_back_what_expired_and_released_holds_kept_and_only_that(tenant, actor):
+    book = limited_book(tenant, codes=30, max_redemptions=10)
+    holds = [code_reserve(tenant=tenant, code=f"CODE-{i}", user_id=f"user-{i}", actor=actor) for i in range(10)]
+    with pytest.raises(ApplicationError):
+        code_reserve(tenant=tenant, code="CODE-10", user_id="user-10", actor=actor)
+    # Three holds lapse (the expiry task has not run), two are released: five uses are free again.
+    Reservation.objects.filter(pk__in=[h.pk for h in holds[:3]]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    for hold in holds[3:5]:
+        code_release(tenant=tenant, code=hold.code.code, user_id=hold.user_id, actor=actor, token=hold.token)
+
+    outcomes = run_concurrently(redeem_each(tenant, actor, range(10, 30)))
+
+    assert len(successes(outcomes)) == 5
+    assert error_counts(outcomes) == {"book_redemption_limit_reached": 15}
+    # The five holds still active were counted all along: every one redeems, in parallel, with its token.
+    redeemed = run_concurrently(
+        [partial(code_redeem, tenant=tenant, code=h.code.code, user_id=h.user_id, actor=actor, token=h.token) for h in holds[5:]]
+    )
+    assert len(successes(redeemed)) == 5
+    assert standing(book) == 10
+    assert_counter_matches(book)
+    assert_allowance_within_limits(book)
+
+
+def test_a_hold_the_recount_saw_expired_is_never_given_back_twice(tenant, actor):
+    """A redeem whose clock still finds its hold active, after a recount whose clock found it expired (and so
+    gave its use to others), takes a use afresh: it is refused when none is left, not let through on the hold."""
+    book = limited_book(tenant, codes=4, max_redemptions=2)
+    hold = code_reserve(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, ttl_seconds=60)
+    later = timezone.now() + timedelta(seconds=120)
+    with mock.patch("books.services.book_limits.timezone.now", return_value=later), transaction.atomic():
+        book_allowance_recount(book_id=book.pk)  # another process's recount, its clock past the hold's expiry
+    code_redeem(tenant=tenant, code="CODE-1", user_id="user-1", actor=actor)
+    code_redeem(tenant=tenant, code="CODE-2", user_id="user-2", actor=actor)
+
+    with pytest.raises(ApplicationError) as refused:
+        code_redeem(tenant=tenant, code="CODE-0", user_id="user-0", actor=actor, token=hold.token)
+
+    assert refused.value.code == "book_redemption_limit_reached"
+    assert standing(book) == 2
+    assert_counter_matches(book)
+
+
+def test_a_limit_lowered_below_the_holds_takes_nothing_back_from_the_holders(tenant, actor):
+    book = limited_book(tenant, codes=4, max_redemptions=3, discount_type="fixed", discount_value="10", currency="EUR")
+    holds = [code_reserve(tenant=tenant, code=f"CODE-{i}", user_id=f"user-{i}", actor=actor) for i in range(2)]
+    book_update(book=book, max_redemptions=1, budget_amount=Decimal("10"))
+
+    assert code_validate(tenant=tenant, code="CODE-0", user_id="user-0").valid
+    assert code_validate(tenant=tenant, code="CODE-2", user_id="user-2").reason == "book_redemption_limit_reached"
+    # The recount decides as the shard would: a counted hold's redemption adds nothing to what the limits count.
+    with transaction.atomic():
+        book_allowance_recount(
+            book_id=book.pk, redemptions=1, discount=Decimal("10"), consumed_expires_at=holds[1].expires_at, check=True
+        )
+        transaction.set_rollback(True)
+    redeemed = run_concurrently(
+        [partial(code_redeem, tenant=tenant, code=h.code.code, user_id=h.user_id, actor=actor, token=h.token) for h in holds]
+    )
+    assert len(successes(redeemed)) == 2
+    with pytest.raises(ApplicationError) as refused:
+        code_redeem(tenant=tenant, code="CODE-2", user_id="user-2", actor=actor)
+    assert refused.value.code == "book_redemption_limit_reached"
+    assert_counter_matches(book)
+
+
+def test_discounts_larger_than_any_one_shard_are_merged_by_the_recount_exactly(tenant, actor):
+    # 1000 EUR over 16 shards is 62.50 each; every discount here is 100 (50 % of 200): none fits one shard.
+    book = limited_book(tenant, codes=30, discount_value="50", currency="EUR", budget_amount="1000")
+    assert max(shard.budget_left for shard in BookAllowance.objects.filter(book=book)) < Decimal("100")
+
+    outcomes = run_concurrently(redeem_each(tenant, actor, range(30), amount=Decimal("200"), currency="EUR"))
+
+    assert len(successes(outcomes)) == 10
+    assert error_counts(outcomes) == {"book_budget_exhausted": 20}
+    assert sum(r.discount for r in Redemption.objects.filter(book=book)) == Decimal("1000.00")
+    assert_counter_matches(book)
+
+
+def test_a_limit_lowered_under_load_refuses_every_use_that_starts_after_it(tenant, actor):
+    book = limited_book(tenant, codes=60, max_redemptions=1000)
+    for call in redeem_each(tenant, actor, range(12)):
+        call()
+    started: dict[int, float] = {}
+    lowered: dict[str, float] = {}
+
+    def redeem_at(i: int):
+        started[i] = time.monotonic()
+        return redeem_each(tenant, actor, [i])[0]()
+
+    def lower():
+        book_update(book=CouponBook.objects.get(pk=book.pk), max_redemptions=10)  # below the 12 given
+        lowered["at"] = time.monotonic()
+
+    calls = [partial(redeem_at, i) for i in range(12, 42)]
+    calls.insert(10, lower)
+    outcomes = run_concurrently(calls)
+
+    redeems = outcomes[:10] + outcomes[11:]
+    assert not [i for i, outcome in zip(range(12, 42), redeems, strict=True) if outcome.ok and started[i] > lowered["at"]]
+    assert set(error_counts(redeems)) <= {"book_redemption_limit_reached"}
+    assert_counter_matches(book)
+    assert_allowance_within_limits(book)
+    assert not [shard for shard in BookAllowance.objects.filter(book=book) if shard.uses_left]
+    # Closed: nothing more goes through until reversals bring it under the new limit, then exactly what fits.
+    given = standing(book)
+    for redemption in Redemption.objects.filter(book=book)[: given - 9]:
+        redemption_reverse(tenant=tenant, redemption_id=redemption.pk, actor=actor)
+    outcomes = run_concurrently(redeem_each(tenant, actor, range(42, 60)))
+    assert len(successes(outcomes)) == 1
+    assert standing(book) == 10
+    assert_counter_matches(book)
+
+
 # --- What a book without limits pays: nothing ---------------------------------------------------------------
 
 
@@ -225,14 +357,13 @@ def test_a_book_without_limits_issues_no_extra_statement_and_a_limited_one_round
     plain_sql = _redeem_statements(tenant, actor, "PLAIN-1", "u-PLAIN-1")
     limited_sql = _redeem_statements(tenant, actor, "LIMITED-1", "u-LIMITED-1")
 
-    counter_table = BookCounter._meta.db_table
-    assert not [sql for sql in plain_sql if counter_table in sql]
+    shard_table = BookAllowance._meta.db_table
+    assert not [sql for sql in plain_sql if shard_table in sql]
     assert len(limited_sql) == len(plain_sql) + 1
-    # The counter's lock and the recount under it, in one round trip, the last before the commit.
+    # One shard's lock and the use's share taken from it, in one statement, the last before the commit.
     assert limited_sql[-1] == "COMMIT"
-    update, recount = limited_sql[-2].split("; ", 1)
-    assert update.startswith(f'UPDATE "{counter_table}"') and recount.startswith("SELECT")
-    assert not [sql for sql in limited_sql[:-2] if counter_table in sql]
+    assert limited_sql[-2].split()[:2] == ["UPDATE", f'"{shard_table}"']
+    assert not [sql for sql in limited_sql[:-2] if shard_table in sql]
 
 
 # --- Switching limits on and off ---------------------------------------------------------------------------

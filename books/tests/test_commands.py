@@ -11,8 +11,18 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from books.demo import SHARED_BOOK, SHARED_CODE, STAFF_USERS, SUPERUSER
-from books.models import Code, CouponBook, Event, Reservation
+from books.demo import (
+    LIMITED_BOOK,
+    LIMITED_BUDGET,
+    LIMITED_LOCKED,
+    LIMITED_MAX_REDEMPTIONS,
+    LIMITED_REDEEMED,
+    SHARED_BOOK,
+    SHARED_CODE,
+    STAFF_USERS,
+    SUPERUSER,
+)
+from books.models import BookCounter, Code, CouponBook, Event, Reservation
 from redemptions.models import Redemption
 from tenants.models import StaffMembership, Tenant
 from tenants.services import api_client_authenticate
@@ -91,6 +101,13 @@ def test_seed_demo_loads_the_demo_through_the_services(debug_on):
     summer = Code.objects.get(book=shared)
     assert summer.code == SHARED_CODE
     assert summer.redeemed_count == Redemption.objects.filter(book=shared).count() > 1
+
+    # A campaign with its limits, used, locked and refunded: its counter is its standing redemptions.
+    limited = CouponBook.objects.get(tenant=tenant, name=LIMITED_BOOK)
+    assert (limited.max_redemptions, limited.budget_amount) == (LIMITED_MAX_REDEMPTIONS, LIMITED_BUDGET)
+    standing = limited.redemptions.filter(reversed_at__isnull=True)
+    assert BookCounter.objects.get(book=limited).redemptions == standing.count() == LIMITED_REDEEMED - 1
+    assert Reservation.objects.filter(book=limited, status=Reservation.Status.ACTIVE).count() == LIMITED_LOCKED
 
     # Books in EUR and in USD, redemptions spread over the last 30 days, some refunded.
     redemptions = Redemption.objects.filter(tenant=tenant)
