@@ -20,7 +20,7 @@ dead Redis to milliseconds per try.
 import logging
 import time
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute, RateLimitItemPerSecond
@@ -34,6 +34,7 @@ RETRY_PRIMARY_SECONDS = 5.0
 _PERIODS = {"s": RateLimitItemPerSecond, "m": RateLimitItemPerMinute, "h": RateLimitItemPerHour, "d": RateLimitItemPerDay}
 
 
+@lru_cache(maxsize=64)  # read for every scope of every request; an item is never changed, so one per rate string
 def rate_parse(rate: str | None) -> RateLimitItem | None:
     """DRF's rate notation ("30/min", "1000/h", "5/s") as a `limits` item; None (no limit) for a missing rate."""
     if not rate:
