@@ -1,5 +1,6 @@
 """Profile one client's assign -> lock -> redeem cycle through the services with pyinstrument, and split its time
-between waiting on PostgreSQL and running Python: `python -m bench.profile_cycle [cycles]`.
+between waiting on PostgreSQL and running Python: `python -m bench.profile_cycle [cycles]`. Then the hot
+benchmark's call (a redeem without a token of one shared code) on its own: its wall time and client CPU per call.
 
 The figures explain the cycle benchmark's ratio (README "Performance"): on a machine whose two cores run both
 the clients and PostgreSQL, throughput follows the CPU each cycle costs, and the ORM's is the difference.
@@ -9,6 +10,7 @@ import sys
 import time
 
 from .bench_cycle import service_cycle
+from .bench_hot_redeem import _service_attempt, _shared_code
 from .common import django_setup, tables_truncate
 
 
@@ -67,6 +69,16 @@ def main(cycles: int) -> None:
         f"services: {wall * per:.2f} ms wall and {cpu * per:.2f} ms client CPU per cycle, {statements['n'] / cycles:.1f} statements besides BEGIN and COMMIT"
     )
     print(f"raw SQL:  {raw_wall * per:.2f} ms wall and {raw_cpu * per:.2f} ms client CPU per cycle")
+
+    hot_tenant, _ = _shared_code(cycles * 2 + 20, "PROFILEHOT")
+    redeem = _service_attempt(hot_tenant, "profilehot")
+    for i in range(20):  # warm up
+        redeem(0, -i - 1)
+    hot_started = time.perf_counter(), time.process_time()
+    for i in range(cycles):
+        redeem(0, i)
+    hot_wall, hot_cpu = time.perf_counter() - hot_started[0], time.process_time() - hot_started[1]
+    print(f"hot redeem (no token, one shared code): {hot_wall * per:.2f} ms wall and {hot_cpu * per:.2f} ms client CPU per call")
 
 
 if __name__ == "__main__":

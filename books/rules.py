@@ -106,13 +106,19 @@ def code_exhausted_error(code: Code) -> ApplicationError:
     return ApplicationError("code_exhausted", "Every use of this code has been redeemed.", {"code": code.code})
 
 
+def code_not_exhausted_check(*, code: Code) -> None:
+    """A use is left at all (redemptions < uses), whatever the reservations: the half of code_use_left_check that
+    the code's row alone settles."""
+    if code.max_uses is not None and code.redeemed_count >= code.max_uses:
+        raise code_exhausted_error(code)
+
+
 def code_use_left_check(*, code: Code, counts: UseCounts) -> None:
     """A use must be left beyond the other active reservations (redemptions + active holds <= uses)."""
+    code_not_exhausted_check(code=code)
     if code.max_uses is None:
         return
     left = code.max_uses - code.redeemed_count
-    if left <= 0:
-        raise code_exhausted_error(code)
     if counts.code_held >= left:
         raise ApplicationError(
             "code_locked", "The uses left on this code are reserved by a checkout in progress.", {"code": code.code}

@@ -34,14 +34,14 @@ def book_use_hold(*, code: Code) -> None:
         _book_use(book_id=code.book_id, new_hold=True)
 
 
-def book_use_take(*, code: Code, redemption: Redemption) -> None:
-    """A new redemption (already inserted; its reservation, if any, already consumed) is added to the book's usage."""
+def book_use_take(*, code: Code, discount: Decimal | None, reservation: Reservation | None) -> None:
+    """A new redemption (already inserted, with this discount; the reservation it consumed, if any, already
+    consumed) is added to the book's usage."""
     if code.book_limited:
-        reservation: Reservation | None = redemption.reservation
         _book_use(
             book_id=code.book_id,
             redemptions=1,
-            discount=redemption.discount or Decimal(0),
+            discount=discount or Decimal(0),
             consumed_expires_at=reservation.expires_at if reservation is not None else None,
         )
 

@@ -19,6 +19,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from books import lifecycle_sql
 from books.models import Code, Event
 from books.services.codes import (
     code_assign,
@@ -268,3 +269,64 @@ def test_a_live_hold_on_the_last_use_refuses_a_redeem_without_a_token(tenant, ac
         code_redeem(tenant=tenant, code="LIVE-1", user_id="bob", actor=actor)
     assert refused.value.code == "code_locked"
     assert not Redemption.objects.exists() and _held("LIVE-1") == 1
+
+
+def test_a_used_up_code_is_refused_on_its_read_without_the_locked_path(tenant, actor):
+    """No use left at all: code_exhausted from the unlocked read, before any write, so the redeemers still queued
+    when a hot code runs out do not queue again on its row."""
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_redemptions_per_user=None)
+    CodeFactory(book=book, code="GONE-1")
+    code_redeem(tenant=tenant, code="GONE-1", user_id="ann", actor=actor)
+    refused = {}
+
+    def redeem():
+        with pytest.raises(ApplicationError) as error:
+            code_redeem(tenant=tenant, code="GONE-1", user_id="bob", actor=actor)
+        refused["code"] = error.value.code
+
+    assert statements(redeem) == ["BEGIN", "WITH", "ROLLBACK"]  # the read (with the user's row when limited), no write
+    assert refused["code"] == "code_exhausted"
+
+
+def test_a_used_up_code_is_still_answered_in_the_rules_order(tenant, actor):
+    """A voided code's open rule answers before its counts, as the locked path answers."""
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=1, max_redemptions_per_user=None)
+    CodeFactory(book=book, code="GONE-2", redeemed_count=1, state=Code.State.VOIDED)
+    with pytest.raises(ApplicationError) as refused:
+        code_redeem(tenant=tenant, code="GONE-2", user_id="bob", actor=actor)
+    assert refused.value.code == "code_voided"
+
+
+def test_redeemers_of_one_code_without_a_token_queue_in_order_before_its_row(tenant, actor):
+    """The counted redeem waits on the code's advisory queue (granted in order) before it reaches the row: while
+    another transaction is at the head of the queue, the redeem waits WITHOUT holding the code's row."""
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=5, max_redemptions_per_user=None)
+    code = CodeFactory(book=book, code="QUEUE-1")
+    holder = connections.create_connection("default")
+    waiter_done = threading.Event()
+    outcome = {}
+
+    def redeem_in_thread():
+        try:
+            outcome["redemption"] = code_redeem(tenant=tenant, code="QUEUE-1", user_id="bob", actor=actor)
+        except BaseException as exc:  # reported below
+            outcome["error"] = exc
+        finally:
+            connection.close()
+            waiter_done.set()
+
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [lifecycle_sql.HOT_CODE_QUEUE, code.pk])
+            thread = threading.Thread(target=redeem_in_thread, daemon=True)
+            thread.start()
+            assert _waiting_on_a_lock(holder), ("the redeem never queued", outcome)
+            cursor.execute("SELECT id FROM books_code WHERE id = %s FOR NO KEY UPDATE NOWAIT", [code.pk])
+            assert not waiter_done.is_set()
+            cursor.execute("COMMIT")
+        thread.join(30)
+    finally:
+        holder.close()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["redemption"].code_id == code.pk
