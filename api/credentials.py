@@ -14,6 +14,12 @@ read the row between the two (still active) holds the first new version, which t
 are random, never a counter: a version lost from the cache (evicted, Redis restarted) comes back as a new value,
 never as one a process still holds.
 
+On the API's hot path the version is not read with a GET of its own: a view that defers the check
+(api.views.base.ApiView) uses the process's entry at once (`peek`), and the version is read in the round trip that
+hits the request's rate-limit counters (api.throttling, api.ratelimit: one Lua script call does both), before the
+handler runs; an entry whose version moved is read again there, and a revoked caller is refused 401 as before
+(api.authentication.credentials_confirm). A request whose counters are not on Redis reads the version the usual way.
+
 The shared cache down: every request reads its row from the database (revocation still at once), the outage is
 logged once and the cache is tried again every RETRY_SECONDS. A version write that failed (the cache unreachable
 from the process that revoked) is logged; every entry is read again after settings.COUPONS["API_CREDENTIALS_MAX_AGE"]
@@ -33,6 +39,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from .cache_outage import CacheOutage
+from .ratelimit import VersionRead
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +124,17 @@ class CredentialCache:
             self._entries[version_key] = (version, value, time.monotonic())
         return value
 
+    def peek(self, version_key: str) -> tuple[bytes | str, object] | None:
+        """This process's entry as (version, value), without reading the shared version: None when there is none, it
+        is past its maximum age, or the shared cache is failing. Its user must confirm the version before acting on
+        the value (`version_read` names what to read; api.authentication.credentials_confirm)."""
+        if self._outage.ongoing or _redis() is None:
+            return None
+        entry = self._entries.get(version_key)
+        if entry is None or time.monotonic() - entry[2] >= settings.COUPONS["API_CREDENTIALS_MAX_AGE"]:
+            return None
+        return entry[0], entry[1]
+
     def _version(self, version_key: str) -> str | None:
         if not self._outage.should_try():
             return None
@@ -135,6 +153,12 @@ class CredentialCache:
 
 
 credential_cache = CredentialCache()
+
+
+def version_read(version_key: str) -> VersionRead:
+    """The read of `version_key` done in another round trip (the rate-limit script), writing a new random version
+    first when there is none, as `_versions_read` does."""
+    return VersionRead(version_key, secrets.token_hex(8), VERSION_SECONDS)
 
 
 def _version_write(version_keys: list[str]) -> None:

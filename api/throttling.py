@@ -11,8 +11,9 @@ Scopes (rates in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], read on ever
   burst of guesses never gets more than the limit through; a caller at the limit is refused on every code look-up,
   existing codes included, so a refusal tells nothing about which codes exist.
 
-All the counters of a request are hit in one round trip (ApiThrottle, api.ratelimit.hit_all); the look-up slots
-that go back, in one more.
+All the counters of a request are hit in one round trip (ApiThrottle, api.ratelimit.hit_all_reading), which also
+reads the version of the caller's credential row when authentication used it unconfirmed (api.credentials); the
+look-up slots that go back, in one more.
 """
 
 import hashlib
@@ -24,6 +25,8 @@ from rest_framework.throttling import BaseThrottle
 from books.inputs import MAX_USER_ID_LENGTH
 from core.addresses import client_address
 
+from .authentication import credentials_confirm
+from .credentials import version_read
 from .principals import Principal
 from .ratelimit import limiter, rate_parse
 
@@ -103,8 +106,14 @@ class ApiThrottle(BaseThrottle):
                 item = _rate(scope)
                 if item is not None:  # a scope without a rate is not limited
                     takes.append((scope, item, f"{scope}:{ident}", is_slot))
-        hits = limiter().hit_all([(item, ident) for _, item, ident, _ in takes])
+        unconfirmed = getattr(request, "_credentials_unconfirmed", None)
+        hits, shared_version = limiter().hit_all_reading(
+            [(item, ident) for _, item, ident, _ in takes],
+            version_read(unconfirmed.version_key) if unconfirmed is not None else None,
+        )
         request._lookup_slots = [(item, hit) for (_, item, _, is_slot), hit in zip(takes, hits, strict=False) if is_slot]
+        # A revoked caller is refused as such (401), whatever its counters say.
+        credentials_confirm(request, shared_version)
         if not hits or hits[-1].allowed:
             return True
         refused, scope, item = hits[-1], takes[len(hits) - 1][0], takes[len(hits) - 1][1]

@@ -2,6 +2,10 @@
 Idempotency-Key on every POST), 16 concurrent clients, against the raw-SQL cycle of bench_cycle measured in the same
 run on the same database (16 client processes issuing the services' statements).
 
+gunicorn runs with the production configuration (coupons_site/gunicorn_conf.py: gthread workers, keep-alive);
+BENCH_GUNICORN_WORKERS, BENCH_GUNICORN_THREADS and BENCH_GUNICORN_CLASS (e.g. `sync`) change its worker model for a
+comparison, never for a verdict of record.
+
 The load comes from wrk (Debian package `wrk`) running bench/http_cycle.lua: 16 connections, one per wrk thread,
 each running cycles for users of its own and checking every answer. wrk costs a few tens of microseconds of CPU
 per request, where the Python threads it replaces cost 1.6-2 ms per cycle on the two cores the web workers need.
@@ -17,6 +21,7 @@ endpoint and /healthz's rate on the same stack are in the notes. BENCH_HTTP_PROF
 py-spy during the cycles (collapsed stacks, README "Performance").
 """
 
+import importlib
 import json
 import os
 import re
@@ -34,10 +39,16 @@ from .common import Result, median, percentile, scale, tables_truncate
 
 PORT = 8201
 CLIENTS = 16
-WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
-# Threads per worker: 1 is gunicorn's sync worker (README "Running in production"); more runs gthread workers, so
-# more calls wait on PostgreSQL at once than there are processes.
-THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
+# The production worker model (coupons_site/gunicorn_conf.py reads WEB_*), unless a comparison asks for another.
+WEB_ENVIRONMENT = {
+    name: os.environ[bench_name]
+    for name, bench_name in (
+        ("WEB_WORKERS", "BENCH_GUNICORN_WORKERS"),
+        ("WEB_THREADS", "BENCH_GUNICORN_THREADS"),
+        ("WEB_WORKER_CLASS", "BENCH_GUNICORN_CLASS"),
+    )
+    if os.environ.get(bench_name)
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,6 +60,24 @@ WEB_CPU_MS_TARGET = 8.0
 STATEMENTS_TARGET = 12
 STATEMENTS_PER_KEY = 2
 CALLS_PER_CYCLE = 3
+
+
+def _worker_model() -> str:
+    """The gunicorn worker model the run uses, as the configuration reads it."""
+    saved = {name: os.environ.get(name) for name in WEB_ENVIRONMENT}
+    os.environ.update(WEB_ENVIRONMENT)
+    try:
+        from coupons_site import gunicorn_conf
+
+        config = importlib.reload(gunicorn_conf)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    threads = f" x{config.threads} threads" if config.worker_class == "gthread" else ""
+    return f"gunicorn {config.worker_class} x{config.workers}{threads}"
 
 
 def _request(
@@ -86,16 +115,16 @@ def _gunicorn() -> subprocess.Popen:
         "API_RATE_LOOKUP_FAILED": "100000000/min",
         "API_RATE_LOOKUP_FAILED_CLIENT": "100000000/min",
         "API_RATE_AUTH_ADDRESS": "1000000/min",
+        **WEB_ENVIRONMENT,
     }
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
+            "--config",
+            "python:coupons_site.gunicorn_conf",
             "coupons_site.wsgi",
             "--bind",
             f"127.0.0.1:{PORT}",
-            "--workers",
-            str(WORKERS),
-            *(["--worker-class", "gthread", "--threads", str(THREADS)] if THREADS > 1 else []),
         ],
         cwd=ROOT,
         env=env,
@@ -286,8 +315,7 @@ def run() -> list[Result]:
     ]
     return [
         Result(
-            name=f"HTTP cycle, {CLIENTS} clients, gunicorn x{WORKERS}{f' x{THREADS} threads' if THREADS > 1 else ''}, "
-            "Idempotency-Key on every POST",
+            name=f"HTTP cycle, {CLIENTS} clients, {_worker_model()}, Idempotency-Key on every POST",
             figure=f"{cycle_rate:,.0f} cycles/s ({3 * cycle_rate:,.0f} req/s)",
             baseline=f"raw-SQL cycle ({RAW_CLIENTS} clients) {raw_rate:,.0f} cycles/s",
             ratio=ratio,

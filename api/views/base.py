@@ -1,11 +1,12 @@
 """The base of every API view: body size limits, input parsing, and the caller's tenant and actor."""
 
 from django.conf import settings
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.generics import GenericAPIView
 
 from core.exceptions import ApplicationError
 
+from ..authentication import credentials_confirm
 from ..serializers import Prebuilt
 
 WRITE_METHODS = ("POST", "PUT", "PATCH")
@@ -16,6 +17,10 @@ class ApiView(GenericAPIView):
     idempotency_key = ""
     #: Error codes beyond the common ones (documented in the schema): a tuple, or a dict by method.
     error_codes: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+    #: The caller's credential row may come from this process's memory before its shared version is read: the
+    #: throttle reads it in its own round trip (api.throttling), and `initial`, `permission_denied` and
+    #: `handle_exception` confirm it otherwise, so no handler and no error answer acts on an unconfirmed row.
+    defers_credential_check = True
 
     def initial(self, request, *args, **kwargs):
         if request.method in WRITE_METHODS:
@@ -33,6 +38,18 @@ class ApiView(GenericAPIView):
                 # Idempotency-Key fingerprint needs the raw bytes after DRF has parsed them.
                 request._request.body  # noqa: B018
         super().initial(request, *args, **kwargs)
+        credentials_confirm(request)  # when no throttle read the version
+
+    def permission_denied(self, request, message=None, code=None):
+        credentials_confirm(request)  # a revoked caller is told so (401), not 403
+        super().permission_denied(request, message, code)
+
+    def handle_exception(self, exc):
+        try:
+            credentials_confirm(self.request)  # an error before the throttle: a revoked caller still gets 401
+        except AuthenticationFailed as failed:
+            exc = failed
+        return super().handle_exception(exc)
 
     @property
     def tenant(self):
