@@ -66,8 +66,12 @@ def database_prepare(server_url: str, db_name: str, env: dict[str, str], *, tena
 
 
 def gunicorn_command(port: int, *extra: str) -> list[str]:
+    """The production configuration (coupons_site/gunicorn_conf.py: gthread workers, keep-alive) on a free port,
+    with fewer processes than a server's default, as the checks share two cores with their load."""
     return [
         str(BIN / "gunicorn"),
+        "-c",
+        "python:coupons_site.gunicorn_conf",
         "coupons_site.wsgi",
         "--bind",
         f"127.0.0.1:{port}",
