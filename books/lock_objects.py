@@ -86,7 +86,12 @@ def book_lock(*, book_id: int) -> CouponBook:
 
 
 def book_allowance_take(
-    *, book_id: int, redemptions: int, discount: Decimal, new_hold: bool, consumed_expires_at: datetime | None
+    *,
+    book_id: int,
+    redemptions: int = 0,
+    discount: Decimal = Decimal(0),
+    new_hold: bool = False,
+    consumed_expires_at: datetime | None = None,
 ) -> bool:
     """A use's share of a limited book's allowance, taken from ONE shard with room that no one else holds, LAST
     of a service's locks, with the use's part of the book's standing redemptions and discount; False when no

@@ -17,6 +17,7 @@ usage, and a recount sets it from the usage itself, so the allowance never excee
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from typing import TypedDict, Unpack
 
 from django.db import connection
 from django.db.models import Count, Q, Sum
@@ -53,42 +54,22 @@ def book_use_return(*, code: Code, redemption: Redemption) -> None:
         lock_objects.book_allowance_give_back(book_id=code.book_id, redemptions=-1, discount=-(redemption.discount or Decimal(0)))
 
 
-def _book_use(
-    *,
-    book_id: int,
-    redemptions: int = 0,
-    discount: Decimal = Decimal(0),
-    new_hold: bool = False,
-    consumed_expires_at: datetime | None = None,
-) -> None:
+class BookUse(TypedDict, total=False):
+    """One use at hand, as book_allowance_take and book_allowance_recount take it (see the latter)."""
+
+    redemptions: int
+    discount: Decimal
+    new_hold: bool
+    consumed_expires_at: datetime | None
+
+
+def _book_use(*, book_id: int, **use: Unpack[BookUse]) -> None:
     """Take one use's share from a free shard, or recount the book and decide on its exact usage."""
-    if lock_objects.book_allowance_take(
-        book_id=book_id,
-        redemptions=redemptions,
-        discount=discount,
-        new_hold=new_hold,
-        consumed_expires_at=consumed_expires_at,
-    ):
-        return
-    book_allowance_recount(
-        book_id=book_id,
-        redemptions=redemptions,
-        discount=discount,
-        new_hold=new_hold,
-        consumed_expires_at=consumed_expires_at,
-        check=True,
-    )
+    if not lock_objects.book_allowance_take(book_id=book_id, **use):
+        book_allowance_recount(book_id=book_id, check=True, **use)
 
 
-def book_allowance_recount(
-    *,
-    book_id: int,
-    redemptions: int = 0,
-    discount: Decimal = Decimal(0),
-    new_hold: bool = False,
-    consumed_expires_at: datetime | None = None,
-    check: bool = False,
-) -> None:
+def book_allowance_recount(*, book_id: int, check: bool = False, **use: Unpack[BookUse]) -> None:
     """Lock every shard of the book, count its usage exactly, and share out what its limits leave.
 
     `redemptions` and `discount` are the use at hand's (this transaction's redemption, which the shards do not
@@ -99,6 +80,8 @@ def book_allowance_recount(
     what was given leaves no room, takes nothing back. Three statements; a use only comes here when no free
     shard had room.
     """
+    redemptions, discount = use.get("redemptions", 0), use.get("discount", Decimal(0))
+    new_hold, consumed_expires_at = use.get("new_hold", False), use.get("consumed_expires_at")
     now = timezone.now()
     lock_objects.book_allowances_lock(book_id=book_id)
     recount = rules.book_recount(book_id=book_id, now=now)
