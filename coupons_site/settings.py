@@ -125,8 +125,11 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="") or embedded_db.database_url(VAR_DIR / "pgdata")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env.int("DB_CONN_MAX_AGE", default=60))}
 # Server-side parameters let psycopg 3 prepare the statements a connection repeats (the hot lock and redeem
-# queries), sparing PostgreSQL a parse and plan each time.
+# queries), sparing PostgreSQL a parse and plan each time: a statement sent prepare_threshold times is prepared.
+# Django turns preparing off unless OPTIONS sets the threshold; on, PostgreSQL's time per hot redeem went from 2.3
+# to 1.3 ms (README "Performance"). 0 turns it off (PgBouncer in transaction mode).
 DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING", default=True)
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5) or None
 # Services own their transactions (STYLE.md): a request never wraps them in one big transaction.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -330,3 +330,19 @@ def test_redeemers_of_one_code_without_a_token_queue_in_order_before_its_row(ten
         holder.close()
     assert "error" not in outcome, outcome.get("error")
     assert outcome["redemption"].code_id == code.pk
+
+
+def test_the_hot_statements_are_prepared_once_they_repeat(tenant, actor):
+    # Django turns psycopg's prepared statements off unless OPTIONS sets prepare_threshold (settings does): a
+    # prepared statement is parsed and planned once per connection, which halved PostgreSQL's time per hot redeem
+    # (2.3 -> 1.3 ms, README "Performance").
+    book = CouponBookFactory(tenant=tenant, requires_assignment=False, uses_per_code=100)
+    CodeFactory(book=book, code="PREP-1", max_uses=100)
+    threshold = connection.connection.prepare_threshold
+    assert threshold is not None, "psycopg prepares nothing: settings' prepare_threshold is off"
+    for i in range(threshold + 1):
+        code_redeem(tenant=tenant, code="PREP-1", user_id=f"u{i}", actor=actor)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(f"pg_advisory_xact_lock({lifecycle_sql.HOT_CODE_QUEUE}" in text for text in prepared), prepared
