@@ -15,7 +15,7 @@ from functools import partial
 from unittest import mock
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -346,3 +346,39 @@ def test_the_hot_statements_are_prepared_once_they_repeat(tenant, actor):
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any(f"pg_advisory_xact_lock({lifecycle_sql.HOT_CODE_QUEUE}" in text for text in prepared), prepared
+
+
+
+def test_the_use_counts_take_their_indexes_in_a_plan_made_for_any_user(book):
+    # A prepared statement runs a generic plan: one made without the parameters' values and kept while the
+    # tables grow. Each count must still be an index look-up for the one user (or code) and never a scan of the
+    # book's history: here with 600 users' redemptions and holds in the book, analyzed.
+    code = CodeFactory(book=book, code="PLAN-1", max_uses=None)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO redemptions_redemption (tenant_id, book_id, code_id, user_id, redeemed_at, order_ref,
+                   product_id, currency, actor_type, actor_id, idempotency_key, reversal_reason, reversed_by_type,
+                   reversed_by_id)
+               SELECT %s, %s, %s, 'user-' || n, %s, '', '', '', 'system', 'test', '', '', '', ''
+               FROM generate_series(1, 600) n""",
+            [book.tenant_id, book.pk, code.pk, now],
+        )
+        cursor.execute(
+            """INSERT INTO books_reservation (tenant_id, book_id, code_id, user_id, token, status, created_at, expires_at)
+               SELECT %s, %s, %s, 'user-' || n, 'token-' || n, 'active', %s, %s FROM generate_series(1, 600) n""",
+            [book.tenant_id, book.pk, code.pk, now, now + timedelta(minutes=5)],
+        )
+        cursor.execute("ANALYZE redemptions_redemption, books_reservation")
+    sql = "SELECT " + lifecycle_sql._use_counts_sql()
+    for number, name in enumerate(["code_id", "book_id", "user_id", "now"], start=1):
+        sql = sql.replace(f"%({name})s", f"${number}")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"PREPARE use_counts(bigint, bigint, text, timestamptz) AS {sql}")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"EXPLAIN EXECUTE use_counts({code.pk}, {book.pk}, 'user-1', now())")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE use_counts")
+    assert "redemption_user_idx" in plan, plan
+    assert "reservation_user_active_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan
