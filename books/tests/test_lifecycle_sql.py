@@ -348,7 +348,6 @@ def test_the_hot_statements_are_prepared_once_they_repeat(tenant, actor):
     assert any(f"pg_advisory_xact_lock({lifecycle_sql.HOT_CODE_QUEUE}" in text for text in prepared), prepared
 
 
-
 def test_the_use_counts_take_their_indexes_in_a_plan_made_for_any_user(book):
     # A prepared statement runs a generic plan: one made without the parameters' values and kept while the
     # tables grow. Each count must still be an index look-up for the one user (or code) and never a scan of the
