@@ -261,14 +261,14 @@ def run() -> list[Result]:
     from tests.factories import CouponBookFactory, TenantFactory
 
     from .bench_cycle import CLIENTS as RAW_CLIENTS
-    from .bench_cycle import _raw_worker, _run_clients
+    from .bench_cycle import WARM_UP_CYCLES, _raw_worker, _run_clients
 
     seconds = max(10.0, 30 * float(os.environ.get("BENCH_SCALE", "1")))
     raw_cycles = scale(3200) // RAW_CLIENTS * RAW_CLIENTS
     tables_truncate()
     tenant = TenantFactory()
     book = CouponBookFactory(tenant=tenant)
-    codes_generate(book=book, count=raw_cycles + 100, actor=Actor.system("bench"))
+    codes_generate(book=book, count=raw_cycles + RAW_CLIENTS * WARM_UP_CYCLES + 100, actor=Actor.system("bench"))
     issued = api_client_create(tenant=tenant, name="bench")
     raw_seconds, _, _ = _run_clients(_raw_worker(tenant.pk, book.pk), raw_cycles)
     raw_rate = raw_cycles / raw_seconds

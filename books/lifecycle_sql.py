@@ -580,10 +580,14 @@ def free_code_claim(*, book: CouponBook, user_id: str, start: int, wrapped: bool
     claim, the update, the event and the outbox; 19.2 ms a call in the profile, now 4.7 ms). The user's code
     count comes back.
 
-    SKIP LOCKED hands each concurrent claimer a different free code (lock_objects.free_codes_claim_qs).
+    SKIP LOCKED hands each concurrent claimer a different free code (lock_objects.free_codes_claim_qs). The user's
+    count names the tenant, so that code_user_idx (tenant, user, book) serves it: by the book alone it read every
+    code of the book (4.4 ms at 47,000 codes, where the claim takes 0.07 ms; README "Performance").
     """
     codes = Code._meta.db_table
-    params = _Params(book_id=book.pk, user_id=user_id, now=now, start=start, assigned=Code.State.ASSIGNED)
+    params = _Params(
+        tenant_id=book.tenant_id, book_id=book.pk, user_id=user_id, now=now, start=start, assigned=Code.State.ASSIGNED
+    )
     sql = f"""
         WITH free AS (
             SELECT id FROM {codes}
@@ -595,8 +599,8 @@ def free_code_claim(*, book: CouponBook, user_id: str, start: int, wrapped: bool
             FROM free WHERE c.id = free.id AND c.state = 'free'
             RETURNING {_columns(Code, "c")}),
         {_event_ctes(params, event, source="claimed")}
-        SELECT (SELECT count(*) FROM {codes}
-                WHERE book_id = %(book_id)s AND user_id = %(user_id)s AND state <> 'voided'),
+        SELECT (SELECT count(*) FROM {codes} WHERE tenant_id = %(tenant_id)s AND user_id = %(user_id)s
+                AND book_id = %(book_id)s AND state <> 'voided'),
                {_deliveries(event)}, claimed.*
         FROM (SELECT 1) AS one LEFT JOIN claimed ON true"""
     row = _run(sql, params)

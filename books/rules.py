@@ -139,7 +139,9 @@ def user_redemption_limit_check(*, book: CouponBook, counts: UseCounts) -> None:
 
 def user_codes_held(*, book: CouponBook, user_id: str) -> int:
     """The user's codes in the book, voided ones aside (what max_codes_per_user limits)."""
-    return Code.objects.filter(book=book, user_id=user_id).exclude(state=Code.State.VOIDED).count()
+    # By tenant, user and book: code_user_idx serves it (by the book alone, every code of the book is read).
+    codes = Code.objects.filter(tenant_id=book.tenant_id, user_id=user_id, book=book)
+    return codes.exclude(state=Code.State.VOIDED).count()
 
 
 def user_code_limit_check(*, book: CouponBook, held: int) -> None:
