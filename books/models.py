@@ -130,8 +130,10 @@ class Code(models.Model):
         REDEEMED = "redeemed", "Redeemed"  # every use consumed
         VOIDED = "voided", "Voided"  # withdrawn by staff; never usable again
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="codes")
-    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="codes")
+    # No index of their own: code_unique_per_tenant (tenant, code) and code_book_state_idx (book, state) lead with
+    # them. An assign and a code's last use change its state, which PostgreSQL writes into every index of the row.
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="codes", db_index=False)
+    book = models.ForeignKey(CouponBook, on_delete=models.CASCADE, related_name="codes", db_index=False)
     code = models.CharField(max_length=64, validators=[RegexValidator(CODE_REGEX)])
     state = models.CharField(max_length=16, choices=State.choices, default=State.FREE)
     # NULL, not "", means unassigned: the partial index of users' codes and the assigned-has-user check rely on it.
