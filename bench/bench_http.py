@@ -18,7 +18,8 @@ per cycle counting BEGIN/COMMIT, and an Idempotency-Key adds at most 2 per call 
 on a warm cycle through the same WSGI application in this process, with and without keys). The load generator's
 own CPU per cycle (wrk's rusage) is printed, so a run where it was the bottleneck can be told apart; p50/p99 per
 endpoint and /healthz's rate on the same stack are in the notes. BENCH_HTTP_PROFILE=path samples the workers with
-py-spy during the cycles (collapsed stacks, README "Performance").
+py-spy during the cycles (collapsed stacks, README "Performance"), only the thread holding the GIL: where the CPU
+goes, not where the threads wait.
 """
 
 import importlib
@@ -215,7 +216,7 @@ def _profiler_start(pid: int) -> subprocess.Popen | None:
     if not path:
         return None
     spy = Path(sys.executable).parent / "py-spy"
-    command = [str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "250", "--format", "raw"]
+    command = [str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "250", "--gil", "--format", "raw"]
     process = subprocess.Popen([*command, "--output", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)  # py-spy attaches to each worker before the load starts
     return process

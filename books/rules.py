@@ -137,15 +137,9 @@ def user_redemption_limit_check(*, book: CouponBook, counts: UseCounts) -> None:
         )
 
 
-def user_codes_held(*, book: CouponBook, user_id: str) -> int:
-    """The user's codes in the book, voided ones aside (what max_codes_per_user limits)."""
-    # By tenant, user and book: code_user_idx serves it (by the book alone, every code of the book is read).
-    codes = Code.objects.filter(tenant_id=book.tenant_id, user_id=user_id, book=book)
-    return codes.exclude(state=Code.State.VOIDED).count()
-
-
 def user_code_limit_check(*, book: CouponBook, held: int) -> None:
-    """One more code keeps the user within max_codes_per_user (`held`: their codes before it)."""
+    """One more code keeps the user within max_codes_per_user (`held`: their codes before it, as
+    lifecycle_sql.user_codes_held counts them)."""
     if book.max_codes_per_user is None:
         return
     if held >= book.max_codes_per_user:

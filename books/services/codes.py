@@ -79,7 +79,7 @@ def code_assign(*, tenant: Tenant, code: str, user_id: str, actor: Actor) -> tup
     now = timezone.now()
     rules.book_assignable_check(book=book, now=now)
     if book.max_codes_per_user is not None:
-        rules.user_code_limit_check(book=book, held=rules.user_codes_held(book=book, user_id=user_id))
+        rules.user_code_limit_check(book=book, held=lifecycle_sql.user_codes_held(book=book, user_id=user_id))
     Code.objects.filter(pk=found.pk, state=Code.State.FREE).update(state=Code.State.ASSIGNED, user_id=user_id, assigned_at=now)
     # The row is locked and was just written: mirror the update instead of reading it back.
     found.state, found.user_id, found.assigned_at = Code.State.ASSIGNED, user_id, now
