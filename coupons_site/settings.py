@@ -184,7 +184,7 @@ AXES_CLIENT_IP_CALLABLE = "core.addresses.client_address"
 # (coupons_site/wsgi.py): bearer tokens, no cookie, so sessions, CSRF (DRF's views are exempt), Django's auth user,
 # messages and the admin sign-in lockout have nothing to do there, and together they cost about 0.5 ms of CPU per
 # checkout cycle (README "Performance"). The others keep their order from MIDDLEWARE.
-API_PATH_PREFIX = "/api/v1/"
+API_PATH_PREFIX = "/api/v1/"  # where coupons_site/urls.py mounts the API
 BROWSER_ONLY_MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -1,5 +1,6 @@
 """Top-level URL configuration."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -18,7 +19,8 @@ urlpatterns = [
     path("admin/", admin.site.admin_view(dashboard), name="backoffice_dashboard"),
     path("admin/backoffice/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("api.urls")),
+    # Mounted where the WSGI application sends requests to the API's shorter middleware (settings, wsgi.py).
+    path(settings.API_PATH_PREFIX.removeprefix("/"), include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^api/", not_found_json),
