@@ -23,6 +23,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.exceptions import ApplicationError
+from core.transactions import deadlock_retried
 
 from .models import IdempotencyKey
 from .principals import Principal
@@ -121,8 +122,12 @@ def _run_once(request, run: Callable[[str], Response], *, one_transaction: bool)
     if raw is None:
         return run("")
     key = clean_key(raw)
+    return _run_keyed(request, run, key, request_fingerprint(request), one_transaction=one_transaction)
+
+
+@deadlock_retried  # the key's transaction is the outermost one: run again whole, key claim included
+def _run_keyed(request, run: Callable[[str], Response], key: str, fingerprint: str, *, one_transaction: bool) -> Response:
     principal: Principal = request.user
-    fingerprint = request_fingerprint(request)
     scope = {"tenant": principal.tenant, "principal": principal.ident, "key": key}
     connection = connections[IdempotencyKey.objects.db]
     with transaction.atomic():

@@ -104,7 +104,9 @@ def book_allowance_take(
 
     SKIP LOCKED, in random order: concurrent uses of the book take different shards and never wait for each
     other's commit; a shard row's lock is held only through this one statement and the commit. Its conditions
-    are re-checked on the newest version of the row it locks, so two uses never both take a shard's last room.
+    are re-checked on the newest version of the row it locks, so two uses never both take a shard's last room;
+    a shard whose newest version fails them is skipped but stays locked to the end of the transaction (see
+    book_allowances_lock).
     One statement, one round trip, as the counter row's UPDATE it replaces (test_campaign_limits).
     """
     table = connection.ops.quote_name(BookAllowance._meta.db_table)
@@ -139,8 +141,11 @@ def book_allowance_take(
 def book_allowances_lock(*, book_id: int) -> None:
     """Every shard of the book's allowance, locked in id order, waiting for their holders (the recount).
 
-    The one place a transaction holds more than one shard: all of them, always in the same order, and it waits
-    for nothing else while it holds them; every other holder holds one shard and only commits. So no deadlock.
+    The one place a transaction asks for more than one shard: all of them, always in the same order, and it
+    waits for nothing else while it holds them; every other holder holds one shard and only commits. One lock
+    escapes that order: a recounting use may already hold a shard that its SKIP LOCKED pick locked and then
+    skipped (book_allowance_take), so two recounts can deadlock; the one PostgreSQL fails runs again whole
+    (core/transactions.py, books/tests/test_campaign_limits.py).
     """
     list(BookAllowance.objects.filter(book_id=book_id).order_by("pk").select_for_update(no_key=True).values_list("pk"))
 

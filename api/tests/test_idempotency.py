@@ -1,10 +1,14 @@
 """Idempotency-Key: a retry replays the first answer, another body with the same key is refused."""
 
+from unittest import mock
+
 import pytest
 from django.utils import timezone
 
+import api.views.codes as code_views
 from api.models import IdempotencyKey
 from books.models import Code, CouponBook
+from core.tests.test_transactions import deadlock
 from redemptions.models import Redemption
 
 from .conftest import assert_error
@@ -120,3 +124,25 @@ def test_plain_idempotent_keeps_the_savepoint_a_service_may_roll_back_to(tenant)
     assert _run_once(request("with-savepoint"), handler, one_transaction=False).status_code == 201
     with pytest.raises(TransactionManagementError):
         _run_once(request("without"), handler, one_transaction=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keyed_call_failed_as_a_deadlocks_victim_runs_again_whole(api, make_code):
+    """The key's transaction is the outermost (core.transactions): rolled back with its claim, then run again."""
+    code = make_code(user_id="bob")
+    real_redeem, calls = code_views.code_redeem, []
+
+    def redeem_deadlocking_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            assert IdempotencyKey.objects.filter(key="k-deadlock").exists()  # claimed in this transaction
+            raise deadlock()
+        return real_redeem(**kwargs)
+
+    with mock.patch.object(code_views, "code_redeem", side_effect=redeem_deadlocking_once):
+        response = redeem(api, code.code, "k-deadlock", order_ref="order-9")
+    assert response.status_code == 201
+    assert len(calls) == 2
+    assert IdempotencyKey.objects.filter(key="k-deadlock").count() == 1
+    assert Redemption.objects.count() == 1
+    assert redeem(api, code.code, "k-deadlock", order_ref="order-9").json() == response.json()

@@ -9,6 +9,7 @@ from django.db.models import Case, Count, F, Max, Q, Value, When
 from django.utils import timezone
 
 from core.exceptions import ApplicationError
+from core.transactions import deadlock_retried
 from tenants.models import Tenant
 
 from .. import lock_objects
@@ -134,6 +135,7 @@ def book_create(*, tenant: Tenant, name: str, **fields: Unpack[BookSettings]) ->
 LIMIT_SETTINGS = {"max_redemptions", "budget_amount", "discount_type", "discount_value", "max_discount_amount"}
 
 
+@deadlock_retried  # its recount meets the uses' (core/transactions.py)
 @transaction.atomic
 def book_update(*, book: CouponBook, **fields: Unpack[BookChanges]) -> CouponBook:
     """Change a book's fields. A change of uses_per_code is carried to its codes (their max_uses), and so is

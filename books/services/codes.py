@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from core.actors import Actor
 from core.exceptions import ApplicationError, id_detail
+from core.transactions import deadlock_retried
 from redemptions.models import Redemption
 from redemptions.selectors import redemption_get
 from tenants.models import Tenant
@@ -87,6 +88,7 @@ def code_assign(*, tenant: Tenant, code: str, user_id: str, actor: Actor) -> tup
     return found, True
 
 
+@deadlock_retried  # a limited book's recount (core/transactions.py)
 @transaction.atomic
 def code_reserve(*, tenant: Tenant, code: str, user_id: str, actor: Actor, ttl_seconds: int | None = None) -> Reservation:
     """Hold one use of the code for the user until the returned reservation's expires_at.
@@ -261,6 +263,7 @@ def reservations_release(*, tenant: Tenant, code: str, actor: Actor) -> int:
     return _reservations_release(code=found, reservations=held, actor=actor, data={"released_by_staff": True})
 
 
+@deadlock_retried  # a limited book's recount (core/transactions.py)
 def code_redeem(
     *,
     tenant: Tenant,

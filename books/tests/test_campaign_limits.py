@@ -4,6 +4,7 @@ reservations counted and reversals giving back), min_order_amount and max_discou
 The concurrency tests run real threads against PostgreSQL, as books/tests/test_concurrency.py does.
 """
 
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from books import lock_objects
 from books.models import BookAllowance, BookCounter, Code, CouponBook, Reservation
 from books.rules import BOOK_ALLOWANCE_SHARDS
 from books.selectors import code_validate
@@ -103,6 +105,40 @@ def test_a_reversal_makes_room_for_exactly_one_more(tenant, actor):
     assert len(successes(outcomes)) == 1
     assert error_counts(outcomes) == {"book_redemption_limit_reached": 19}
     assert standing(book) == 10
+    assert_counter_matches(book)
+
+
+def test_two_uses_that_deadlock_in_their_recounts_both_go_through(tenant, actor):
+    """A SKIP LOCKED pick of a shard can leave that shard locked without taking it (its newest version had no room
+    left: core/transactions.py), and a use that then recounts holds it while it locks every shard in id order. Two
+    such uses, one holding the last shard and one the first, deadlock in their recounts (CI saw it in
+    test_a_reversal_makes_room_for_exactly_one_more): PostgreSQL fails one, which runs again whole and goes through.
+    The stray locks are made here, as the pick leaves them, because the race that leaves them cannot be timed."""
+    book = limited_book(tenant, codes=2, max_redemptions=10)
+    shards = list(BookAllowance.objects.filter(book=book).order_by("pk").values_list("pk", flat=True))
+    strays = [shards[-1], shards[0]]  # the first use holds the last shard, the second the first
+    both_hold_theirs = threading.Barrier(2)
+    picks = []
+    pick = lock_objects.book_allowance_take
+
+    def pick_leaving_a_stray_lock(**use):
+        with picks_lock:
+            picks.append(use)
+            stray = strays[len(picks) - 1] if len(picks) <= len(strays) else None
+        if stray is None:
+            return pick(**use)  # the victim's second run
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {BookAllowance._meta.db_table} WHERE id = %s FOR NO KEY UPDATE", [stray])
+        both_hold_theirs.wait(timeout=30)
+        return False  # "no free shard with room": the use recounts, holding the stray lock
+
+    picks_lock = threading.Lock()
+    with mock.patch.object(lock_objects, "book_allowance_take", side_effect=pick_leaving_a_stray_lock):
+        outcomes = run_concurrently(redeem_each(tenant, actor, range(2)))
+
+    assert len(successes(outcomes)) == 2
+    assert len(picks) == 3  # the victim ran again: one pick more
+    assert standing(book) == 2
     assert_counter_matches(book)
 
 
