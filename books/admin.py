@@ -30,6 +30,7 @@ from backoffice.scoping import (
 )
 from core.exceptions import ApplicationError
 from core.models import Job
+from core.transactions import deadlock_retried
 from tenants.models import Tenant
 
 from .code_upload import (
@@ -256,6 +257,11 @@ class CouponBookAdmin(TenantScopedAdmin):
                 return cleaned
 
         return ServiceCheckedForm
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The admin's own transaction is the outermost one around book_update: a limit changed at a campaign's end
+        # may deadlock with recounting uses, and the victim runs again whole (core/transactions.py).
+        return deadlock_retried(super().changeform_view)(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         book = self._book_save(request, obj, form, change)

@@ -2,15 +2,18 @@
 the service with its counter, and the book page showing what its limits have used."""
 
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.urls import reverse
 
+from books import admin as book_admin
 from books.models import BookCounter, Code, CouponBook
 from books.services.books import book_save_check
 from books.services.codes import code_redeem, code_reserve
 from core.actors import Actor
 from core.exceptions import ApplicationError
+from core.tests.test_transactions import deadlock
 from tenants.models import Role
 from tests.factories import CodeFactory, CouponBookFactory
 from tests.helpers import logged_in
@@ -117,3 +120,28 @@ def test_a_book_without_limits_shows_no_limits_panel(client, book):
     logged_in(client, book.tenant, Role.MARKETING)
     page = client.get(reverse("admin:books_couponbook_change", args=[book.pk])).content.decode()
     assert 'id="book-limits"' not in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_limit_changed_in_the_admin_that_loses_a_deadlock_is_saved_on_the_next_run(client, tenant):
+    """The admin's transaction is the outermost one around book_update: PostgreSQL failing it as a deadlock's
+    victim (a recount racing recounting uses, core/transactions.py) runs the whole save again."""
+    logged_in(client, tenant, Role.MARKETING)
+    book = CouponBookFactory(tenant=tenant, status="active", max_redemptions=100)
+    real_update, calls = book_admin.book_update, []
+
+    def update_deadlocking_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise deadlock()
+        return real_update(**kwargs)
+
+    change = client.get(reverse("admin:books_couponbook_change", args=[book.pk])).context["adminform"].form.initial
+    fields = {**ADD_FORM, **{name: ("" if value is None else value) for name, value in change.items() if name in ADD_FORM}}
+    with mock.patch.object(book_admin, "book_update", side_effect=update_deadlocking_once):
+        response = client.post(reverse("admin:books_couponbook_change", args=[book.pk]), {**fields, "max_redemptions": "50"})
+
+    assert response.status_code == 302, form_errors(response)
+    assert len(calls) == 2
+    book.refresh_from_db()
+    assert book.max_redemptions == 50
