@@ -1,8 +1,11 @@
-"""Helpers shared by the apps' tests: staff users of each role, logged in, and a redemption row."""
+"""Helpers shared by the apps' tests: staff users of each role, logged in, a redemption row, and the error a
+deadlock's victim gets."""
 
 from decimal import Decimal
 
+from django.db import OperationalError
 from django.utils import timezone
+from psycopg import errors
 
 from tenants.services import staff_user_create
 from tests.factories import CodeFactory, RedemptionFactory
@@ -31,3 +34,14 @@ def redemption_make(book, *, user_id="user-1", discount="5.00", when=None, code=
         redeemed_at=when or timezone.now(),
         **fields,
     )
+
+
+def deadlock() -> OperationalError:
+    """The error Django raises for PostgreSQL's 40P01 (a deadlock's victim), with psycopg's as its cause."""
+    try:
+        try:
+            raise errors.DeadlockDetected("deadlock detected")
+        except errors.DeadlockDetected as cause:
+            raise OperationalError("deadlock detected") from cause
+    except OperationalError as exc:
+        return exc

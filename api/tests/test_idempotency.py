@@ -8,8 +8,8 @@ from django.utils import timezone
 import api.views.codes as code_views
 from api.models import IdempotencyKey
 from books.models import Code, CouponBook
-from core.tests.test_transactions import deadlock
 from redemptions.models import Redemption
+from tests.helpers import deadlock
 
 from .conftest import assert_error
 

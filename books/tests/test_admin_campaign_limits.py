@@ -13,10 +13,9 @@ from books.services.books import book_save_check
 from books.services.codes import code_redeem, code_reserve
 from core.actors import Actor
 from core.exceptions import ApplicationError
-from core.tests.test_transactions import deadlock
 from tenants.models import Role
 from tests.factories import CodeFactory, CouponBookFactory
-from tests.helpers import logged_in
+from tests.helpers import deadlock, logged_in
 
 pytestmark = pytest.mark.django_db
 

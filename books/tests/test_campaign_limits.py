@@ -118,7 +118,7 @@ def test_two_uses_that_deadlock_in_their_recounts_both_go_through(tenant, actor)
     shards = list(BookAllowance.objects.filter(book=book).order_by("pk").values_list("pk", flat=True))
     strays = [shards[-1], shards[0]]  # the first use holds the last shard, the second the first
     both_hold_theirs = threading.Barrier(2)
-    picks = []
+    picks, picks_lock = [], threading.Lock()
     pick = lock_objects.book_allowance_take
 
     def pick_leaving_a_stray_lock(**use):
@@ -132,7 +132,6 @@ def test_two_uses_that_deadlock_in_their_recounts_both_go_through(tenant, actor)
         both_hold_theirs.wait(timeout=30)
         return False  # "no free shard with room": the use recounts, holding the stray lock
 
-    picks_lock = threading.Lock()
     with mock.patch.object(lock_objects, "book_allowance_take", side_effect=pick_leaving_a_stray_lock):
         outcomes = run_concurrently(redeem_each(tenant, actor, range(2)))
 

@@ -2,20 +2,9 @@
 
 import pytest
 from django.db import OperationalError, transaction
-from psycopg import errors
 
 from core.transactions import ATTEMPTS, deadlock_retried, is_deadlock
-
-
-def deadlock() -> OperationalError:
-    """The error Django raises for PostgreSQL's 40P01, with psycopg's as its cause."""
-    try:
-        try:
-            raise errors.DeadlockDetected("deadlock detected")
-        except errors.DeadlockDetected as cause:
-            raise OperationalError("deadlock detected") from cause
-    except OperationalError as exc:
-        return exc
+from tests.helpers import deadlock
 
 
 def failing(times: int, error: Exception):
